@@ -1,13 +1,21 @@
 //! gopxe: a plug-in network-boot appliance in one process.
 //!
-//! Layers (see `README.md`):
-//! - [`model`], [`config`]: checked data types; raw serde shapes become
-//!   checked types through `TryFrom`.
-//! - [`store`]: the durable postcard flat-file store.
-//! - [`boot`]: what a given client boots (pure rendering).
+//! Layers, from the wire inwards:
+//! - [`http`] (and later the DHCP/TFTP drivers): thin smol drivers.
 //! - [`dhcp`], [`tftp`]: sans-I/O protocol cores.
-//! - [`http`], [`net`]: thin smol drivers.
+//! - [`app`]: the running service's state and its durable writes.
+//! - [`boot`]: what a given client boots (pure rendering).
+//! - [`store`]: the durable postcard flat-file store.
+//! - [`model`], [`config`]: checked data types; raw serde shapes become
+//!   checked types through `TryFrom`-style constructors.
 #![deny(unsafe_code)]
 
+pub mod app;
+pub mod boot;
+pub mod cli;
+pub mod config;
 pub mod dhcp;
+pub mod http;
+pub mod model;
+pub mod store;
 pub mod tftp;

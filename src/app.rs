@@ -1,0 +1,297 @@
+//! The running appliance's state: config, store, events, and the writes.
+//!
+//! Layer: service (async, single-threaded). Everything runs on one
+//! `LocalExecutor`, so state lives in `RefCell`s and is never borrowed
+//! across an `.await`. Writes take `write_lock`, check against the current
+//! store, make the record durable off the executor (`smol::unblock`), and
+//! only then change memory and answer: nothing is acknowledged that a crash
+//! could lose. Events are kept in memory in a bounded log per machine; the
+//! state changes they accompany are durable.
+
+use crate::boot::{DefaultBoot, Urls};
+use crate::config::Config;
+use crate::model::validate::FieldError;
+use crate::model::{BootAction, Event, EventKind, EventLog, Machine, MachineId, MachineState};
+use crate::store::{self, Kind, Store};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Why a write was refused; the API maps each to a status code.
+#[derive(Debug)]
+pub enum AppError {
+    /// 400: a field is invalid.
+    Invalid(FieldError),
+    /// 404.
+    NotFound(String),
+    /// 409: e.g. a boot action still in use.
+    Conflict(String),
+    /// 422: the record names something that does not exist.
+    Unprocessable(FieldError),
+    /// 500: the store could not make the change durable.
+    Store(io::Error),
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Shared state of the running service.
+pub struct App {
+    pub config: Config,
+    pub urls: Urls,
+    pub store: RefCell<Store>,
+    pub events: RefCell<HashMap<MachineId, EventLog>>,
+    /// The images root, canonicalised (files served must stay under it).
+    pub images_root: Option<PathBuf>,
+    pub localrepo_root: Option<PathBuf>,
+    pub started: Instant,
+    write_lock: async_lock::Mutex<()>,
+}
+
+async fn persist(path: PathBuf, bytes: Option<Vec<u8>>) -> io::Result<()> {
+    smol::unblock(move || match bytes {
+        Some(b) => store::write_atomic(&path, &b),
+        None => store::remove_durable(&path),
+    })
+    .await
+}
+
+impl App {
+    pub fn new(config: Config, urls: Urls, store: Store) -> App {
+        let images_root = config.images.canonicalize().ok();
+        let localrepo_root = config
+            .localrepo
+            .as_ref()
+            .and_then(|p| p.canonicalize().ok());
+        App {
+            config,
+            urls,
+            store: RefCell::new(store),
+            events: RefCell::new(HashMap::new()),
+            images_root,
+            localrepo_root,
+            started: Instant::now(),
+            write_lock: async_lock::Mutex::new(()),
+        }
+    }
+
+    pub fn default_boot(&self) -> &DefaultBoot {
+        &self.config.unknown_boot
+    }
+
+    /// Records an event on a machine's log and logs it.
+    pub fn event(&self, id: MachineId, kind: EventKind, detail: impl Into<String>) {
+        let detail = detail.into();
+        log::info!("machine {id}: {kind:?} {detail}");
+        self.events.borrow_mut().entry(id).or_default().push(Event {
+            at_ms: now_ms(),
+            kind,
+            detail,
+        });
+    }
+
+    /// A machine's events, oldest first.
+    pub fn events_of(&self, id: &MachineId) -> Vec<Event> {
+        self.events
+            .borrow()
+            .get(id)
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Creates or replaces a boot action. Returns true when it was created.
+    pub async fn put_bootaction(&self, a: BootAction) -> Result<bool, AppError> {
+        let _g = self.write_lock.lock().await;
+        let path = self.store.borrow().path(Kind::BootAction, &a.name);
+        persist(path, Some(store::encode(&a).map_err(AppError::Store)?))
+            .await
+            .map_err(AppError::Store)?;
+        Ok(self
+            .store
+            .borrow_mut()
+            .bootactions
+            .insert(a.name.clone(), a)
+            .is_none())
+    }
+
+    /// Deletes a boot action no machine uses.
+    pub async fn delete_bootaction(&self, name: &str) -> Result<(), AppError> {
+        let _g = self.write_lock.lock().await;
+        let path = {
+            let s = self.store.borrow();
+            if !s.bootactions.contains_key(name) {
+                return Err(AppError::NotFound(format!("no boot action `{name}`")));
+            }
+            let users: Vec<String> = s
+                .machines
+                .values()
+                .filter(|m| m.bootaction == name)
+                .map(|m| m.id.canonical())
+                .collect();
+            if !users.is_empty() {
+                return Err(AppError::Conflict(format!(
+                    "boot action `{name}` is used by {} machine(s): {}",
+                    users.len(),
+                    users.join(", ")
+                )));
+            }
+            if matches!(&self.config.unknown_boot, DefaultBoot::Action(n) if n == name) {
+                return Err(AppError::Conflict(format!(
+                    "boot action `{name}` is the default for unknown machines"
+                )));
+            }
+            s.path(Kind::BootAction, name)
+        };
+        persist(path, None).await.map_err(AppError::Store)?;
+        self.store.borrow_mut().bootactions.remove(name);
+        Ok(())
+    }
+
+    fn check_references(&self, m: &Machine) -> Result<(), AppError> {
+        let s = self.store.borrow();
+        if !s.bootactions.contains_key(&m.bootaction) {
+            return Err(AppError::Unprocessable(FieldError::new(
+                "bootaction",
+                format!(
+                    "no boot action `{}`; create it with POST /bootaction/{}",
+                    m.bootaction, m.bootaction
+                ),
+            )));
+        }
+        if m.ksfile != "default" && !s.templates.contains_key(&m.ksfile) {
+            return Err(AppError::Unprocessable(FieldError::new(
+                "ksfile",
+                format!(
+                    "no kickstart template `{}`; upload it with PUT /kstemplate/{}",
+                    m.ksfile, m.ksfile
+                ),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Creates or replaces a machine (a replaced record starts a new
+    /// install). Returns true when it was created.
+    pub async fn put_machine(&self, mut m: Machine) -> Result<bool, AppError> {
+        let _g = self.write_lock.lock().await;
+        self.check_references(&m)?;
+        m.updated_ms = now_ms();
+        m.state = MachineState::Install;
+        let path = self.store.borrow().path(Kind::Machine, &m.id.canonical());
+        persist(path, Some(store::encode(&m).map_err(AppError::Store)?))
+            .await
+            .map_err(AppError::Store)?;
+        let id = m.id;
+        let created = self.store.borrow_mut().machines.insert(id, m).is_none();
+        self.event(
+            id,
+            if created {
+                EventKind::Created
+            } else {
+                EventKind::Updated
+            },
+            "record written through the API",
+        );
+        Ok(created)
+    }
+
+    pub async fn delete_machine(&self, id: &MachineId) -> Result<(), AppError> {
+        let _g = self.write_lock.lock().await;
+        if !self.store.borrow().machines.contains_key(id) {
+            return Err(AppError::NotFound(format!("no machine `{id}`")));
+        }
+        let path = self.store.borrow().path(Kind::Machine, &id.canonical());
+        persist(path, None).await.map_err(AppError::Store)?;
+        self.store.borrow_mut().machines.remove(id);
+        self.events.borrow_mut().remove(id);
+        Ok(())
+    }
+
+    /// Moves a machine to `state` (durably), recording `kind` as an event.
+    pub async fn set_state(
+        &self,
+        id: &MachineId,
+        state: MachineState,
+        kind: EventKind,
+        detail: &str,
+    ) -> Result<Machine, AppError> {
+        let _g = self.write_lock.lock().await;
+        let mut m = self
+            .store
+            .borrow()
+            .machines
+            .get(id)
+            .cloned()
+            .ok_or_else(|| AppError::NotFound(format!("no machine `{id}`")))?;
+        if m.state != state {
+            m.state = state;
+            m.updated_ms = now_ms();
+            let path = self.store.borrow().path(Kind::Machine, &id.canonical());
+            persist(path, Some(store::encode(&m).map_err(AppError::Store)?))
+                .await
+                .map_err(AppError::Store)?;
+            self.store.borrow_mut().machines.insert(*id, m.clone());
+        }
+        self.event(*id, kind, format!("{detail}; state {state}"));
+        Ok(m)
+    }
+
+    /// Stores an admin kickstart template (already checked). True if created.
+    pub async fn put_template(&self, name: &str, text: String) -> Result<bool, AppError> {
+        let _g = self.write_lock.lock().await;
+        let path = self.store.borrow().path(Kind::Template, name);
+        persist(path, Some(text.clone().into_bytes()))
+            .await
+            .map_err(AppError::Store)?;
+        Ok(self
+            .store
+            .borrow_mut()
+            .templates
+            .insert(name.to_string(), text)
+            .is_none())
+    }
+
+    pub async fn delete_template(&self, name: &str) -> Result<(), AppError> {
+        let _g = self.write_lock.lock().await;
+        let path = {
+            let s = self.store.borrow();
+            if !s.templates.contains_key(name) {
+                return Err(AppError::NotFound(format!(
+                    "no kickstart template `{name}`"
+                )));
+            }
+            if let Some(m) = s.machines.values().find(|m| m.ksfile == name) {
+                return Err(AppError::Conflict(format!(
+                    "template `{name}` is used by machine {}",
+                    m.id
+                )));
+            }
+            s.path(Kind::Template, name)
+        };
+        persist(path, None).await.map_err(AppError::Store)?;
+        self.store.borrow_mut().templates.remove(name);
+        Ok(())
+    }
+
+    /// The machine a kickstart request is for: by hostname, and by address
+    /// when one is given.
+    pub fn machine_for_kickstart(
+        &self,
+        fqdn: Option<&str>,
+        ip: Option<std::net::Ipv4Addr>,
+    ) -> Option<MachineId> {
+        let s = self.store.borrow();
+        let fqdn = fqdn?;
+        s.machines
+            .values()
+            .find(|m| m.hostname.as_deref() == Some(fqdn) && (ip.is_none() || m.ip == ip))
+            .map(|m| m.id)
+    }
+}

@@ -1,0 +1,296 @@
+//! Kickstart rendering: the built-in compiled template and admin templates.
+//!
+//! Layer: boot logic (pure). The built-in `default` kickstart (CentOS/RHEL/
+//! Rocky/Alma family) is a sailfish template compiled into the binary from
+//! `templates/default.ks.stpl`; it is plain text, so values are inserted
+//! raw (`<%- %>`), which is safe because every value is validated first
+//! ([`KsParams::from_query`]). Admin templates (the original's `ksTempl/`)
+//! are minijinja templates checked on upload ([`check_template`]) by
+//! compiling them and rendering them against a sample context with strict
+//! undefined variables, so a broken template is refused at upload and never
+//! fails at boot time.
+
+use crate::model::validate::{FieldError, check_hostname, check_netmask, check_token, parse_ipv4};
+use sailfish::TemplateSimple;
+use serde::Serialize;
+use std::net::Ipv4Addr;
+
+/// The kickstart parameters of the original query form
+/// `?name=default&os=..&version=..&fqdn=..[&ip&mask&gw&ns1&ns2]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KsParams {
+    pub name: String,
+    pub os: Option<String>,
+    pub version: Option<String>,
+    pub fqdn: Option<String>,
+    pub ip: Option<Ipv4Addr>,
+    pub mask: Option<Ipv4Addr>,
+    pub gw: Option<Ipv4Addr>,
+    pub ns1: Option<Ipv4Addr>,
+    pub ns2: Option<Ipv4Addr>,
+}
+
+impl KsParams {
+    /// Parses and validates a URL query; unknown keys are refused.
+    pub fn from_query(query: &str) -> Result<Self, FieldError> {
+        let mut p = KsParams {
+            name: "default".into(),
+            ..Default::default()
+        };
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            let v = &*v;
+            if v.is_empty() {
+                continue;
+            }
+            match &*k {
+                "name" => p.name = check_token("name", v)?,
+                "os" => p.os = Some(check_token("os", v)?),
+                "version" => p.version = Some(check_token("version", v)?),
+                "fqdn" => p.fqdn = Some(check_hostname("fqdn", v)?),
+                "ip" => p.ip = Some(parse_ipv4("ip", v)?),
+                "mask" => p.mask = Some(check_netmask("mask", v)?),
+                "gw" => p.gw = Some(parse_ipv4("gw", v)?),
+                "ns1" => p.ns1 = Some(parse_ipv4("ns1", v)?),
+                "ns2" => p.ns2 = Some(parse_ipv4("ns2", v)?),
+                other => {
+                    return Err(FieldError::new(
+                        other
+                            .chars()
+                            .filter(|c| !c.is_control())
+                            .take(32)
+                            .collect::<String>(),
+                        "is not a kickstart parameter (name, os, version, fqdn, ip, mask, gw, ns1, ns2)",
+                    ));
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// Everything a kickstart template can use. Field names are the variable
+/// names of admin templates.
+#[derive(Clone, Debug, Serialize)]
+pub struct KsContext {
+    pub name: String,
+    pub fqdn: String,
+    pub hostname: String,
+    pub os: String,
+    pub version: String,
+    pub ip: Option<String>,
+    pub mask: Option<String>,
+    pub gw: Option<String>,
+    pub ns1: Option<String>,
+    pub ns2: Option<String>,
+    /// `ns1,ns2` for kickstart's `--nameserver`.
+    pub nameservers: String,
+    pub repo_url: String,
+    /// `http://<advertise>:<port>`.
+    pub server: String,
+    /// The call-back URL when gopxe knows the machine.
+    pub done_url: Option<String>,
+}
+
+/// Default repository URL of a distribution, overridable by the config's
+/// `repo_url` with `{os}`, `{version}` and `{server}` placeholders.
+pub fn repo_url(template: Option<&str>, os: &str, version: &str, server: &str) -> String {
+    if let Some(t) = template {
+        return t
+            .replace("{os}", os)
+            .replace("{version}", version)
+            .replace("{server}", server);
+    }
+    let os_l = os.to_ascii_lowercase();
+    if os_l.starts_with("rocky") {
+        format!("https://download.rockylinux.org/pub/rocky/{version}/BaseOS/x86_64/os/")
+    } else if os_l.starts_with("alma") {
+        format!("https://repo.almalinux.org/almalinux/{version}/BaseOS/x86_64/os/")
+    } else if os_l.starts_with("fedora") {
+        format!(
+            "https://download.fedoraproject.org/pub/fedora/linux/releases/{version}/Everything/x86_64/os/"
+        )
+    } else {
+        format!("http://mirror.centos.org/centos/{version}/os/x86_64/")
+    }
+}
+
+impl KsContext {
+    pub fn new(
+        p: &KsParams,
+        repo_template: Option<&str>,
+        server: &str,
+        done_url: Option<String>,
+    ) -> Self {
+        let os = p.os.clone().unwrap_or_else(|| "centos-7".into());
+        let version = p.version.clone().unwrap_or_else(|| "7".into());
+        let fqdn = p
+            .fqdn
+            .clone()
+            .unwrap_or_else(|| "localhost.localdomain".into());
+        let s = |a: Option<Ipv4Addr>| a.map(|a| a.to_string());
+        let nameservers = [p.ns1, p.ns2]
+            .iter()
+            .flatten()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        KsContext {
+            name: p.name.clone(),
+            hostname: fqdn.split('.').next().unwrap_or_default().to_string(),
+            repo_url: repo_url(repo_template, &os, &version, server),
+            fqdn,
+            os,
+            version,
+            ip: s(p.ip),
+            mask: s(p.mask),
+            gw: s(p.gw),
+            ns1: s(p.ns1),
+            ns2: s(p.ns2),
+            nameservers,
+            server: server.to_string(),
+            done_url,
+        }
+    }
+
+    /// A context with every variable set, for checking uploaded templates.
+    pub fn sample() -> Self {
+        let p = KsParams {
+            name: "sample".into(),
+            os: Some("rocky".into()),
+            version: Some("9".into()),
+            fqdn: Some("host.example.org".into()),
+            ip: Some(Ipv4Addr::new(192, 0, 2, 10)),
+            mask: Some(Ipv4Addr::new(255, 255, 255, 0)),
+            gw: Some(Ipv4Addr::new(192, 0, 2, 1)),
+            ns1: Some(Ipv4Addr::new(192, 0, 2, 53)),
+            ns2: Some(Ipv4Addr::new(192, 0, 2, 54)),
+        };
+        KsContext::new(
+            &p,
+            None,
+            "http://192.0.2.1:9090",
+            Some("http://192.0.2.1:9090/pxeboot/x/done".into()),
+        )
+    }
+}
+
+#[derive(TemplateSimple)]
+#[template(path = "default.ks.stpl")]
+struct DefaultKs<'a> {
+    fqdn: &'a str,
+    os: &'a str,
+    version: &'a str,
+    repo_url: &'a str,
+    ip: Option<&'a str>,
+    mask: Option<&'a str>,
+    gw: Option<&'a str>,
+    nameservers: &'a str,
+    done_url: Option<&'a str>,
+}
+
+/// Renders the built-in `default` kickstart.
+pub fn render_default(c: &KsContext) -> String {
+    let t = DefaultKs {
+        fqdn: &c.fqdn,
+        os: &c.os,
+        version: &c.version,
+        repo_url: &c.repo_url,
+        ip: c.ip.as_deref(),
+        mask: c.mask.as_deref(),
+        gw: c.gw.as_deref(),
+        nameservers: &c.nameservers,
+        done_url: c.done_url.as_deref(),
+    };
+    t.render_once()
+        .unwrap_or_else(|e| format!("# gopxe: template error: {e}\n"))
+}
+
+fn env() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+    env
+}
+
+/// Renders an admin template at boot time.
+pub fn render_user(source: &str, c: &KsContext) -> Result<String, String> {
+    env().render_str(source, c).map_err(|e| e.to_string())
+}
+
+/// Checks an uploaded template: it must compile and render against
+/// [`KsContext::sample`] using only known variables.
+pub fn check_template(source: &str) -> Result<(), String> {
+    let mut env = env();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.render_str(source, KsContext::sample())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_template_static_and_dhcp() {
+        let p = KsParams::from_query(
+            "name=default&os=centos-7&version=7.5.1804&fqdn=test-myvm1.local&ip=10.1.20.50&mask=255.255.255.0&gw=10.1.20.1&ns1=8.8.8.8&ns2=8.8.4.4",
+        )
+        .unwrap();
+        let ks = render_default(&KsContext::new(
+            &p,
+            None,
+            "http://10.1.20.2:9090",
+            Some("http://d/done".into()),
+        ));
+        assert!(ks.contains(
+            "network --device=link --bootproto=static --ip=10.1.20.50 --netmask=255.255.255.0 --gateway=10.1.20.1 --nameserver=8.8.8.8,8.8.4.4 --hostname=test-myvm1.local --activate\n"
+        ), "{ks}");
+        assert!(ks.contains("url --url=\"http://mirror.centos.org/centos/7.5.1804/os/x86_64/\""));
+        assert!(ks.contains("curl -fsS -X POST \"http://d/done\""));
+        let p = KsParams::from_query("name=default&os=rocky&version=9&fqdn=a.b").unwrap();
+        let ks = render_default(&KsContext::new(
+            &p,
+            Some("{server}/localrepo/"),
+            "http://s:1",
+            None,
+        ));
+        assert!(
+            ks.contains("network --device=link --bootproto=dhcp --hostname=a.b --activate\n"),
+            "{ks}"
+        );
+        assert!(ks.contains("url --url=\"http://s:1/localrepo/\""));
+        assert!(!ks.contains("curl"));
+    }
+
+    #[test]
+    fn query_injection_refused() {
+        for (q, field) in [
+            ("fqdn=a%0a%25post", "fqdn"),
+            ("os=centos%207", "os"),
+            ("ip=1.2.3.4%0a", "ip"),
+            ("name=../../etc/passwd", "name"),
+            ("evil=1", "evil"),
+        ] {
+            assert_eq!(KsParams::from_query(q).unwrap_err().field, field, "{q}");
+        }
+    }
+
+    #[test]
+    fn user_templates_checked_on_upload() {
+        assert!(
+            check_template("network --hostname={{ fqdn }}\n{% if ip %}--ip={{ ip }}{% endif %}")
+                .is_ok()
+        );
+        assert!(check_template("{% if %}").unwrap_err().contains("syntax"));
+        assert!(check_template("{{ no_such_var }}").is_err());
+        let out = render_user(
+            "host={{ hostname }} repo={{ repo_url }}",
+            &KsContext::sample(),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "host=host repo=https://download.rockylinux.org/pub/rocky/9/BaseOS/x86_64/os/"
+        );
+    }
+}

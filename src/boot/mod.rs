@@ -1,0 +1,378 @@
+//! What a given client boots: config-file names, pxelinux and iPXE configs.
+//!
+//! Layer: boot logic (pure; shared by HTTP, TFTP and DHCP). pxelinux asks
+//! for `pxelinux.cfg/<uuid>` (option 97 byte order), `pxelinux.cfg/01-<mac>`,
+//! the client IP in upper-case hex shortened one digit at a time, then
+//! `pxelinux.cfg/default` (syslinux doc "PXELINUX", config file search);
+//! syslinux.efi asks for the same names. [`config_for`] answers each of them
+//! from the store with exactly the text `GET /pxelinux/{file}` returns.
+//! The `ks=` URL keeps the original GoPXE query form
+//! (`/kickstart/?name=..&os=..`) with URL-encoded values.
+
+pub mod kickstart;
+
+use crate::model::{BootAction, Loader, Machine, MachineId, MachineState, parse_mac, parse_uuid};
+use crate::store::Store;
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+/// What `pxelinux.cfg/default` (and an unknown machine) gets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum DefaultBoot {
+    /// Boot from the local disk (the safe default).
+    #[default]
+    Local,
+    /// Run the named boot action (no per-machine kickstart).
+    Action(String),
+}
+
+/// Where boot URLs point: `http://<advertise>:<port>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Urls {
+    pub base: String,
+}
+
+impl Urls {
+    pub fn new(addr: Ipv4Addr, port: u16) -> Self {
+        let base = if port == 80 {
+            format!("http://{addr}")
+        } else {
+            format!("http://{addr}:{port}")
+        };
+        Urls { base }
+    }
+
+    /// The `ks=` URL for a machine: the original's query form.
+    pub fn kickstart(&self, m: &Machine) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("name", &m.ksfile);
+        let ip = |a: Option<Ipv4Addr>| a.map(|a| a.to_string());
+        for (k, v) in [
+            ("os", m.os.clone()),
+            ("version", m.version.clone()),
+            ("fqdn", m.hostname.clone()),
+            ("ip", ip(m.ip)),
+            ("mask", ip(m.mask)),
+            ("gw", ip(m.gw)),
+            ("ns1", ip(m.ns1)),
+            ("ns2", ip(m.ns2)),
+        ] {
+            if let Some(v) = v {
+                q.append_pair(k, &v);
+            }
+        }
+        format!("{}/kickstart/?{}", self.base, q.finish())
+    }
+
+    /// The call-back the installer makes when it is done.
+    pub fn done(&self, id: &MachineId) -> String {
+        format!("{}/pxeboot/{}/done", self.base, id.canonical())
+    }
+
+    /// An image file over HTTP.
+    pub fn image(&self, path: &str) -> String {
+        format!("{}/images/{}", self.base, path)
+    }
+}
+
+/// A `pxelinux.cfg/` file name, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigName {
+    Uuid([u8; 16]),
+    Mac([u8; 6]),
+    /// Upper-case hex of the client address (full 8 digits only match).
+    HexIp(String),
+    Default,
+}
+
+impl ConfigName {
+    /// Parses the part after `pxelinux.cfg/`.
+    pub fn parse(name: &str) -> Option<ConfigName> {
+        if name == "default" {
+            return Some(ConfigName::Default);
+        }
+        if let Some(mac) = name.strip_prefix("01-") {
+            return (mac.len() == 17)
+                .then(|| parse_mac(mac))
+                .flatten()
+                .map(ConfigName::Mac);
+        }
+        if name.len() == 36 {
+            return parse_uuid(name).map(ConfigName::Uuid);
+        }
+        if (1..=8).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Some(ConfigName::HexIp(name.to_ascii_uppercase()));
+        }
+        None
+    }
+}
+
+/// Upper-case hex of an address, as pxelinux spells it.
+pub fn hex_ip(a: Ipv4Addr) -> String {
+    a.octets().iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// Finds the machine a config name stands for.
+pub fn find_machine<'s>(store: &'s Store, name: &ConfigName) -> Option<&'s Machine> {
+    match name {
+        ConfigName::Uuid(u) => store
+            .machines
+            .get(&MachineId::Uuid(*u))
+            .or_else(|| store.machines.values().find(|m| m.id.matches_uuid_bytes(u))),
+        ConfigName::Mac(mac) => store.machines.get(&MachineId::Mac(*mac)),
+        ConfigName::HexIp(h) if h.len() == 8 => store
+            .machines
+            .values()
+            .find(|m| m.ip.is_some_and(|ip| hex_ip(ip) == *h)),
+        ConfigName::HexIp(_) | ConfigName::Default => None,
+    }
+}
+
+/// The pxelinux config that boots from the local disk.
+pub fn pxelinux_local() -> String {
+    "default local\n label local\n MENU LABEL boot from local disk\n LOCALBOOT 0\n".to_string()
+}
+
+fn kernel_args(a: &BootAction) -> String {
+    let mut args = String::new();
+    for (k, v) in [
+        ("ksdevice", &a.ksdevice),
+        ("ip", &a.ip),
+        ("load_ramdisk", &a.load_ramdisk),
+    ] {
+        if let Some(v) = v {
+            let _ = write!(args, "{k}={v} ");
+        }
+    }
+    args
+}
+
+/// The pxelinux config of an action; `ks` is the kickstart URL, if any.
+pub fn pxelinux_action(a: &BootAction, ks: Option<&str>) -> String {
+    let mut append = kernel_args(a);
+    if let Some(i) = &a.initrd {
+        let _ = write!(append, "initrd={i} ");
+    }
+    if let Some(x) = &a.append {
+        let _ = write!(append, "{x} ");
+    }
+    if let Some(ks) = ks {
+        let _ = write!(append, "ks={ks}");
+    }
+    format!(
+        "default {}\n label {}\n MENU LABEL {}\n KERNEL {}\n APPEND {}\n",
+        a.default,
+        a.label,
+        a.menu,
+        a.kernel,
+        append.trim_end()
+    )
+}
+
+/// A machine's pxelinux config: its installer, or local boot once installed.
+pub fn pxelinux_machine(store: &Store, urls: &Urls, m: &Machine) -> String {
+    if m.state == MachineState::Installed {
+        return pxelinux_local();
+    }
+    match store.bootactions.get(&m.bootaction) {
+        Some(a) => pxelinux_action(a, Some(&urls.kickstart(m))),
+        None => pxelinux_local(),
+    }
+}
+
+/// The fallback for machines gopxe does not know.
+pub fn pxelinux_default(store: &Store, default: &DefaultBoot) -> String {
+    match default {
+        DefaultBoot::Action(name) => match store.bootactions.get(name) {
+            Some(a) => pxelinux_action(a, None),
+            None => pxelinux_local(),
+        },
+        DefaultBoot::Local => pxelinux_local(),
+    }
+}
+
+/// The text of `pxelinux.cfg/<name>`, or `None` when pxelinux should try
+/// its next name (unknown UUID/MAC/IP) or the name is not a config name.
+pub fn config_for(store: &Store, urls: &Urls, default: &DefaultBoot, name: &str) -> Option<String> {
+    match ConfigName::parse(name)? {
+        ConfigName::Default => Some(pxelinux_default(store, default)),
+        n => find_machine(store, &n).map(|m| pxelinux_machine(store, urls, m)),
+    }
+}
+
+/// Every config file name gopxe serves: `default` and one per machine.
+pub fn config_names(store: &Store) -> Vec<String> {
+    let mut names: Vec<String> = store.machines.keys().map(MachineId::canonical).collect();
+    names.push("default".into());
+    names
+}
+
+/// The iPXE script of a machine (or of the default for unknown ones).
+pub fn ipxe_script(
+    store: &Store,
+    urls: &Urls,
+    default: &DefaultBoot,
+    m: Option<&Machine>,
+) -> String {
+    let local = "#!ipxe\necho gopxe: booting from local disk\nexit\n".to_string();
+    let (action, ks) = match m {
+        Some(m) if m.state == MachineState::Installed => return local,
+        Some(m) => (
+            store.bootactions.get(&m.bootaction),
+            Some(urls.kickstart(m)),
+        ),
+        None => match default {
+            DefaultBoot::Action(n) => (store.bootactions.get(n), None),
+            DefaultBoot::Local => (None, None),
+        },
+    };
+    let Some(a) = action else { return local };
+    let mut args = kernel_args(a);
+    if a.initrd.is_some() {
+        args.push_str("initrd=initrd.img ");
+    }
+    if let Some(x) = &a.append {
+        let _ = write!(args, "{x} ");
+    }
+    if let Some(ks) = ks {
+        let _ = write!(args, "ks={ks}");
+    }
+    let mut s = format!(
+        "#!ipxe\necho gopxe: {}\nkernel {} {}\n",
+        a.menu,
+        urls.image(&a.kernel),
+        args.trim_end()
+    );
+    if let Some(i) = &a.initrd {
+        let _ = writeln!(s, "initrd --name initrd.img {}", urls.image(i));
+    }
+    s.push_str("boot\n");
+    s
+}
+
+/// Whether a machine boots through iPXE (its action says so).
+pub fn wants_ipxe(store: &Store, m: &Machine) -> bool {
+    store
+        .bootactions
+        .get(&m.bootaction)
+        .is_some_and(|a| a.loader == Loader::Ipxe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BootActionBody, MachineBody};
+
+    fn store_with_readme_records() -> Store {
+        let mut store = Store::default();
+        let body: BootActionBody = serde_json::from_str(
+            r#"{"default": "linux", "label": "linux", "menu": "centos7", "kernel": "centos7/vmlinuz",
+                "ksdevice": "link", "ip": "dhcp", "load_ramdisk": "1", "initrd":"centos7/initrd.img"}"#,
+        )
+        .unwrap();
+        let a = BootAction::from_body("vmtemplate", body).unwrap();
+        store.bootactions.insert(a.name.clone(), a);
+        let mb: MachineBody = serde_json::from_str(
+            r#"{"bootaction": "vmtemplate", "ksfile": "default", "os": "centos-7", "version": "7.5.1804",
+                "hostname": "test-myvm1.local", "ip": "10.1.20.50", "mask": "255.255.255.0",
+                "ns1": "8.8.8.8", "ns2": "8.8.4.4", "gw": "10.1.20.1",
+                "uuid": "42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69"}"#,
+        )
+        .unwrap();
+        let m = Machine::from_body(mb, None).unwrap();
+        store.machines.insert(m.id, m);
+        store
+    }
+
+    #[test]
+    fn readme_results_block_with_bugs_fixed() {
+        let store = store_with_readme_records();
+        let urls = Urls::new(Ipv4Addr::new(10, 1, 20, 2), 9090);
+        let got = config_for(
+            &store,
+            &urls,
+            &DefaultBoot::Local,
+            "42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69",
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            "default linux\n label linux\n MENU LABEL centos7\n KERNEL centos7/vmlinuz\n APPEND ksdevice=link ip=dhcp load_ramdisk=1 initrd=centos7/initrd.img ks=http://10.1.20.2:9090/kickstart/?name=default&os=centos-7&version=7.5.1804&fqdn=test-myvm1.local&ip=10.1.20.50&mask=255.255.255.0&gw=10.1.20.1&ns1=8.8.8.8&ns2=8.8.4.4\n"
+        );
+        // The SMBIOS byte order pxelinux asks for finds the same machine.
+        let swapped = config_for(
+            &store,
+            &urls,
+            &DefaultBoot::Local,
+            "5a0d3342-ad0e-faf7-4e3a-ae3bdcb08c69",
+        );
+        assert_eq!(swapped.as_deref(), Some(got.as_str()));
+        // So does the hex IP, and nothing else.
+        assert_eq!(
+            config_for(&store, &urls, &DefaultBoot::Local, "0A011432").as_deref(),
+            Some(got.as_str())
+        );
+        assert_eq!(
+            config_for(&store, &urls, &DefaultBoot::Local, "0A01143"),
+            None
+        );
+        assert_eq!(
+            config_for(&store, &urls, &DefaultBoot::Local, "01-aa-bb-cc-dd-ee-ff"),
+            None
+        );
+        assert_eq!(
+            config_for(&store, &urls, &DefaultBoot::Local, "../../etc/passwd"),
+            None
+        );
+        assert_eq!(
+            config_for(&store, &urls, &DefaultBoot::Local, "default").unwrap(),
+            pxelinux_local()
+        );
+    }
+
+    #[test]
+    fn installed_machines_boot_locally_and_values_are_encoded() {
+        let mut store = store_with_readme_records();
+        let urls = Urls::new(Ipv4Addr::new(192, 0, 2, 1), 80);
+        let m = store.machines.values_mut().next().unwrap();
+        m.os = Some("a+b".into());
+        let m = m.clone();
+        assert!(
+            urls.kickstart(&m)
+                .starts_with("http://192.0.2.1/kickstart/?name=default&os=a%2Bb&")
+        );
+        store.machines.get_mut(&m.id).unwrap().state = MachineState::Installed;
+        let cfg = config_for(&store, &urls, &DefaultBoot::Local, &m.id.canonical()).unwrap();
+        assert!(cfg.contains("LOCALBOOT 0"));
+        let script = ipxe_script(
+            &store,
+            &urls,
+            &DefaultBoot::Local,
+            store.machines.get(&m.id),
+        );
+        assert!(script.contains("exit"));
+    }
+
+    #[test]
+    fn ipxe_script_fetches_over_http() {
+        let store = store_with_readme_records();
+        let urls = Urls::new(Ipv4Addr::new(10, 99, 0, 1), 9090);
+        let m = store.machines.values().next();
+        let s = ipxe_script(&store, &urls, &DefaultBoot::Local, m);
+        assert!(s.starts_with("#!ipxe\n"));
+        assert!(s.contains("kernel http://10.99.0.1:9090/images/centos7/vmlinuz ksdevice=link"));
+        assert!(s.contains(
+            "initrd --name initrd.img http://10.99.0.1:9090/images/centos7/initrd.img\n"
+        ));
+        assert!(s.contains(" ks=http://10.99.0.1:9090/kickstart/?name=default"));
+        let unknown = ipxe_script(&store, &urls, &DefaultBoot::Local, None);
+        assert!(unknown.contains("exit"));
+        let dflt = ipxe_script(
+            &store,
+            &urls,
+            &DefaultBoot::Action("vmtemplate".into()),
+            None,
+        );
+        assert!(dflt.contains("kernel ") && !dflt.contains("ks="));
+    }
+}

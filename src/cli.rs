@@ -1,0 +1,297 @@
+//! Command line: `gopxe [serve] [flags]`, `gopxe check-config`, help, version.
+//!
+//! Layer: entry point. Parses flags with lexopt into a [`RawConfig`]
+//! overlay, checks the configuration, then starts the services on one
+//! `LocalExecutor`. Errors print a chain naming what is wrong and exit with
+//! status 2 (usage/config) or 1 (start-up failure).
+
+use crate::app::App;
+use crate::boot::Urls;
+use crate::config::{Config, ConfigError, RawConfig, read_file};
+use crate::store::Store;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+const USAGE: &str = "\
+gopxe — network-boot appliance: DHCP, TFTP, HTTP API and kickstarts in one process
+
+Usage: gopxe [serve] [options]
+       gopxe check-config [--config FILE] [options]
+       gopxe --help | --version
+
+Options (each also a key in the config file, with _ for -):
+  --config FILE            TOML config file (see conf/gopxe.toml)
+  --data-dir DIR           where records are stored            [data]
+  --images DIR             boot files served over TFTP and HTTP [images]
+  --localrepo DIR          install tree served at /localrepo/
+  --http-listen ADDR       API and HTTP boot address            [0.0.0.0:9090]
+  --advertise-addr IP      address written into boot URLs [the served interface's]
+  --api-token TOKEN        bearer token for API writes [none: loopback only]
+  --interface IF           network interface to serve
+  --unknown-boot local|ACTION  what machines without a record boot [local]
+  --repo-url URL           kickstart repository ({os}, {version}, {server})
+  --tftp-listen ADDR|off   TFTP address                           [off]
+  --tftp-max-transfers N   concurrent TFTP transfers              [64]
+  --dhcp-mode off|proxy|authoritative                             [off]
+  --dhcp-range FIRST,LAST[,MASK[,LEASE]]   (repeatable)
+  --max-body-bytes N       largest API request body               [65536]
+  --max-connections N      open HTTP connections                  [4096]
+
+Logging: RUST_LOG=debug|info|warn (default info).
+";
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Serve,
+    CheckConfig,
+    Help,
+    Version,
+}
+
+/// Parsed command line.
+#[derive(Debug)]
+pub struct Args {
+    pub command: Command,
+    pub config_file: Option<PathBuf>,
+    pub flags: RawConfig,
+}
+
+/// Parses arguments (without the program name).
+pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Args, String> {
+    use lexopt::prelude::*;
+    let mut p = lexopt::Parser::from_args(args);
+    let mut out = Args {
+        command: Command::Serve,
+        config_file: None,
+        flags: RawConfig::default(),
+    };
+    let mut first = true;
+    enum A {
+        Short(char),
+        Long(String),
+        Value(std::ffi::OsString),
+    }
+    loop {
+        let arg = match p.next().map_err(|e| e.to_string())? {
+            None => break,
+            Some(Short(c)) => A::Short(c),
+            Some(Long(l)) => A::Long(l.to_string()),
+            Some(Value(v)) => A::Value(v),
+        };
+        let mut val = |name: &str| -> Result<String, String> {
+            p.value()
+                .map_err(|e| e.to_string())?
+                .into_string()
+                .map_err(|_| format!("--{name}: the value is not valid UTF-8"))
+        };
+        let f = &mut out.flags;
+        match arg {
+            A::Value(v) if first => {
+                out.command = match v.to_str() {
+                    Some("serve") => Command::Serve,
+                    Some("check-config") => Command::CheckConfig,
+                    Some("help") => Command::Help,
+                    _ => return Err(format!("unknown command {v:?}; try --help")),
+                }
+            }
+            A::Value(v) => return Err(format!("unexpected argument {v:?}; try --help")),
+            A::Short('h') => out.command = Command::Help,
+            A::Short('V') => out.command = Command::Version,
+            A::Short(c) => return Err(format!("unknown option -{c}; try --help")),
+            A::Long(name) => match name.as_str() {
+                "help" => out.command = Command::Help,
+                "version" => out.command = Command::Version,
+                "config" => out.config_file = Some(PathBuf::from(val("config")?)),
+                "data-dir" => f.data_dir = Some(val("data-dir")?),
+                "images" => f.images = Some(val("images")?),
+                "localrepo" => f.localrepo = Some(val("localrepo")?),
+                "http-listen" => f.http_listen = Some(val("http-listen")?),
+                "advertise-addr" => f.advertise_addr = Some(val("advertise-addr")?),
+                "api-token" => f.api_token = Some(val("api-token")?),
+                "interface" => f.interface = Some(val("interface")?),
+                "unknown-boot" => f.unknown_boot = Some(val("unknown-boot")?),
+                "repo-url" => f.repo_url = Some(val("repo-url")?),
+                "tftp-listen" => f.tftp_listen = Some(val("tftp-listen")?),
+                "dhcp-mode" => f.dhcp_mode = Some(val("dhcp-mode")?),
+                "dhcp-range" => {
+                    let v = val("dhcp-range")?;
+                    f.dhcp_range.get_or_insert_with(Vec::new).push(v);
+                }
+                "tftp-max-transfers" | "max-body-bytes" | "max-connections" => {
+                    let v = val(&name)?;
+                    let num: u64 = v
+                        .parse()
+                        .map_err(|_| format!("--{name}: `{v}` is not a whole number"))?;
+                    match name.as_str() {
+                        "tftp-max-transfers" => f.tftp_max_transfers = Some(num),
+                        "max-body-bytes" => f.max_body_bytes = Some(num),
+                        _ => f.max_connections = Some(num),
+                    }
+                }
+                _ => return Err(format!("unknown option --{name}; try --help")),
+            },
+        }
+        first = false;
+    }
+    Ok(out)
+}
+
+/// Loads the file named on the command line (if any) and checks it with the flags.
+pub fn load_config(args: &Args) -> Result<Config, ConfigError> {
+    let file = match &args.config_file {
+        Some(p) => read_file(p)?,
+        None => RawConfig::default(),
+    };
+    Config::from_raw(&file, args.config_file.as_deref(), &args.flags)
+}
+
+/// The address to put in boot URLs: configured, else the listen address
+/// when specific, else the served interface's, else the first non-loopback
+/// IPv4 address; loopback only when the machine has nothing else.
+pub fn advertise_addr(config: &Config, bound: SocketAddr) -> Ipv4Addr {
+    if let Some(a) = config.advertise_addr {
+        return a;
+    }
+    if let IpAddr::V4(ip) = bound.ip()
+        && !ip.is_unspecified()
+    {
+        return ip;
+    }
+    let ifaces = if_addrs::get_if_addrs().unwrap_or_default();
+    let v4 = |i: &if_addrs::Interface| match i.ip() {
+        IpAddr::V4(a) if !a.is_loopback() => Some(a),
+        _ => None,
+    };
+    if let Some(name) = &config.interface {
+        if let Some(a) = ifaces.iter().filter(|i| &i.name == name).find_map(v4) {
+            return a;
+        }
+        log::warn!("interface {name} has no IPv4 address yet");
+    }
+    ifaces.iter().find_map(v4).unwrap_or_else(|| {
+        log::warn!("no non-loopback IPv4 address: boot URLs will name 127.0.0.1");
+        Ipv4Addr::LOCALHOST
+    })
+}
+
+fn serve(config: Config) -> Result<(), String> {
+    let (store, warnings) = Store::open(&config.data_dir).map_err(|e| {
+        format!(
+            "cannot open the data dir {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    for w in &warnings {
+        log::error!("store: {w}");
+    }
+    log::info!(
+        "store {}: {} boot actions, {} machines, {} templates",
+        config.data_dir.display(),
+        store.bootactions.len(),
+        store.machines.len(),
+        store.templates.len()
+    );
+    if config.images.canonicalize().is_err() {
+        log::warn!(
+            "images dir {} does not exist: nothing to serve from it",
+            config.images.display()
+        );
+    }
+    let listener = TcpListener::bind(config.http_listen)
+        .map_err(|e| format!("cannot listen on {} (http_listen): {e}", config.http_listen))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let listener = async_io::Async::new(listener).map_err(|e| e.to_string())?;
+    let adv = advertise_addr(&config, bound);
+    let urls = Urls::new(adv, bound.port());
+    if config.api_token.is_none() {
+        log::warn!("no api_token configured: API writes are accepted from loopback only");
+    }
+    // A line for people and for scripts that started us on port 0.
+    println!(
+        "gopxe: http listening on {bound}, boot URLs use {}",
+        urls.base
+    );
+    log::info!("http listening on {bound}; advertised as {}", urls.base);
+    let app = Rc::new(App::new(config, urls, store));
+    let ex = Rc::new(smol::LocalExecutor::new());
+    smol::block_on(ex.run(crate::http::serve(ex.clone(), app, listener)));
+    Ok(())
+}
+
+/// Runs the program; returns the process exit code.
+pub fn main() -> i32 {
+    let args = match parse_args(std::env::args_os().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("gopxe: {e}");
+            return 2;
+        }
+    };
+    match args.command {
+        Command::Help => {
+            print!("{USAGE}");
+            return 0;
+        }
+        Command::Version => {
+            println!("gopxe {}", env!("CARGO_PKG_VERSION"));
+            return 0;
+        }
+        _ => {}
+    }
+    let config = match load_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gopxe: bad configuration: {e}");
+            return 2;
+        }
+    };
+    if args.command == Command::CheckConfig {
+        println!("gopxe: configuration is valid: {config:#?}");
+        return 0;
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match serve(config) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("gopxe: {e}");
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Result<Args, String> {
+        parse_args(a.iter().map(std::ffi::OsString::from))
+    }
+
+    #[test]
+    fn parses_commands_and_flags() {
+        let a = args(&[
+            "--http-listen",
+            "127.0.0.1:0",
+            "--dhcp-range",
+            "a",
+            "--dhcp-range=b",
+        ])
+        .unwrap();
+        assert_eq!(a.command, Command::Serve);
+        assert_eq!(a.flags.http_listen.as_deref(), Some("127.0.0.1:0"));
+        assert_eq!(a.flags.dhcp_range, Some(vec!["a".into(), "b".into()]));
+        assert_eq!(
+            args(&["check-config"]).unwrap().command,
+            Command::CheckConfig
+        );
+        assert!(args(&["bogus"]).is_err());
+        assert!(args(&["--nope"]).is_err());
+        assert!(
+            args(&["--max-connections", "x"])
+                .unwrap_err()
+                .contains("--max-connections")
+        );
+    }
+}

@@ -1,0 +1,330 @@
+//! Configuration: the TOML file, command-line flags, and the checked [`Config`].
+//!
+//! Layer: config (pure apart from reading the file). Every flag has a file
+//! key of the same name with `_` for `-` (`--http-listen` ↔ `http_listen`);
+//! a flag overrides the file. Raw values ([`RawConfig`]) become a checked
+//! [`Config`] through [`Config::from_raw`]; an error names where the bad
+//! value came from (file and key, or flag) and what is wrong with it.
+
+use crate::boot::DefaultBoot;
+use crate::model::validate::check_token;
+use serde::Deserialize;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// DHCP service mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DhcpMode {
+    #[default]
+    Off,
+    Proxy,
+    Authoritative,
+}
+
+impl std::str::FromStr for DhcpMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(DhcpMode::Off),
+            "proxy" => Ok(DhcpMode::Proxy),
+            "authoritative" => Ok(DhcpMode::Authoritative),
+            _ => Err(format!(
+                "`{}` is not one of off, proxy, authoritative",
+                s.escape_debug()
+            )),
+        }
+    }
+}
+
+/// The config file's shape (and the flags' values), before checking.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub data_dir: Option<String>,
+    pub images: Option<String>,
+    pub localrepo: Option<String>,
+    pub http_listen: Option<String>,
+    pub advertise_addr: Option<String>,
+    pub api_token: Option<String>,
+    pub interface: Option<String>,
+    pub unknown_boot: Option<String>,
+    pub repo_url: Option<String>,
+    pub tftp_listen: Option<String>,
+    pub tftp_max_transfers: Option<u64>,
+    pub dhcp_mode: Option<String>,
+    pub dhcp_range: Option<Vec<String>>,
+    pub max_body_bytes: Option<u64>,
+    pub max_connections: Option<u64>,
+}
+
+/// A bad configuration value, with where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// `path: key `k`` or `--flag`.
+    pub origin: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.origin, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The checked configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub images: PathBuf,
+    pub localrepo: Option<PathBuf>,
+    pub http_listen: SocketAddr,
+    /// The address written into boot URLs; resolved at start when unset.
+    pub advertise_addr: Option<Ipv4Addr>,
+    pub api_token: Option<String>,
+    pub interface: Option<String>,
+    pub unknown_boot: DefaultBoot,
+    pub repo_url: Option<String>,
+    pub tftp_listen: Option<SocketAddr>,
+    pub tftp_max_transfers: usize,
+    pub dhcp_mode: DhcpMode,
+    pub dhcp_ranges: Vec<String>,
+    pub max_body_bytes: usize,
+    pub max_connections: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            images: PathBuf::from("images"),
+            localrepo: None,
+            http_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            advertise_addr: None,
+            api_token: None,
+            interface: None,
+            unknown_boot: DefaultBoot::Local,
+            repo_url: None,
+            tftp_listen: None,
+            tftp_max_transfers: 64,
+            dhcp_mode: DhcpMode::Off,
+            dhcp_ranges: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            max_connections: 4096,
+        }
+    }
+}
+
+/// Reads and parses a config file.
+pub fn read_file(path: &Path) -> Result<RawConfig, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        origin: origin.clone(),
+        message: format!("cannot read: {e}"),
+    })?;
+    basic_toml::from_str(&text).map_err(|e| ConfigError {
+        origin,
+        message: e.to_string(),
+    })
+}
+
+fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    if s == "off" {
+        return Err("off".into());
+    }
+    s.parse::<SocketAddr>()
+        .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 0)))
+        .map_err(|_| format!("`{}` is not an address like 0.0.0.0:9090", s.escape_debug()))
+}
+
+impl Config {
+    /// Checks `file` overlaid by `flags`. `file_name` names the file in errors.
+    pub fn from_raw(
+        file: &RawConfig,
+        file_name: Option<&Path>,
+        flags: &RawConfig,
+    ) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        // Which source a key's value came from, for error messages.
+        let origin = |key: &str, from_flag: bool| -> String {
+            match (from_flag, file_name) {
+                (true, _) | (false, None) => format!("--{}", key.replace('_', "-")),
+                (false, Some(f)) => format!("{}: key `{key}`", f.display()),
+            }
+        };
+        macro_rules! pick {
+            ($field:ident) => {
+                match (&flags.$field, &file.$field) {
+                    (Some(v), _) => Some((v.clone(), origin(stringify!($field), true))),
+                    (None, Some(v)) => Some((v.clone(), origin(stringify!($field), false))),
+                    (None, None) => None,
+                }
+            };
+        }
+        let err = |origin: String, message: String| ConfigError { origin, message };
+
+        if let Some((v, _)) = pick!(data_dir) {
+            c.data_dir = PathBuf::from(v);
+        }
+        if let Some((v, _)) = pick!(images) {
+            c.images = PathBuf::from(v);
+        }
+        if let Some((v, _)) = pick!(localrepo) {
+            c.localrepo = Some(PathBuf::from(v));
+        }
+        if let Some((v, o)) = pick!(http_listen) {
+            c.http_listen = v.parse::<SocketAddr>().map_err(|_| {
+                err(
+                    o,
+                    format!("`{}` is not an address like 0.0.0.0:9090", v.escape_debug()),
+                )
+            })?;
+        }
+        if let Some((v, o)) = pick!(advertise_addr) {
+            let ip = v.parse::<Ipv4Addr>().map_err(|_| {
+                err(
+                    o.clone(),
+                    format!("`{}` is not an IPv4 address", v.escape_debug()),
+                )
+            })?;
+            if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+                return Err(err(o, format!("{ip} cannot be advertised to clients")));
+            }
+            c.advertise_addr = Some(ip);
+        }
+        if let Some((v, o)) = pick!(api_token) {
+            if v.len() < 8 || v.len() > 256 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(err(
+                    o,
+                    "must be 8 to 256 printable characters without spaces".into(),
+                ));
+            }
+            c.api_token = Some(v);
+        }
+        if let Some((v, o)) = pick!(interface) {
+            if v.is_empty() || v.len() > 15 || !v.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
+            {
+                return Err(err(
+                    o,
+                    format!("`{}` is not an interface name", v.escape_debug()),
+                ));
+            }
+            c.interface = Some(v);
+        }
+        if let Some((v, o)) = pick!(unknown_boot) {
+            c.unknown_boot = match v.as_str() {
+                "local" => DefaultBoot::Local,
+                name => DefaultBoot::Action(check_token("unknown_boot", name).map_err(|e| {
+                    err(o, format!("`local` or a boot action name: {}", e.message))
+                })?),
+            };
+        }
+        if let Some((v, o)) = pick!(repo_url) {
+            if !(v.starts_with("http://") || v.starts_with("https://") || v.starts_with("{server}"))
+                || v.chars().any(|c| c.is_control() || c == '"' || c == ' ')
+            {
+                return Err(err(
+                    o,
+                    "must be an http(s) URL (placeholders {os}, {version}, {server})".into(),
+                ));
+            }
+            c.repo_url = Some(v);
+        }
+        if let Some((v, o)) = pick!(tftp_listen) {
+            c.tftp_listen = match socket_addr(&v) {
+                Ok(mut a) => {
+                    if a.port() == 0 && !v.contains(':') {
+                        a.set_port(69);
+                    }
+                    Some(a)
+                }
+                Err(m) if m == "off" => None,
+                Err(m) => return Err(err(o, m)),
+            };
+        }
+        if let Some((v, o)) = pick!(tftp_max_transfers) {
+            if !(1..=10_000).contains(&v) {
+                return Err(err(o, format!("{v} is out of range 1..=10000")));
+            }
+            c.tftp_max_transfers = v as usize;
+        }
+        if let Some((v, o)) = pick!(dhcp_mode) {
+            c.dhcp_mode = v.parse().map_err(|m| err(o, m))?;
+        }
+        if let Some((v, _)) = pick!(dhcp_range) {
+            c.dhcp_ranges = v;
+        }
+        if let Some((v, o)) = pick!(max_body_bytes) {
+            if !(1024..=16 * 1024 * 1024).contains(&v) {
+                return Err(err(o, format!("{v} is out of range 1024..=16777216")));
+            }
+            c.max_body_bytes = v as usize;
+        }
+        if let Some((v, o)) = pick!(max_connections) {
+            if !(1..=100_000).contains(&v) {
+                return Err(err(o, format!("{v} is out of range 1..=100000")));
+            }
+            c.max_connections = v as usize;
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_safe_embedded_ones() {
+        let c = Config::from_raw(&RawConfig::default(), None, &RawConfig::default()).unwrap();
+        assert_eq!(c.http_listen.port(), 9090);
+        assert_eq!(c.dhcp_mode, DhcpMode::Off);
+        assert_eq!(c.tftp_listen, None);
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+    }
+
+    #[test]
+    fn flags_override_file_and_errors_name_the_origin() {
+        let file: RawConfig =
+            basic_toml::from_str("http_listen = \"127.0.0.1:1\"\ndhcp_mode = \"proxy\"\n").unwrap();
+        let flags = RawConfig {
+            http_listen: Some("127.0.0.1:2".into()),
+            ..Default::default()
+        };
+        let c = Config::from_raw(&file, Some(Path::new("g.toml")), &flags).unwrap();
+        assert_eq!(c.http_listen.port(), 2);
+        assert_eq!(c.dhcp_mode, DhcpMode::Proxy);
+
+        let bad: RawConfig = basic_toml::from_str("advertise_addr = \"localhost\"\n").unwrap();
+        let e =
+            Config::from_raw(&bad, Some(Path::new("g.toml")), &RawConfig::default()).unwrap_err();
+        assert_eq!(e.origin, "g.toml: key `advertise_addr`");
+        assert!(e.message.contains("not an IPv4 address"));
+        let flags = RawConfig {
+            dhcp_mode: Some("on".into()),
+            ..Default::default()
+        };
+        let e = Config::from_raw(&RawConfig::default(), None, &flags).unwrap_err();
+        assert_eq!(e.origin, "--dhcp-mode");
+    }
+
+    #[test]
+    fn unknown_keys_and_types_are_refused() {
+        assert!(
+            basic_toml::from_str::<RawConfig>("no_such_key = 1\n")
+                .unwrap_err()
+                .to_string()
+                .contains("no_such_key")
+        );
+        assert!(basic_toml::from_str::<RawConfig>("tftp_max_transfers = \"x\"\n").is_err());
+        let file: RawConfig = basic_toml::from_str("tftp_listen = \"off\"\n").unwrap();
+        assert_eq!(
+            Config::from_raw(&file, None, &RawConfig::default())
+                .unwrap()
+                .tftp_listen,
+            None
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! HTTP server: picoserve on smol, serving the API, boot configs and files.
+//!
+//! Layer: driver. One task per connection on the shared `LocalExecutor`
+//! (picoserve's futures are `!Send`). Each connection has a 4 KiB request
+//! buffer and a 4 KiB write buffer; bodies up to `max_body_bytes` are read
+//! through picoserve's body reader, larger ones get 413 before they are
+//! read. Keep-alive is on; the read timeouts bound how long a slow client
+//! holds a connection, and `max_connections` bounds how many it can hold
+//! (past it, new connections are closed at once).
+
+pub mod api;
+mod conn;
+pub mod reply;
+
+use crate::app::App;
+use async_io::Async;
+use conn::{SmolRuntime, SmolSocket, SmolTimer};
+use picoserve::io::Read;
+use picoserve::request::{Path, Request};
+use picoserve::response::{ResponseWriter, StatusCode};
+use picoserve::routing::PathRouterService;
+use picoserve::{ResponseSent, Router};
+use reply::{Content, Reply};
+use std::cell::Cell;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::rc::Rc;
+use std::time::Duration;
+
+const REQUEST_BUFFER: usize = 4096;
+const WRITE_BUFFER: usize = 4096;
+
+/// Per-connection service: the app and who is calling.
+struct Service {
+    app: Rc<App>,
+    peer: IpAddr,
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+fn may_write(app: &App, peer: IpAddr, auth: Option<&str>) -> bool {
+    match &app.config.api_token {
+        Some(token) => auth
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes())),
+        None => peer.is_loopback(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl PathRouterService<()> for Service {
+    async fn call_path_router_service<R: Read, W: ResponseWriter<Error = R::Error>>(
+        &self,
+        _state: &(),
+        _params: (),
+        path: Path<'_>,
+        mut request: Request<'_, R>,
+        response_writer: W,
+    ) -> Result<ResponseSent, W::Error> {
+        let method = request.parts.method();
+        let query = request.parts.query().map(|q| q.0).unwrap_or("");
+        let auth = request
+            .parts
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.as_str().ok());
+        let allowed = may_write(&self.app, self.peer, auth);
+        let raw_path = path.encoded();
+
+        let mut body = Vec::new();
+        let reply = 'reply: {
+            let segments: Option<Vec<String>> =
+                raw_path.split('/').skip(1).map(percent_decode).collect();
+            let Some(mut segments) = segments else {
+                break 'reply Reply::error(
+                    400,
+                    None,
+                    "the path is not valid percent-encoded UTF-8",
+                );
+            };
+            // `/a/b/` keeps a trailing "" so `/pxelinux/` differs from `/pxelinux`.
+            if segments.len() > 1 && segments.last().is_some_and(String::is_empty) {
+                segments.truncate(segments.len() - 1);
+                segments.push(String::new());
+            }
+            let rb = request.body_connection.body();
+            let len = rb.content_length();
+            if len > self.app.config.max_body_bytes {
+                break 'reply Reply::error(
+                    413,
+                    None,
+                    &format!(
+                        "the body is {len} bytes; the limit is {}",
+                        self.app.config.max_body_bytes
+                    ),
+                );
+            }
+            if len > 0 {
+                if rb.entire_body_fits_into_buffer() {
+                    match rb.read_all().await {
+                        Ok(b) => body.extend_from_slice(b),
+                        Err(_) => {
+                            break 'reply Reply::error(400, None, "could not read the request body");
+                        }
+                    }
+                } else {
+                    let mut reader = rb.reader();
+                    body.resize(len, 0);
+                    let mut got = 0;
+                    while got < len {
+                        match reader.read(body.get_mut(got..).unwrap_or_default()).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => got += n,
+                        }
+                    }
+                    if got < len {
+                        break 'reply Reply::error(400, None, "the request body ended early");
+                    }
+                }
+            }
+            let req = api::Req {
+                method,
+                segments,
+                query,
+                body: &body,
+                may_write: allowed,
+            };
+            api::handle(&self.app, &req).await
+        };
+        log::debug!("{} {} {} -> {}", self.peer, method, raw_path, reply.status);
+
+        let connection = request.body_connection.finalize().await?;
+        let status = StatusCode::new(reply.status);
+        let content = Content {
+            content_type: reply.content_type,
+            body: reply.body,
+        };
+        let response = picoserve::response::Response::new(status, content);
+        match reply.header {
+            Some((name, value)) => {
+                response_writer
+                    .write_response(connection, response.with_header(name, value))
+                    .await
+            }
+            None => response_writer.write_response(connection, response).await,
+        }
+    }
+}
+
+fn server_config() -> picoserve::Config {
+    picoserve::Config::new(picoserve::Timeouts {
+        start_read_request: picoserve::time::Duration::from_secs(10),
+        persistent_start_read_request: picoserve::time::Duration::from_secs(10),
+        read_request: picoserve::time::Duration::from_secs(10),
+        write: picoserve::time::Duration::from_secs(30),
+    })
+    .keep_connection_alive()
+}
+
+async fn serve_connection(app: Rc<App>, stream: Async<std::net::TcpStream>, peer: SocketAddr) {
+    let router = Router::from_service(Service {
+        app,
+        peer: peer.ip(),
+    });
+    let config = server_config();
+    let mut buffer = vec![0u8; REQUEST_BUFFER];
+    let socket = SmolSocket::new(stream, WRITE_BUFFER);
+    let server =
+        picoserve::Server::<SmolRuntime, _, _, _>::custom(&router, SmolTimer, &config, &mut buffer);
+    if let Err(e) = server.serve(socket).await {
+        log::debug!("http connection from {peer}: {e:?}");
+    }
+}
+
+/// Accepts connections forever, one task each on `ex`.
+pub async fn serve(
+    ex: Rc<smol::LocalExecutor<'static>>,
+    app: Rc<App>,
+    listener: Async<TcpListener>,
+) {
+    let active = Rc::new(Cell::new(0usize));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                log::warn!("http accept failed: {e}");
+                async_io::Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if active.get() >= app.config.max_connections {
+            log::warn!("http: {} connections open, refusing {peer}", active.get());
+            drop(stream);
+            continue;
+        }
+        active.set(active.get() + 1);
+        let (app, active) = (app.clone(), active.clone());
+        ex.spawn(async move {
+            serve_connection(app, stream, peer).await;
+            active.set(active.get() - 1);
+        })
+        .detach();
+    }
+}

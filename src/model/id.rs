@@ -1,0 +1,243 @@
+//! Machine identifiers: SMBIOS UUIDs and MAC addresses, normalised.
+//!
+//! Layer: model (pure). Firmware names a machine in several spellings:
+//! pxelinux asks for `pxelinux.cfg/<uuid>` with the UUID in the byte order
+//! of DHCP option 97 (the SMBIOS wire order, whose first three fields are
+//! little-endian, RFC 4122 §4.1.2 vs SMBIOS 2.6 §7.2.1) and for
+//! `pxelinux.cfg/01-<mac>` (ARP hardware type 1, dashes). An admin reads the
+//! UUID off the BIOS screen or `dmidecode`, which print the big-endian form.
+//! [`MachineId`] accepts any usual spelling and prints one canonical form;
+//! [`MachineId::matches_uuid_bytes`] finds a machine by either byte order.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A machine's identity: the UUID its firmware reports or its MAC address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum MachineId {
+    /// SMBIOS system UUID, stored in the big-endian form an admin reads.
+    Uuid([u8; 16]),
+    /// Ethernet MAC address.
+    Mac([u8; 6]),
+}
+
+/// Why a string is not a machine id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdError(pub String);
+
+impl fmt::Display for IdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for IdError {}
+
+fn hex_digits(s: &str) -> Option<Vec<u8>> {
+    let digits: Vec<u8> = s.bytes().collect();
+    if !digits.len().is_multiple_of(2) {
+        return None;
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let hi = (*pair.first()? as char).to_digit(16)?;
+            let lo = (*pair.get(1)? as char).to_digit(16)?;
+            u8::try_from(hi * 16 + lo).ok()
+        })
+        .collect()
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`, `aa-bb-..`, `aabb.ccdd.eeff` or `aabbccddeeff`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let s = s.trim();
+    let compact: String = if s.contains(':') || s.contains('-') {
+        let parts: Vec<&str> = s.split([':', '-']).collect();
+        if parts.len() != 6 || parts.iter().any(|p| p.len() != 2) {
+            return None;
+        }
+        parts.concat()
+    } else if s.contains('.') {
+        let parts: Vec<&str> = s.split('.').collect();
+        if parts.len() != 3 || parts.iter().any(|p| p.len() != 4) {
+            return None;
+        }
+        parts.concat()
+    } else {
+        s.to_string()
+    };
+    if compact.len() != 12 {
+        return None;
+    }
+    hex_digits(&compact)?.try_into().ok()
+}
+
+/// Parses a UUID in the 8-4-4-4-12 form or as 32 hex digits, optionally in braces.
+pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let s = s.trim().trim_start_matches('{').trim_end_matches('}');
+    let compact: String = if s.contains('-') {
+        let parts: Vec<&str> = s.split('-').collect();
+        let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+        if lens != [8, 4, 4, 4, 12] {
+            return None;
+        }
+        parts.concat()
+    } else {
+        s.to_string()
+    };
+    if compact.len() != 32 {
+        return None;
+    }
+    hex_digits(&compact)?.try_into().ok()
+}
+
+/// Swaps the first three UUID fields between big- and little-endian
+/// (SMBIOS / option 97 order <-> RFC 4122 order). Its own inverse.
+pub fn swap_uuid(u: [u8; 16]) -> [u8; 16] {
+    let mut out = u;
+    out[..4].copy_from_slice(&[u[3], u[2], u[1], u[0]]);
+    out[4..6].copy_from_slice(&[u[5], u[4]]);
+    out[6..8].copy_from_slice(&[u[7], u[6]]);
+    out
+}
+
+/// Formats 16 bytes as a lowercase 8-4-4-4-12 UUID.
+pub fn format_uuid(u: &[u8; 16]) -> String {
+    let hex: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Formats a MAC with the given separator, lowercase.
+pub fn format_mac(m: &[u8; 6], sep: &str) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
+impl MachineId {
+    /// The canonical spelling: lowercase dashed UUID, or `01-aa-bb-cc-dd-ee-ff`
+    /// for a MAC (the pxelinux file name, as the original API used it).
+    pub fn canonical(&self) -> String {
+        match self {
+            MachineId::Uuid(u) => format_uuid(u),
+            MachineId::Mac(m) => format!("01-{}", format_mac(m, "-")),
+        }
+    }
+
+    /// True when `wire` (UUID bytes as a client sent them, in either order)
+    /// names this machine.
+    pub fn matches_uuid_bytes(&self, wire: &[u8; 16]) -> bool {
+        match self {
+            MachineId::Uuid(u) => u == wire || *u == swap_uuid(*wire),
+            MachineId::Mac(_) => false,
+        }
+    }
+}
+
+impl FromStr for MachineId {
+    type Err = IdError;
+
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        let t = s.trim();
+        let lower = t.to_ascii_lowercase();
+        // `01-aa-bb-cc-dd-ee-ff`: ARP type 1 prefix as in pxelinux.cfg names.
+        if let Some(rest) = lower
+            .strip_prefix("01-")
+            .or_else(|| lower.strip_prefix("01:"))
+            && rest.len() == 17
+            && let Some(m) = parse_mac(rest)
+        {
+            return Ok(MachineId::Mac(m));
+        }
+        if let Some(m) = parse_mac(&lower) {
+            return Ok(MachineId::Mac(m));
+        }
+        if let Some(u) = parse_uuid(&lower) {
+            return Ok(MachineId::Uuid(u));
+        }
+        Err(IdError(format!(
+            "`{}` is neither a UUID (8-4-4-4-12 hex) nor a MAC address (aa:bb:cc:dd:ee:ff, aa-bb-.., 01-aa-bb-..)",
+            t.escape_debug()
+        )))
+    }
+}
+
+impl fmt::Display for MachineId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.canonical())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_spellings_normalise() {
+        let a: MachineId = "42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69".parse().unwrap();
+        let b: MachineId = "42330D5A-0EAD-F7FA-4E3A-AE3BDCB08C69".parse().unwrap();
+        let c: MachineId = "{42330d5a0eadf7fa4e3aae3bdcb08c69}".parse().unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_eq!(a.canonical(), "42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69");
+    }
+
+    #[test]
+    fn mac_spellings_normalise() {
+        let want = MachineId::Mac([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0x0f]);
+        for s in [
+            "aa:bb:cc:dd:ee:0f",
+            "AA-BB-CC-DD-EE-0F",
+            "01-aa-bb-cc-dd-ee-0f",
+            "aabbccddee0f",
+            "aabb.ccdd.ee0f",
+        ] {
+            assert_eq!(s.parse::<MachineId>().unwrap(), want, "{s}");
+        }
+        assert_eq!(want.canonical(), "01-aa-bb-cc-dd-ee-0f");
+    }
+
+    #[test]
+    fn rejects_garbage_and_traversal() {
+        for s in [
+            "",
+            "../../etc/x",
+            "42330d5a-0ead-f7fa-4e3a-ae3bdcb08c6",
+            "zz:bb:cc:dd:ee:ff",
+            "aa:bb:cc:dd:ee",
+            "01-aa-bb",
+            "42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69/..",
+            "aa:bb:cc:dd:ee:ff\n",
+        ] {
+            if s.ends_with('\n') {
+                // Surrounding whitespace is trimmed; embedded is not allowed.
+                assert!(s.parse::<MachineId>().is_ok());
+            } else {
+                assert!(s.parse::<MachineId>().is_err(), "{s:?}");
+            }
+        }
+        assert!("aa:bb\n:cc:dd:ee:ff".parse::<MachineId>().is_err());
+    }
+
+    #[test]
+    fn smbios_byte_order_matches() {
+        // QEMU -smbios type=1,uuid=5a6e8f1c-2b3d-4e5f-8899-aabbccddeeff;
+        // pxelinux then asks for 1c8f6e5a-3d2b-5f4e-8899-aabbccddeeff.
+        let admin: MachineId = "5a6e8f1c-2b3d-4e5f-8899-aabbccddeeff".parse().unwrap();
+        let wire = parse_uuid("1c8f6e5a-3d2b-5f4e-8899-aabbccddeeff").unwrap();
+        assert!(admin.matches_uuid_bytes(&wire));
+        assert!(admin.matches_uuid_bytes(&swap_uuid(wire)));
+        let other = parse_uuid("1c8f6e5a-3d2b-5f4e-8899-aabbccddeef0").unwrap();
+        assert!(!admin.matches_uuid_bytes(&other));
+        assert_eq!(swap_uuid(swap_uuid(wire)), wire);
+    }
+}

@@ -1,0 +1,387 @@
+//! Checked data model: boot actions, machines, their life-cycle state and events.
+//!
+//! Layer: model (pure). API bodies arrive as raw serde shapes
+//! ([`BootActionBody`], [`MachineBody`]) and become checked types through
+//! `TryFrom`; only checked values reach the store, a boot config or a
+//! kickstart. Every field that ends up in generated text is validated here
+//! (hostnames per RFC 1123 §2.1, IPv4 addresses and contiguous netmasks,
+//! relative image paths, kernel arguments without spaces or control
+//! characters), so no config or kickstart injection is possible downstream.
+
+mod id;
+pub mod validate;
+
+pub use id::{IdError, MachineId, format_mac, format_uuid, parse_mac, parse_uuid, swap_uuid};
+
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::Ipv4Addr;
+use validate::{
+    FieldError, check_hostname, check_image_path, check_kernel_arg, check_netmask, check_text,
+    check_token, parse_ipv4,
+};
+
+/// Which boot loader a machine's boot action runs after the firmware.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Loader {
+    /// pxelinux / syslinux.efi over TFTP (the original GoPXE flow).
+    #[default]
+    Pxelinux,
+    /// iPXE: kernel and initrd over HTTP.
+    Ipxe,
+}
+
+/// A named recipe: kernel, initrd and arguments (the original's "bootaction").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootAction {
+    pub name: String,
+    pub default: String,
+    pub label: String,
+    pub menu: String,
+    pub kernel: String,
+    pub initrd: Option<String>,
+    pub ksdevice: Option<String>,
+    pub ip: Option<String>,
+    pub load_ramdisk: Option<String>,
+    /// Further kernel arguments, appended verbatim after the others.
+    pub append: Option<String>,
+    pub loader: Loader,
+}
+
+/// The JSON body of `POST /bootaction/{name}` (the original's fields plus
+/// `append` and `loader`). Unknown fields are refused.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootActionBody {
+    pub default: Option<String>,
+    pub label: Option<String>,
+    pub menu: Option<String>,
+    pub kernel: Option<String>,
+    pub initrd: Option<String>,
+    pub ksdevice: Option<String>,
+    pub ip: Option<String>,
+    pub load_ramdisk: Option<String>,
+    pub append: Option<String>,
+    pub loader: Option<Loader>,
+}
+
+fn opt<T>(
+    v: Option<String>,
+    f: impl FnOnce(&str) -> Result<T, FieldError>,
+) -> Result<Option<T>, FieldError> {
+    match v.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(s) => f(s).map(Some),
+    }
+}
+
+impl BootAction {
+    /// Checks a body for the action called `name`.
+    pub fn from_body(name: &str, b: BootActionBody) -> Result<Self, FieldError> {
+        let name = check_token("name", name)?;
+        let label = match b.label.as_deref().map(str::trim) {
+            None | Some("") => "linux".to_string(),
+            Some(l) => check_token("label", l)?,
+        };
+        let default = match b.default.as_deref().map(str::trim) {
+            None | Some("") => label.clone(),
+            Some(d) => check_token("default", d)?,
+        };
+        let menu = opt(b.menu, |s| check_text("menu", s, 128))?.unwrap_or_else(|| name.clone());
+        let kernel = opt(b.kernel, |s| check_image_path("kernel", s))?
+            .ok_or_else(|| FieldError::new("kernel", "is required"))?;
+        Ok(BootAction {
+            initrd: opt(b.initrd, |s| check_image_path("initrd", s))?,
+            ksdevice: opt(b.ksdevice, |s| check_kernel_arg("ksdevice", s))?,
+            ip: opt(b.ip, |s| check_kernel_arg("ip", s))?,
+            load_ramdisk: opt(b.load_ramdisk, |s| check_kernel_arg("load_ramdisk", s))?,
+            append: opt(b.append, |s| {
+                for arg in s.split(' ').filter(|a| !a.is_empty()) {
+                    check_kernel_arg("append", arg)?;
+                }
+                Ok(s.split_whitespace().collect::<Vec<_>>().join(" "))
+            })?,
+            loader: b.loader.unwrap_or_default(),
+            name,
+            default,
+            label,
+            menu,
+            kernel,
+        })
+    }
+}
+
+/// Where a machine is in its install life cycle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MachineState {
+    /// Boots the installer.
+    #[default]
+    Install,
+    /// Its kickstart was fetched: the installer runs.
+    Installing,
+    /// The installer called back: boots from local disk.
+    Installed,
+}
+
+impl MachineState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MachineState::Install => "install",
+            MachineState::Installing => "installing",
+            MachineState::Installed => "installed",
+        }
+    }
+}
+
+impl fmt::Display for MachineState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A machine to provision (the original's "PXEBoot record").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    pub id: MachineId,
+    pub bootaction: String,
+    pub ksfile: String,
+    pub os: Option<String>,
+    pub version: Option<String>,
+    pub hostname: Option<String>,
+    pub ip: Option<Ipv4Addr>,
+    pub mask: Option<Ipv4Addr>,
+    pub gw: Option<Ipv4Addr>,
+    pub ns1: Option<Ipv4Addr>,
+    pub ns2: Option<Ipv4Addr>,
+    pub state: MachineState,
+    /// Unix time in milliseconds of the last change of the record.
+    pub updated_ms: u64,
+}
+
+/// The JSON body of `POST /pxeboot` and `PUT /pxeboot/{id}`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineBody {
+    pub uuid: Option<String>,
+    pub mac: Option<String>,
+    pub bootaction: Option<String>,
+    pub ksfile: Option<String>,
+    pub os: Option<String>,
+    pub version: Option<String>,
+    pub hostname: Option<String>,
+    pub ip: Option<String>,
+    pub mask: Option<String>,
+    pub gw: Option<String>,
+    pub ns1: Option<String>,
+    pub ns2: Option<String>,
+}
+
+impl Machine {
+    /// Checks a body. `path_id` is the id from the URL (for `PUT`), which
+    /// must agree with any id in the body.
+    pub fn from_body(b: MachineBody, path_id: Option<MachineId>) -> Result<Self, FieldError> {
+        let parse_id = |field: &'static str, s: &str| {
+            s.parse::<MachineId>()
+                .map_err(|e| FieldError::new(field, e.to_string()))
+        };
+        let body_id = match (
+            opt(b.uuid, |s| parse_id("uuid", s))?,
+            opt(b.mac, |s| parse_id("mac", s))?,
+        ) {
+            (Some(u), Some(m)) if u != m => {
+                return Err(FieldError::new(
+                    "mac",
+                    "give either uuid or mac, not two different ids",
+                ));
+            }
+            (u, m) => u.or(m),
+        };
+        let id = match (body_id, path_id) {
+            (Some(b), Some(p)) if b != p => {
+                return Err(FieldError::new("uuid", "does not match the id in the URL"));
+            }
+            (b, p) => b
+                .or(p)
+                .ok_or_else(|| FieldError::new("uuid", "is required (a UUID or a MAC address)"))?,
+        };
+        let bootaction = opt(b.bootaction, |s| check_token("bootaction", s))?
+            .ok_or_else(|| FieldError::new("bootaction", "is required"))?;
+        let ksfile =
+            opt(b.ksfile, |s| check_token("ksfile", s))?.unwrap_or_else(|| "default".into());
+        let ip = opt(b.ip, |s| parse_ipv4("ip", s))?;
+        let mask = opt(b.mask, |s| check_netmask("mask", s))?;
+        let gw = opt(b.gw, |s| parse_ipv4("gw", s))?;
+        if let (Some(ip), Some(mask), Some(gw)) = (ip, mask, gw) {
+            let m = u32::from(mask);
+            if u32::from(ip) & m != u32::from(gw) & m {
+                return Err(FieldError::new(
+                    "gw",
+                    format!("{gw} is not on the subnet of {ip}/{mask}"),
+                ));
+            }
+        }
+        Ok(Machine {
+            id,
+            bootaction,
+            ksfile,
+            os: opt(b.os, |s| check_token("os", s))?,
+            version: opt(b.version, |s| check_token("version", s))?,
+            hostname: opt(b.hostname, |s| check_hostname("hostname", s))?,
+            ip,
+            mask,
+            gw,
+            ns1: opt(b.ns1, |s| parse_ipv4("ns1", s))?,
+            ns2: opt(b.ns2, |s| parse_ipv4("ns2", s))?,
+            state: MachineState::Install,
+            updated_ms: 0,
+        })
+    }
+}
+
+/// What kind of step an [`Event`] records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    Created,
+    Updated,
+    Dhcp,
+    Tftp,
+    Http,
+    Kickstart,
+    Done,
+    Reinstall,
+}
+
+/// One step in a machine's life, as seen on the wire or through the API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unix time in milliseconds.
+    pub at_ms: u64,
+    pub kind: EventKind,
+    pub detail: String,
+}
+
+/// A bounded per-machine event log: the oldest events fall off.
+#[derive(Clone, Debug, Default)]
+pub struct EventLog {
+    events: VecDeque<Event>,
+}
+
+impl EventLog {
+    /// How many events are kept per machine.
+    pub const CAPACITY: usize = 64;
+
+    pub fn push(&mut self, e: Event) {
+        if self.events.len() >= Self::CAPACITY {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Event> {
+        self.events.iter()
+    }
+
+    pub fn last(&self) -> Option<&Event> {
+        self.events.back()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readme_action() -> BootActionBody {
+        serde_json::from_str(
+            r#"{"default": "linux", "label": "linux", "menu": "centos7",
+                "kernel": "centos7/vmlinuz", "ksdevice": "link", "ip": "dhcp",
+                "load_ramdisk": "1", "initrd":"centos7/initrd.img"}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn readme_bootaction_is_valid() {
+        let a = BootAction::from_body("myfirstbootaction", readme_action()).unwrap();
+        assert_eq!(a.kernel, "centos7/vmlinuz");
+        assert_eq!(a.initrd.as_deref(), Some("centos7/initrd.img"));
+        assert_eq!(a.loader, Loader::Pxelinux);
+    }
+
+    #[test]
+    fn bootaction_rejects_injection() {
+        let mut b = readme_action();
+        b.kernel = Some("../../etc/shadow".into());
+        assert_eq!(BootAction::from_body("x", b).unwrap_err().field, "kernel");
+        let mut b = readme_action();
+        b.ip = Some("dhcp\nKERNEL evil".into());
+        assert_eq!(BootAction::from_body("x", b).unwrap_err().field, "ip");
+        let mut b = readme_action();
+        b.menu = Some("a\rb".into());
+        assert_eq!(BootAction::from_body("x", b).unwrap_err().field, "menu");
+        assert_eq!(
+            BootAction::from_body("../x", readme_action())
+                .unwrap_err()
+                .field,
+            "name"
+        );
+    }
+
+    #[test]
+    fn machine_body_checks_fields() {
+        let b: MachineBody = serde_json::from_str(
+            r#"{"bootaction": "vmtemplate", "ksfile": "default", "os": "centos-7",
+                "version": "7.5.1804", "hostname": "test-myvm1.local", "ip": "10.1.20.50",
+                "mask": "255.255.255.0", "ns1": "8.8.8.8", "ns2": "8.8.4.4",
+                "gw": "10.1.20.1", "uuid": "42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69"}"#,
+        )
+        .unwrap();
+        let m = Machine::from_body(b.clone(), None).unwrap();
+        assert_eq!(m.gw, Some(Ipv4Addr::new(10, 1, 20, 1)));
+        for (field, value) in [
+            ("hostname", "bad_host"),
+            ("ip", "10.1.20.500"),
+            ("mask", "255.0.255.0"),
+            ("gw", "10.1.21.1"),
+            ("uuid", "../../etc/x"),
+            ("os", "centos 7"),
+        ] {
+            let mut b = b.clone();
+            match field {
+                "hostname" => b.hostname = Some(value.into()),
+                "ip" => b.ip = Some(value.into()),
+                "mask" => b.mask = Some(value.into()),
+                "gw" => b.gw = Some(value.into()),
+                "uuid" => b.uuid = Some(value.into()),
+                _ => b.os = Some(value.into()),
+            }
+            assert_eq!(
+                Machine::from_body(b, None).unwrap_err().field,
+                field,
+                "{value}"
+            );
+        }
+        let other: MachineId = "aa:bb:cc:dd:ee:ff".parse().unwrap();
+        assert_eq!(
+            Machine::from_body(b, Some(other)).unwrap_err().field,
+            "uuid"
+        );
+    }
+
+    #[test]
+    fn event_log_is_bounded() {
+        let mut log = EventLog::default();
+        for i in 0..200 {
+            log.push(Event {
+                at_ms: i,
+                kind: EventKind::Tftp,
+                detail: String::new(),
+            });
+        }
+        assert_eq!(log.iter().count(), EventLog::CAPACITY);
+        assert_eq!(log.last().unwrap().at_ms, 199);
+    }
+}

@@ -1,0 +1,229 @@
+//! Field validators shared by the API, the config file and the console.
+//!
+//! Layer: model (pure). Each check returns the normalised value or a
+//! [`FieldError`] naming the field and what is wrong with it, which the API
+//! turns into a 400 body. Hostnames follow RFC 1123 §2.1 (labels of letters,
+//! digits and hyphens, 1–63 octets, at most 253 in all).
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// A rejected field: which one, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// A name used as a key or a file name: `[A-Za-z0-9._-]`, 1–64 characters,
+/// not starting with a dot.
+pub fn check_token(field: &str, s: &str) -> Result<String, FieldError> {
+    if s.is_empty() || s.len() > 64 {
+        return Err(FieldError::new(field, "must be 1 to 64 characters"));
+    }
+    if s.starts_with('.') {
+        return Err(FieldError::new(field, "must not start with a dot"));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "contains {:?}; only letters, digits, '.', '_' and '-' are allowed",
+                c
+            ),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// Free text shown in a menu: printable, no control characters.
+pub fn check_text(field: &str, s: &str, max: usize) -> Result<String, FieldError> {
+    if s.len() > max {
+        return Err(FieldError::new(
+            field,
+            format!("is longer than {max} bytes"),
+        ));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(FieldError::new(field, "contains a control character"));
+    }
+    Ok(s.to_string())
+}
+
+/// One kernel argument: printable ASCII without spaces or quotes.
+pub fn check_kernel_arg(field: &str, s: &str) -> Result<String, FieldError> {
+    if s.is_empty() || s.len() > 255 {
+        return Err(FieldError::new(field, "must be 1 to 255 characters"));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !c.is_ascii_graphic() || matches!(c, '"' | '\'' | '\\'))
+    {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "contains {:?}; a kernel argument is printable ASCII without spaces or quotes",
+                c
+            ),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// A path relative to the image root: components of `[A-Za-z0-9._+-]`,
+/// no `..`, no `.`, no empty component, not absolute.
+pub fn check_image_path(field: &str, s: &str) -> Result<String, FieldError> {
+    if s.is_empty() || s.len() > 255 {
+        return Err(FieldError::new(field, "must be 1 to 255 characters"));
+    }
+    if s.starts_with('/') {
+        return Err(FieldError::new(
+            field,
+            "must be relative to the image root, not absolute",
+        ));
+    }
+    for comp in s.split('/') {
+        if comp.is_empty() || comp == "." || comp == ".." {
+            return Err(FieldError::new(
+                field,
+                "must stay inside the image root (no '..', '.' or empty components)",
+            ));
+        }
+        if let Some(c) = comp
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+')))
+        {
+            return Err(FieldError::new(field, format!("contains {:?}", c)));
+        }
+    }
+    Ok(s.to_string())
+}
+
+/// A hostname or FQDN per RFC 1123 §2.1; a trailing dot is dropped.
+pub fn check_hostname(field: &str, s: &str) -> Result<String, FieldError> {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    if s.is_empty() || s.len() > 253 {
+        return Err(FieldError::new(field, "must be 1 to 253 characters"));
+    }
+    for label in s.split('.') {
+        let ok_chars = label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if label.is_empty()
+            || label.len() > 63
+            || !ok_chars
+            || label.starts_with('-')
+            || label.ends_with('-')
+        {
+            return Err(FieldError::new(
+                field,
+                format!(
+                    "`{}` is not a valid hostname (RFC 1123: labels of letters, digits and inner hyphens, 1-63 characters)",
+                    s.escape_debug()
+                ),
+            ));
+        }
+    }
+    Ok(s.to_ascii_lowercase())
+}
+
+/// A dotted-quad IPv4 address.
+pub fn parse_ipv4(field: &str, s: &str) -> Result<Ipv4Addr, FieldError> {
+    s.parse().map_err(|_| {
+        FieldError::new(
+            field,
+            format!("`{}` is not an IPv4 address", s.escape_debug()),
+        )
+    })
+}
+
+/// A contiguous IPv4 netmask such as 255.255.255.0.
+pub fn check_netmask(field: &str, s: &str) -> Result<Ipv4Addr, FieldError> {
+    let m = parse_ipv4(field, s)?;
+    let bits = u32::from(m);
+    if bits.leading_ones() + bits.trailing_zeros() != 32 {
+        return Err(FieldError::new(
+            field,
+            format!("{m} is not a contiguous netmask"),
+        ));
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames() {
+        assert_eq!(
+            check_hostname("h", "Test-MyVM1.local.").unwrap(),
+            "test-myvm1.local"
+        );
+        for bad in [
+            "-a",
+            "a-",
+            "a..b",
+            "a_b",
+            "a b",
+            "a\nb",
+            &"x".repeat(64),
+            "",
+        ] {
+            assert!(check_hostname("h", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn image_paths() {
+        assert!(check_image_path("k", "centos7/vmlinuz").is_ok());
+        for bad in [
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a//b",
+            "a/./b",
+            "a b",
+            "a\\b",
+            "a\0b",
+            "",
+        ] {
+            assert!(check_image_path("k", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn netmasks() {
+        assert!(check_netmask("m", "255.255.255.0").is_ok());
+        assert!(check_netmask("m", "0.0.0.0").is_ok());
+        assert!(check_netmask("m", "255.255.0.255").is_err());
+    }
+
+    #[test]
+    fn kernel_args_and_tokens() {
+        assert!(check_kernel_arg("a", "ip=dhcp").is_ok());
+        assert!(check_kernel_arg("a", "a b").is_err());
+        assert!(check_kernel_arg("a", "a\"b").is_err());
+        assert!(check_token("t", "centos-7.5_x").is_ok());
+        assert!(check_token("t", ".hidden").is_err());
+        assert!(check_token("t", "a/b").is_err());
+    }
+}
