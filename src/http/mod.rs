@@ -107,7 +107,11 @@ impl PathRouterService<()> for Service {
                     match rb.read_all().await {
                         Ok(b) => body.extend_from_slice(b),
                         Err(_) => {
-                            break 'reply Reply::error(400, None, "could not read the request body");
+                            break 'reply Reply::error(
+                                400,
+                                None,
+                                "could not read the request body",
+                            );
                         }
                     }
                 } else {

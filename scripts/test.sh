@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit and whole-process tests, and
+# (as root) the end-to-end boots of real firmware in a network namespace.
+# As root it installs what the tests need (Debian packages, rust components).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n=== %s ===\n' "$*"; }
+
+install_deps() {
+    local pkgs=(curl atftp)
+    local missing=()
+    for p in "${pkgs[@]}"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        if [ "$(id -u)" -eq 0 ]; then
+            log "installing ${missing[*]}"
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+        else
+            echo "WARNING: missing packages ${missing[*]} (run as root to install them)" >&2
+        fi
+    fi
+    rustup component add rustfmt clippy >/dev/null 2>&1 || true
+}
+
+install_deps
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy"
+cargo clippy --all-targets -- -D warnings
+
+log "cargo test"
+cargo test --all-targets 2>&1
+
+if [ -x tests/e2e/run.sh ]; then
+    log "end-to-end (real firmware in a network namespace)"
+    tests/e2e/run.sh
+fi

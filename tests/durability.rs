@@ -1,0 +1,152 @@
+//! The store is durable and honest: SIGKILL during a stream of writes loses
+//! no acknowledged record, and a corrupt record file is moved aside at
+//! start-up while the rest is served.
+
+mod common;
+
+use common::{Gopxe, request, tempdir};
+use std::collections::BTreeMap;
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const ACTION: &str = r#"{"kernel": "k/vmlinuz", "initrd": "k/initrd.img"}"#;
+
+fn record(i: u32, round: u32) -> (String, String) {
+    let mac = format!("52:54:00:{:02x}:{:02x}:{:02x}", round, i >> 8, i & 0xff);
+    let body = format!(
+        r#"{{"bootaction": "a", "mac": "{mac}", "hostname": "h{i}-r{round}.lab", "os": "rocky", "version": "9.{i}"}}"#
+    );
+    (mac, body)
+}
+
+/// A tiny xorshift so the kill moments vary without a dependency.
+fn rng(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn sigkill_during_writes_loses_no_acknowledged_record() {
+    let dir = tempdir("sigkill");
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ std::process::id() as u64;
+    // Every record the server acknowledged (201), with the hostname it holds.
+    let mut acked: BTreeMap<String, String> = BTreeMap::new();
+    let mut g = Gopxe::start(&dir, &[]);
+    assert_eq!(g.post("/bootaction/a", ACTION).status, 201);
+    for round in 0..6u32 {
+        let port = g.port;
+        let stop = Arc::new(AtomicBool::new(false));
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let mut writers = Vec::new();
+        for w in 0..3u32 {
+            let (stop, got) = (stop.clone(), got.clone());
+            writers.push(std::thread::spawn(move || {
+                // Keep-alive connection; stop at the first error (the kill).
+                let Ok(s) = TcpStream::connect(("127.0.0.1", port)) else { return };
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut s = s;
+                for i in 0..400u32 {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let (mac, body) = record(w * 1000 + i, round);
+                    let req = format!(
+                        "POST /pxeboot HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if s.write_all(req.as_bytes()).is_err() {
+                        return;
+                    }
+                    let resp = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| common::read_response(&mut r)));
+                    match resp {
+                        Ok(resp) if resp.status == 201 => {
+                            let host = format!("h{}-r{round}.lab", w * 1000 + i);
+                            got.lock().unwrap().push((mac, host));
+                        }
+                        _ => return,
+                    }
+                }
+            }));
+        }
+        // Kill at a random moment, 20..220 ms into the stream.
+        std::thread::sleep(Duration::from_millis(20 + rng(&mut seed) % 200));
+        g.kill();
+        stop.store(true, Ordering::SeqCst);
+        for w in writers {
+            let _ = w.join();
+        }
+        for (mac, host) in got.lock().unwrap().drain(..) {
+            acked.insert(mac, host);
+        }
+        g = Gopxe::start(&dir, &[]);
+        let log = g.log_text();
+        assert!(!log.contains("store: "), "a record was damaged: {log}");
+        // Every acknowledged record is there and intact.
+        let list = g.get("/pxeboot").json();
+        let have: BTreeMap<String, String> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["id"].as_str().unwrap().to_string(),
+                    m["hostname"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        for (mac, host) in &acked {
+            let id = format!("01-{}", mac.replace(':', "-"));
+            assert_eq!(
+                have.get(&id),
+                Some(host),
+                "acknowledged record {id} lost or damaged after kill {round}"
+            );
+        }
+    }
+    assert!(
+        acked.len() > 20,
+        "the test wrote too little to mean anything: {}",
+        acked.len()
+    );
+    eprintln!(
+        "sigkill test: {} acknowledged records survived 6 kills",
+        acked.len()
+    );
+}
+
+#[test]
+fn corrupt_record_is_moved_aside_and_the_rest_served() {
+    let dir = tempdir("corrupt");
+    let g = Gopxe::start(&dir, &[]);
+    assert_eq!(g.post("/bootaction/a", ACTION).status, 201);
+    let (_, body) = record(1, 0);
+    assert_eq!(g.post("/pxeboot", &body).status, 201);
+    let (_, body2) = record(2, 0);
+    assert_eq!(g.post("/pxeboot", &body2).status, 201);
+    drop(g);
+    // Truncate one record, garble a boot action file.
+    let victim = dir.join("data/machines/01-52-54-00-00-00-02.rec");
+    let bytes = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(dir.join("data/bootactions/zz.rec"), b"\x00garbage").unwrap();
+    let started = Instant::now();
+    let g = Gopxe::start(&dir, &[]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let log = g.log_text();
+    assert!(
+        log.contains("01-52-54-00-00-00-02.rec") && log.contains("moved to"),
+        "{log}"
+    );
+    assert!(log.contains("zz.rec"), "{log}");
+    assert!(dir.join("data/corrupt/01-52-54-00-00-00-02.rec").exists());
+    assert_eq!(g.get("/pxeboot/52:54:00:00:00:01").status, 200);
+    assert_eq!(g.get("/pxeboot/52:54:00:00:00:02").status, 404);
+    assert_eq!(g.get("/bootaction/a").status, 200);
+    assert_eq!(request(g.port, "GET", "/health", &[], b"").status, 200);
+}

@@ -1,0 +1,96 @@
+//! HTTP for an appliance: keep-alive, many concurrent connections on one
+//! executor, and slow clients that cannot block the others.
+
+mod common;
+
+use common::{Gopxe, read_response, tempdir};
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+#[test]
+fn keep_alive_serves_many_requests_on_one_connection() {
+    let dir = tempdir("keepalive");
+    let g = Gopxe::start(&dir, &[]);
+    let s = TcpStream::connect(("127.0.0.1", g.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    for _ in 0..100 {
+        w.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let resp = read_response(&mut r);
+        assert_eq!(resp.status, 200);
+    }
+    // Pipelined requests are answered in order.
+    w.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut r).status, 200);
+    assert_eq!(read_response(&mut r).status, 404);
+}
+
+#[test]
+fn slow_clients_do_not_block_the_api() {
+    let dir = tempdir("slowloris");
+    let g = Gopxe::start(&dir, &[]);
+    // 300 connections that send half a request line and stall.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        let mut s = TcpStream::connect(("127.0.0.1", g.port)).unwrap();
+        s.write_all(b"GET /heal").unwrap();
+        idle.push(s);
+    }
+    // Meanwhile 50 clients on 10 threads get quick answers.
+    let port = g.port;
+    let started = Instant::now();
+    let threads: Vec<_> = (0..10)
+        .map(|_| {
+            std::thread::spawn(move || {
+                for _ in 0..5 {
+                    let r = common::request(port, "GET", "/health", &[], b"");
+                    assert_eq!(r.status, 200);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "API blocked by slow clients: {:?}",
+        started.elapsed()
+    );
+    // The stalled connections are closed after the request timeout (10 s).
+    let s = &mut idle[0];
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "a stalled client was not disconnected");
+}
+
+#[test]
+fn garbage_requests_get_400_and_the_server_stays_up() {
+    let dir = tempdir("garbage");
+    let g = Gopxe::start(&dir, &[]);
+    for junk in [
+        &b"\x00\x01\x02\r\n\r\n"[..],
+        b"GET\r\n\r\n",
+        b"GET / HTTP/1.1\r\nNoColonHere\r\n\r\n",
+        b"POST /pxeboot HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        b"POST /pxeboot HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+        &[b'A'; 10_000][..],
+    ] {
+        let mut s = TcpStream::connect(("127.0.0.1", g.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let _ = s.write_all(junk);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            out.is_empty() || text.starts_with("HTTP/1.1 4"),
+            "{junk:?} -> {text}"
+        );
+    }
+    assert_eq!(g.get("/health").status, 200);
+}
