@@ -86,10 +86,22 @@ impl App {
         &self.config.unknown_boot
     }
 
-    /// Records an event on a machine's log and logs it.
+    /// Records an event on a machine's log and logs it at info.
     pub fn event(&self, id: MachineId, kind: EventKind, detail: impl Into<String>) {
+        self.event_at(log::Level::Info, id, kind, detail)
+    }
+
+    /// Records an event, logging it at `level` (debug for repeats that
+    /// change nothing, such as a kickstart fetched again).
+    pub fn event_at(
+        &self,
+        level: log::Level,
+        id: MachineId,
+        kind: EventKind,
+        detail: impl Into<String>,
+    ) {
         let detail = detail.into();
-        log::info!("machine {id}: {kind:?} {detail}");
+        log::log!(level, "machine {id}: {kind:?} {detail}");
         self.events.borrow_mut().entry(id).or_default().push(Event {
             at_ms: now_ms(),
             kind,

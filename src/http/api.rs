@@ -383,7 +383,7 @@ async fn render_kickstart(app: &App, p: &kickstart::KsParams, id: Option<Machine
                 return app_error(e);
             }
         } else {
-            app.event(id, EventKind::Kickstart, detail);
+            app.event_at(log::Level::Debug, id, EventKind::Kickstart, detail);
         }
     }
     Reply::text(200, text)

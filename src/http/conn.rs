@@ -2,14 +2,17 @@
 //!
 //! Layer: driver (I/O). picoserve ships runtimes for tokio and embassy; this
 //! adapts it to `async_io::Async<TcpStream>` and `async_io::Timer`. Writes
-//! go through a per-connection buffer that is flushed when picoserve flushes
-//! (end of headers, end of body) or when it fills, so a response leaves in
-//! few segments; TCP_NODELAY is set on accept so the last segment is not
-//! held back by Nagle's algorithm waiting for a delayed ACK.
+//! go through a per-connection buffer that is sent when it fills, before
+//! the connection next reads (a response is complete by then) and on
+//! shutdown. picoserve flushes after the headers and again after the body;
+//! deferring both to the next read sends a small response in one segment
+//! instead of two, which halves the send calls per request. TCP_NODELAY is
+//! set on accept so that segment is not held back by Nagle's algorithm.
 
 use async_io::{Async, Timer};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use picoserve::io::{BaseWrite, ErrorKind, ErrorType, Read, Write};
+use std::cell::RefCell;
 use std::net::{Shutdown, TcpStream};
 
 /// The runtime marker type for picoserve's generic `Server`.
@@ -50,27 +53,46 @@ impl picoserve::io::Error for IoError {
 /// A connection: the stream and its write buffer.
 pub struct SmolSocket {
     stream: Async<TcpStream>,
-    wbuf: Vec<u8>,
+    wbuf: RefCell<Vec<u8>>,
+    capacity: usize,
 }
 
 impl SmolSocket {
-    /// Wraps an accepted stream, setting TCP_NODELAY.
+    /// Wraps an accepted stream, setting TCP_NODELAY. The write buffer is
+    /// allocated on first use and released when drained, so idle
+    /// keep-alive connections hold none.
     pub fn new(stream: Async<TcpStream>, write_buffer: usize) -> Self {
         let _ = stream.get_ref().set_nodelay(true);
         SmolSocket {
             stream,
-            wbuf: Vec::with_capacity(write_buffer),
+            wbuf: RefCell::new(Vec::new()),
+            capacity: write_buffer,
         }
     }
 }
 
-/// Read half.
-pub struct ReadHalf<'a>(&'a Async<TcpStream>);
+/// Sends whatever is buffered. The buffer is taken out of the cell for the
+/// duration of the write so no borrow is held across an `.await`.
+async fn drain(stream: &Async<TcpStream>, cell: &RefCell<Vec<u8>>) -> Result<(), IoError> {
+    let buf = cell.take();
+    if buf.is_empty() {
+        return Ok(());
+    }
+    let mut s = stream;
+    s.write_all(&buf).await.map_err(IoError)
+}
+
+/// Read half: sends any pending response before it waits for input.
+pub struct ReadHalf<'a> {
+    stream: &'a Async<TcpStream>,
+    buf: &'a RefCell<Vec<u8>>,
+}
 
 /// Write half with its buffer.
 pub struct WriteHalf<'a> {
     stream: &'a Async<TcpStream>,
-    buf: &'a mut Vec<u8>,
+    buf: &'a RefCell<Vec<u8>>,
+    capacity: usize,
 }
 
 impl ErrorType for ReadHalf<'_> {
@@ -79,7 +101,8 @@ impl ErrorType for ReadHalf<'_> {
 
 impl Read for ReadHalf<'_> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, IoError> {
-        let mut s = self.0;
+        drain(self.stream, self.buf).await?;
+        let mut s = self.stream;
         s.read(buf).await.map_err(IoError)
     }
 }
@@ -89,32 +112,32 @@ impl ErrorType for WriteHalf<'_> {
 }
 
 impl WriteHalf<'_> {
-    async fn drain(&mut self) -> Result<(), IoError> {
-        if !self.buf.is_empty() {
-            let mut s = self.stream;
-            s.write_all(self.buf).await.map_err(IoError)?;
-            self.buf.clear();
-        }
-        Ok(())
+    fn buffered(&self) -> usize {
+        self.buf.borrow().len()
     }
 }
 
 impl BaseWrite for WriteHalf<'_> {
     async fn write(&mut self, data: &[u8]) -> Result<usize, IoError> {
-        let room = self.buf.capacity() - self.buf.len();
-        if data.len() > room {
-            self.drain().await?;
+        if self.buffered() + data.len() > self.capacity {
+            drain(self.stream, self.buf).await?;
         }
-        if data.len() >= self.buf.capacity() {
+        if data.len() >= self.capacity {
             let mut s = self.stream;
             return s.write(data).await.map_err(IoError);
         }
-        self.buf.extend_from_slice(data);
+        let mut b = self.buf.borrow_mut();
+        if b.capacity() == 0 {
+            b.reserve_exact(self.capacity);
+        }
+        b.extend_from_slice(data);
         Ok(data.len())
     }
 
+    /// Deferred: the buffer goes out when it fills, before the next read,
+    /// or at shutdown (see the module docs).
     async fn flush(&mut self) -> Result<(), IoError> {
-        self.drain().await
+        Ok(())
     }
 }
 
@@ -123,19 +146,19 @@ impl Write for WriteHalf<'_> {
         &mut self,
         f: F,
     ) -> Result<R, IoError> {
-        if self.buf.len() == self.buf.capacity() {
-            self.drain().await?;
+        if self.buffered() >= self.capacity {
+            drain(self.stream, self.buf).await?;
         }
-        let start = self.buf.len();
-        let cap = self.buf.capacity();
-        self.buf.resize(cap, 0);
+        let mut b = self.buf.borrow_mut();
+        let start = b.len();
+        b.resize(self.capacity.max(start), 0);
         let (out, filled) = {
-            let spare = self.buf.get_mut(start..).unwrap_or_default();
-            let mut b = picoserve::mem::BorrowedBuffer::new(spare);
-            let out = f(b.unfilled());
-            (out, b.filled().len())
+            let spare = b.get_mut(start..).unwrap_or_default();
+            let mut bb = picoserve::mem::BorrowedBuffer::new(spare);
+            let out = f(bb.unfilled());
+            (out, bb.filled().len())
         };
-        self.buf.truncate(start + filled);
+        b.truncate(start + filled);
         Ok(out)
     }
 }
@@ -147,10 +170,14 @@ impl picoserve::io::Socket<SmolRuntime> for SmolSocket {
 
     fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
         (
-            ReadHalf(&self.stream),
+            ReadHalf {
+                stream: &self.stream,
+                buf: &self.wbuf,
+            },
             WriteHalf {
                 stream: &self.stream,
-                buf: &mut self.wbuf,
+                buf: &self.wbuf,
+                capacity: self.capacity,
             },
         )
     }
@@ -168,6 +195,12 @@ impl picoserve::io::Socket<SmolRuntime> for SmolSocket {
         timeouts: &picoserve::Timeouts,
         timer: &T,
     ) -> Result<(), picoserve::Error<IoError>> {
+        let sent = timer
+            .run_with_timeout(timeouts.write, drain(&self.stream, &self.wbuf))
+            .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return Ok(());
+        }
         let _ = self.stream.get_ref().shutdown(Shutdown::Write);
         let mut scratch = [0u8; 128];
         let mut s = &self.stream;

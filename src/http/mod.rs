@@ -1,12 +1,15 @@
 //! HTTP server: picoserve on smol, serving the API, boot configs and files.
 //!
 //! Layer: driver. One task per connection on the shared `LocalExecutor`
-//! (picoserve's futures are `!Send`). Each connection has a 4 KiB request
-//! buffer and a 4 KiB write buffer; bodies up to `max_body_bytes` are read
-//! through picoserve's body reader, larger ones get 413 before they are
-//! read. Keep-alive is on; the read timeouts bound how long a slow client
-//! holds a connection, and `max_connections` bounds how many it can hold
-//! (past it, new connections are closed at once).
+//! (picoserve's futures are `!Send`). Each connection has a 2 KiB request
+//! buffer (request line, headers and a small body; a head that does not fit
+//! is answered 400), which keeps 1,000 idle keep-alive connections within a
+//! few MiB, and a write buffer that exists only while a response is sent.
+//! Bodies up to `max_body_bytes` are read through picoserve's body reader;
+//! larger ones get 413 before they are read. Keep-alive is on; the read
+//! timeouts bound how long a slow client holds a connection, and
+//! `max_connections` bounds how many it can hold (past it, new connections
+//! are closed at once).
 
 pub mod api;
 mod conn;
@@ -26,7 +29,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::time::Duration;
 
-const REQUEST_BUFFER: usize = 4096;
+const REQUEST_BUFFER: usize = 2048;
 const WRITE_BUFFER: usize = 4096;
 
 /// Per-connection service: the app and who is calling.
@@ -60,6 +63,19 @@ impl PathRouterService<()> for Service {
         &self,
         _state: &(),
         _params: (),
+        path: Path<'_>,
+        request: Request<'_, R>,
+        response_writer: W,
+    ) -> Result<ResponseSent, W::Error> {
+        // Boxed: the handling state exists only while a request is handled,
+        // so an idle keep-alive connection's task stays small.
+        Box::pin(self.respond(path, request, response_writer)).await
+    }
+}
+
+impl Service {
+    async fn respond<R: Read, W: ResponseWriter<Error = R::Error>>(
+        &self,
         path: Path<'_>,
         mut request: Request<'_, R>,
         response_writer: W,
@@ -207,10 +223,51 @@ pub async fn serve(
         }
         active.set(active.get() + 1);
         let (app, active) = (app.clone(), active.clone());
-        ex.spawn(async move {
+        let fut = async move {
             serve_connection(app, stream, peer).await;
             active.set(active.get() - 1);
-        })
-        .detach();
+        };
+        ex.spawn(fut).detach();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boot::Urls;
+    use crate::config::Config;
+    use crate::store::Store;
+
+    fn app(token: Option<&str>) -> App {
+        let config = Config {
+            api_token: token.map(str::to_string),
+            ..Config::default()
+        };
+        App::new(
+            config,
+            Urls::new(std::net::Ipv4Addr::LOCALHOST, 9090),
+            Store::default(),
+        )
+    }
+
+    #[test]
+    fn writes_need_the_token_or_loopback() {
+        let lan: IpAddr = "192.0.2.7".parse().unwrap();
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let open = app(None);
+        assert!(may_write(&open, lo, None));
+        assert!(
+            !may_write(&open, lan, None),
+            "no token: only loopback may write"
+        );
+        assert!(!may_write(&open, lan, Some("Bearer anything")));
+        let locked = app(Some("s3cret-token"));
+        assert!(
+            !may_write(&locked, lo, None),
+            "with a token, loopback needs it too"
+        );
+        assert!(!may_write(&locked, lan, Some("Bearer s3cret-tokeN")));
+        assert!(!may_write(&locked, lan, Some("Basic s3cret-token")));
+        assert!(may_write(&locked, lan, Some("Bearer s3cret-token")));
     }
 }

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# HTTP benchmark: kickstart renders/s and API writes/s of the release gopxe,
+# next to nginx serving a static 4 KiB file, in one run on loopback; plus the
+# binary's size and gopxe's RSS idle, under load and with 1,000 open
+# connections. Needs wrk and nginx (installed when run as root).
+#
+#   benches/http.sh [SECONDS]     (default 10 s per measurement)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${1:-10}
+CONNS=${CONNS:-64}
+
+need() {
+    local missing=()
+    for p in "$@"; do command -v "${p%%:*}" >/dev/null || missing+=("${p##*:}"); done
+    if [ ${#missing[@]} -gt 0 ]; then
+        [ "$(id -u)" -eq 0 ] || { echo "missing ${missing[*]}; run as root to install" >&2; exit 1; }
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+need wrk:wrk nginx:nginx-light python3:python3 curl:curl
+
+cargo build --release -q
+BIN=target/release/gopxe
+WORK=$(mktemp -d /tmp/gopxe-bench-http.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+ulimit -n 8192
+
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+reqs() { awk '/Requests\/sec/ {printf "%.0f", $2}'; }
+errors() { awk '/Non-2xx|Socket errors/ {print}' ; }
+
+# gopxe, pinned to core 0 (wrk gets core 1).
+mkdir -p "$WORK/images"
+taskset -c 0 "$BIN" --http-listen 127.0.0.1:0 --data-dir "$WORK/data" --images "$WORK/images" \
+    --advertise-addr 192.0.2.1 >"$WORK/gopxe.out" 2>"$WORK/gopxe.log" &
+GPID=$!; PIDS+=("$GPID")
+for _ in $(seq 100); do grep -q "listening on" "$WORK/gopxe.out" 2>/dev/null && break; sleep 0.05; done
+GPORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\),.*/\1/p' "$WORK/gopxe.out")
+G="http://127.0.0.1:$GPORT"
+curl -fsS -o /dev/null -XPOST "$G/bootaction/centos" -d '{"kernel":"centos7/vmlinuz","initrd":"centos7/initrd.img","ksdevice":"link","ip":"dhcp"}'
+curl -fsS -o /dev/null -XPOST "$G/pxeboot" -d '{"bootaction":"centos","os":"centos-7","version":"7.5.1804","hostname":"bench.lab","ip":"10.1.20.50","mask":"255.255.255.0","gw":"10.1.20.1","ns1":"8.8.8.8","uuid":"42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69"}'
+sleep 0.5
+IDLE=$(rss_kib "$GPID")
+
+# nginx with one worker (gopxe uses one executor thread), also on core 0.
+mkdir -p "$WORK/nginx/www" "$WORK/nginx/tmp"
+head -c 4096 /dev/urandom >"$WORK/nginx/www/ks.cfg"
+NPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/tmp; proxy_temp_path $WORK/nginx/tmp;
+    fastcgi_temp_path $WORK/nginx/tmp; uwsgi_temp_path $WORK/nginx/tmp; scgi_temp_path $WORK/nginx/tmp;
+    server { listen 127.0.0.1:$NPORT; root $WORK/nginx/www; }
+}
+EOF
+taskset -c 0 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+PIDS+=($!)
+for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$NPORT/ks.cfg" && break; sleep 0.05; done
+
+KS="/kickstart/?name=default&os=centos-7&version=7.5.1804&fqdn=bench.lab&ip=10.1.20.50&mask=255.255.255.0&gw=10.1.20.1&ns1=8.8.8.8"
+echo "kickstart size: $(curl -fsS "$G$KS" | wc -c) bytes; nginx file: 4096 bytes"
+
+W="taskset -c 1 wrk -t1 -c$CONNS -d${DUR}s"
+NGINX_RPS=$($W "http://127.0.0.1:$NPORT/ks.cfg" | tee "$WORK/wrk-nginx.txt" | reqs)
+KS_RPS=$($W "$G$KS" | tee "$WORK/wrk-ks.txt" | reqs)
+PXL_RPS=$($W "$G/pxelinux/42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69" | tee "$WORK/wrk-pxl.txt" | reqs)
+LOAD_HWM=$(hwm_kib "$GPID")
+
+cat >"$WORK/post.lua" <<'EOF'
+local n = 0
+request = function()
+    n = n + 1
+    local mac = string.format("52:54:%02x:%02x:%02x:%02x", math.random(0,255), math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
+    local body = '{"bootaction":"centos","os":"rocky","version":"9","hostname":"h' .. n .. '.lab","mac":"' .. mac .. '"}'
+    return wrk.format("POST", "/pxeboot", {["Content-Type"] = "application/json"}, body)
+end
+EOF
+WRITE_RPS=$(taskset -c 1 wrk -t1 -c16 -d"${DUR}s" -s "$WORK/post.lua" "$G" | tee "$WORK/wrk-post.txt" | reqs)
+WRITE_ERR=$(errors <"$WORK/wrk-post.txt" || true)
+
+# 1,000 open keep-alive connections, each having made one request.
+python3 - "$GPORT" "$GPID" >"$WORK/conns.txt" <<'EOF'
+import socket, sys, time
+port, pid = int(sys.argv[1]), sys.argv[2]
+socks = []
+for i in range(1000):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    socks.append(s)
+ok = 0
+for s in socks:
+    s.settimeout(10)
+    if s.recv(4096).startswith(b"HTTP/1.1 200"):
+        ok += 1
+time.sleep(0.5)
+rss = [l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")][0]
+print(ok, rss)
+EOF
+read -r CONN_OK CONN_RSS <"$WORK/conns.txt"
+
+SIZE=$(stat -c %s "$BIN")
+printf '\n%-44s %12s\n' "measurement ($DUR s, $CONNS connections, 1 core each)" "value"
+printf '%-44s %12s\n' "nginx static 4 KiB file, req/s" "$NGINX_RPS"
+printf '%-44s %12s\n' "gopxe kickstart render, req/s" "$KS_RPS"
+printf '%-44s %12s\n' "gopxe pxelinux config, req/s" "$PXL_RPS"
+printf '%-44s %12s\n' "kickstart / nginx ratio" "$(awk -v a="$KS_RPS" -v b="$NGINX_RPS" 'BEGIN{printf "%.2fx", a/b}')"
+printf '%-44s %12s\n' "gopxe API writes (fsynced), req/s" "$WRITE_RPS"
+printf '%-44s %12s\n' "release binary size, bytes (stripped)" "$SIZE"
+printf '%-44s %12s\n' "gopxe RSS idle, KiB" "$IDLE"
+printf '%-44s %12s\n' "gopxe peak RSS under load, KiB" "$LOAD_HWM"
+printf '%-44s %12s\n' "gopxe RSS with 1000 open connections, KiB" "$CONN_RSS ($CONN_OK/1000 answered)"
+[ -z "$WRITE_ERR" ] || echo "write errors: $WRITE_ERR"
+grep -q "Non-2xx" "$WORK/wrk-ks.txt" && { echo "kickstart run had errors:"; cat "$WORK/wrk-ks.txt"; }
+exit 0
