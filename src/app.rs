@@ -16,6 +16,7 @@ use crate::store::{self, Kind, Store};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -52,6 +53,10 @@ pub struct App {
     pub images_root: Option<PathBuf>,
     pub localrepo_root: Option<PathBuf>,
     pub started: Instant,
+    /// Which machine was last seen at which address (from DHCP and from
+    /// the per-machine configs it fetched), to attach later file transfers
+    /// from that address to it. Bounded by [`App::MAX_CLIENTS`].
+    clients: RefCell<HashMap<IpAddr, MachineId>>,
     write_lock: async_lock::Mutex<()>,
 }
 
@@ -78,7 +83,66 @@ impl App {
             images_root,
             localrepo_root,
             started: Instant::now(),
+            clients: RefCell::new(HashMap::new()),
             write_lock: async_lock::Mutex::new(()),
+        }
+    }
+
+    /// Most addresses remembered in the address-to-machine map.
+    pub const MAX_CLIENTS: usize = 8192;
+
+    /// Remembers that `id` is at `ip`.
+    pub fn note_client(&self, ip: IpAddr, id: MachineId) {
+        let mut c = self.clients.borrow_mut();
+        if c.len() >= Self::MAX_CLIENTS && !c.contains_key(&ip) {
+            c.clear();
+        }
+        c.insert(ip, id);
+    }
+
+    /// The machine last seen at `ip`: remembered, or a record with that address.
+    pub fn machine_at(&self, ip: IpAddr) -> Option<MachineId> {
+        if let Some(id) = self.clients.borrow().get(&ip) {
+            return Some(*id);
+        }
+        let IpAddr::V4(v4) = ip else { return None };
+        self.store
+            .borrow()
+            .machines
+            .values()
+            .find(|m| m.ip == Some(v4))
+            .map(|m| m.id)
+    }
+
+    /// A file generated for a boot loader asking over TFTP (or HTTP):
+    /// `pxelinux.cfg/<name>`, with an optional leading `/`. Remembers which
+    /// machine asked from `client`, and records the event.
+    pub fn boot_file(&self, name: &str, client: IpAddr) -> Option<Vec<u8>> {
+        let name = name.strip_prefix('/').unwrap_or(name);
+        let cfg = name.strip_prefix("pxelinux.cfg/")?;
+        let store = self.store.borrow();
+        let parsed = crate::boot::ConfigName::parse(cfg)?;
+        match crate::boot::find_machine(&store, &parsed) {
+            Some(m) => {
+                let text = crate::boot::pxelinux_machine(&store, &self.urls, m);
+                let id = m.id;
+                drop(store);
+                self.note_client(client, id);
+                self.event(
+                    id,
+                    EventKind::Tftp,
+                    format!("config {name} sent to {client}"),
+                );
+                Some(text.into_bytes())
+            }
+            None if parsed == crate::boot::ConfigName::Default => {
+                log::info!(
+                    "unknown machine at {client}: sending {name} ({:?})",
+                    self.default_boot()
+                );
+                Some(crate::boot::pxelinux_default(&store, self.default_boot()).into_bytes())
+            }
+            None => None,
         }
     }
 

@@ -42,6 +42,8 @@ pub struct Req<'a> {
     pub body: &'a [u8],
     /// The caller presented the token (or is on loopback with none set).
     pub may_write: bool,
+    /// The caller's address (file downloads become events of its machine).
+    pub peer: std::net::IpAddr,
 }
 
 fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
@@ -198,12 +200,28 @@ pub async fn handle(app: &App, req: &Req<'_>) -> Reply {
         },
         ["leases"] => Reply::json(200, &Vec::<()>::new()),
         ["images", rest @ ..] if req.method == "GET" => {
-            serve_file(app.images_root.as_deref(), rest).await
+            let reply = serve_file(app.images_root.as_deref(), rest).await;
+            file_event(app, req, &reply);
+            reply
         }
         ["localrepo", rest @ ..] if req.method == "GET" => {
             serve_file(app.localrepo_root.as_deref(), rest).await
         }
         _ => Reply::error(404, None, "no such resource"),
+    }
+}
+
+/// A boot file fetched over HTTP by a known machine is an event on it.
+fn file_event(app: &App, req: &Req<'_>, reply: &Reply) {
+    if let (200, Body::File { len, .. }) = (reply.status, &reply.body)
+        && let Some(id) = app.machine_at(req.peer)
+    {
+        let path = req.segments.join("/");
+        app.event(
+            id,
+            EventKind::Http,
+            format!("GET /{path} ({len} bytes) to {}", req.peer),
+        );
     }
 }
 

@@ -151,6 +151,7 @@ impl Service {
                 query,
                 body: &body,
                 may_write: allowed,
+                peer: self.peer,
             };
             api::handle(&self.app, &req).await
         };
