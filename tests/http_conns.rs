@@ -27,6 +27,17 @@ fn keep_alive_serves_many_requests_on_one_connection() {
         .unwrap();
     assert_eq!(read_response(&mut r).status, 200);
     assert_eq!(read_response(&mut r).status, 404);
+    // A connection idle past the 1 s park point still serves the next request.
+    std::thread::sleep(Duration::from_millis(1500));
+    w.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut r).status, 200);
+    // `Connection: close` is honoured: the answer, then EOF.
+    w.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut r).status, 200);
+    let mut rest = Vec::new();
+    assert_eq!(r.read_to_end(&mut rest).unwrap(), 0);
 }
 
 #[test]
@@ -70,7 +81,7 @@ fn slow_clients_do_not_block_the_api() {
 }
 
 #[test]
-fn garbage_requests_get_400_and_the_server_stays_up() {
+fn malformed_requests_get_400_and_the_server_stays_up() {
     let dir = tempdir("garbage");
     let g = Gopxe::start(&dir, &[]);
     for junk in [
@@ -79,6 +90,8 @@ fn garbage_requests_get_400_and_the_server_stays_up() {
         b"GET / HTTP/1.1\r\nNoColonHere\r\n\r\n",
         b"POST /pxeboot HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
         b"POST /pxeboot HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+        // A request head larger than the request buffer.
+        &[b"GET /".as_slice(), &[b'a'; 3000], b" HTTP/1.1\r\n\r\n"].concat(),
         &[b'A'; 10_000][..],
     ] {
         let mut s = TcpStream::connect(("127.0.0.1", g.port)).unwrap();

@@ -12,7 +12,7 @@
 use async_io::{Async, Timer};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use picoserve::io::{BaseWrite, ErrorKind, ErrorType, Read, Write};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::{Shutdown, TcpStream};
 
 /// The runtime marker type for picoserve's generic `Server`.
@@ -50,23 +50,31 @@ impl picoserve::io::Error for IoError {
     }
 }
 
-/// A connection: the stream and its write buffer.
-pub struct SmolSocket {
-    stream: Async<TcpStream>,
+/// One picoserve session on a connection: the stream (owned by the
+/// connection task, which may start several sessions on it, see
+/// `http::serve_connection`) and the write buffer.
+pub struct SmolSocket<'s> {
+    stream: &'s Async<TcpStream>,
     wbuf: RefCell<Vec<u8>>,
     capacity: usize,
+    /// Set by the service when the last response keeps the connection
+    /// alive: then `shutdown` leaves the connection open ("parks" it).
+    keep_alive: &'s Cell<bool>,
 }
 
-impl SmolSocket {
-    /// Wraps an accepted stream, setting TCP_NODELAY. The write buffer is
-    /// allocated on first use and released when drained, so idle
-    /// keep-alive connections hold none.
-    pub fn new(stream: Async<TcpStream>, write_buffer: usize) -> Self {
-        let _ = stream.get_ref().set_nodelay(true);
+impl<'s> SmolSocket<'s> {
+    /// The write buffer is allocated on first use and released when
+    /// drained, so idle keep-alive connections hold none.
+    pub fn new(
+        stream: &'s Async<TcpStream>,
+        write_buffer: usize,
+        keep_alive: &'s Cell<bool>,
+    ) -> Self {
         SmolSocket {
             stream,
             wbuf: RefCell::new(Vec::new()),
             capacity: write_buffer,
+            keep_alive,
         }
     }
 }
@@ -163,30 +171,42 @@ impl Write for WriteHalf<'_> {
     }
 }
 
-impl picoserve::io::Socket<SmolRuntime> for SmolSocket {
+impl picoserve::io::Socket<SmolRuntime> for SmolSocket<'_> {
     type Error = IoError;
-    type ReadHalf<'a> = ReadHalf<'a>;
-    type WriteHalf<'a> = WriteHalf<'a>;
+    type ReadHalf<'a>
+        = ReadHalf<'a>
+    where
+        Self: 'a;
+    type WriteHalf<'a>
+        = WriteHalf<'a>
+    where
+        Self: 'a;
 
     fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
         (
             ReadHalf {
-                stream: &self.stream,
+                stream: self.stream,
                 buf: &self.wbuf,
             },
             WriteHalf {
-                stream: &self.stream,
+                stream: self.stream,
                 buf: &self.wbuf,
                 capacity: self.capacity,
             },
         )
     }
 
+    /// Sends what is buffered (e.g. picoserve's 400 for a malformed
+    /// request), then the connection task closes the stream.
     async fn abort<T: picoserve::Timer<SmolRuntime>>(
         self,
-        _timeouts: &picoserve::Timeouts,
-        _timer: &T,
+        timeouts: &picoserve::Timeouts,
+        timer: &T,
     ) -> Result<(), picoserve::Error<IoError>> {
+        self.keep_alive.set(false);
+        let _ = timer
+            .run_with_timeout(timeouts.write, drain(self.stream, &self.wbuf))
+            .await;
         Ok(())
     }
 
@@ -196,14 +216,19 @@ impl picoserve::io::Socket<SmolRuntime> for SmolSocket {
         timer: &T,
     ) -> Result<(), picoserve::Error<IoError>> {
         let sent = timer
-            .run_with_timeout(timeouts.write, drain(&self.stream, &self.wbuf))
+            .run_with_timeout(timeouts.write, drain(self.stream, &self.wbuf))
             .await;
         if !matches!(sent, Ok(Ok(()))) {
+            self.keep_alive.set(false);
+            return Ok(());
+        }
+        if self.keep_alive.get() {
+            // Idle after a keep-alive response: park, don't close.
             return Ok(());
         }
         let _ = self.stream.get_ref().shutdown(Shutdown::Write);
         let mut scratch = [0u8; 128];
-        let mut s = &self.stream;
+        let mut s = self.stream;
         // Drain what the client still sends, bounded by the read timeout.
         for _ in 0..64 {
             match timer

@@ -31,11 +31,28 @@ use std::time::Duration;
 
 const REQUEST_BUFFER: usize = 2048;
 const WRITE_BUFFER: usize = 4096;
+/// How long a new connection may stay silent.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a parked keep-alive connection may stay silent.
+const PARKED_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Per-connection service: the app and who is calling.
+/// Per-connection service: the app, who is calling, and whether the last
+/// response keeps the connection alive (picoserve's rule: HTTP/1.1 without
+/// `Connection: close` or an upgrade).
 struct Service {
     app: Rc<App>,
     peer: IpAddr,
+    keep_alive: Rc<Cell<bool>>,
+}
+
+fn keeps_alive(version: &str, connection: Option<&str>) -> bool {
+    let Some(c) = connection else {
+        return version == "HTTP/1.1";
+    };
+    if c == "close" || c.split(',').any(|t| t.trim() == "upgrade") {
+        return false;
+    }
+    version == "HTTP/1.1"
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -81,6 +98,13 @@ impl Service {
         response_writer: W,
     ) -> Result<ResponseSent, W::Error> {
         let method = request.parts.method();
+        let connection = request
+            .parts
+            .headers()
+            .get("connection")
+            .and_then(|v| v.as_str().ok());
+        self.keep_alive
+            .set(keeps_alive(request.parts.http_version(), connection));
         let query = request.parts.query().map(|q| q.0).unwrap_or("");
         let auth = request
             .parts
@@ -178,25 +202,55 @@ impl Service {
 fn server_config() -> picoserve::Config {
     picoserve::Config::new(picoserve::Timeouts {
         start_read_request: picoserve::time::Duration::from_secs(10),
-        persistent_start_read_request: picoserve::time::Duration::from_secs(10),
+        // After this long idle, a keep-alive connection is parked.
+        persistent_start_read_request: picoserve::time::Duration::from_secs(1),
         read_request: picoserve::time::Duration::from_secs(10),
         write: picoserve::time::Duration::from_secs(30),
     })
     .keep_connection_alive()
 }
 
+/// Serves one connection. picoserve holds a request buffer for as long as
+/// it serves, so the buffer is allocated only once the client has sent
+/// something, and a keep-alive connection that stays idle for a second is
+/// "parked": picoserve returns, the buffer is freed, and a new session
+/// starts when the next request arrives. A connection idle for
+/// [`IDLE_TIMEOUT`] (first request) or [`PARKED_TIMEOUT`] is closed.
 async fn serve_connection(app: Rc<App>, stream: Async<std::net::TcpStream>, peer: SocketAddr) {
+    let _ = stream.get_ref().set_nodelay(true);
+    let keep_alive = Rc::new(Cell::new(false));
     let router = Router::from_service(Service {
         app,
         peer: peer.ip(),
+        keep_alive: keep_alive.clone(),
     });
     let config = server_config();
-    let mut buffer = vec![0u8; REQUEST_BUFFER];
-    let socket = SmolSocket::new(stream, WRITE_BUFFER);
-    let server =
-        picoserve::Server::<SmolRuntime, _, _, _>::custom(&router, SmolTimer, &config, &mut buffer);
-    if let Err(e) = server.serve(socket).await {
-        log::debug!("http connection from {peer}: {e:?}");
+    let mut idle = IDLE_TIMEOUT;
+    loop {
+        let readable = futures_lite::future::or(async { Some(stream.readable().await) }, async {
+            async_io::Timer::after(idle).await;
+            None
+        });
+        if !matches!(readable.await, Some(Ok(()))) {
+            break;
+        }
+        keep_alive.set(false);
+        let mut buffer = vec![0u8; REQUEST_BUFFER];
+        let socket = SmolSocket::new(&stream, WRITE_BUFFER, &keep_alive);
+        let server = picoserve::Server::<SmolRuntime, _, _, _>::custom(
+            &router,
+            SmolTimer,
+            &config,
+            &mut buffer,
+        );
+        if let Err(e) = server.serve(socket).await {
+            log::debug!("http connection from {peer}: {e:?}");
+            break;
+        }
+        if !keep_alive.get() {
+            break;
+        }
+        idle = PARKED_TIMEOUT;
     }
 }
 
