@@ -53,6 +53,7 @@ pub struct App {
     pub images_root: Option<PathBuf>,
     pub localrepo_root: Option<PathBuf>,
     pub started: Instant,
+    pub metrics: crate::metrics::Metrics,
     /// Which machine was last seen at which address (from DHCP and from
     /// the per-machine configs it fetched), to attach later file transfers
     /// from that address to it. Bounded by [`App::MAX_CLIENTS`].
@@ -83,6 +84,7 @@ impl App {
             images_root,
             localrepo_root,
             started: Instant::now(),
+            metrics: Default::default(),
             clients: RefCell::new(HashMap::new()),
             write_lock: async_lock::Mutex::new(()),
         }

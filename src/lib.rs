@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod dhcp;
 pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod store;
 pub mod tftp;

@@ -539,3 +539,43 @@ fn bad_config_names_file_key_and_problem() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn metrics_count_requests_and_machines() {
+    let dir = tempdir("metrics");
+    let g = Gopxe::start(&dir, &[]);
+    setup(&g);
+    assert_eq!(g.get("/bootaction/none").status, 404);
+    let text = g.get("/metrics").text();
+    let sample = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
+    };
+    assert_eq!(
+        sample("gopxe_http_requests_total{route=\"/pxeboot\",status=\"2xx\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample("gopxe_http_requests_total{route=\"/bootaction/{name}\",status=\"2xx\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample("gopxe_http_requests_total{route=\"/bootaction/{name}\",status=\"4xx\"}"),
+        1.0
+    );
+    assert_eq!(sample("gopxe_machines{state=\"install\"}"), 1.0);
+    assert_eq!(sample("gopxe_build_info{"), 1.0);
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        assert!(
+            value.parse::<f64>().is_ok() && series.starts_with("gopxe_"),
+            "{line}"
+        );
+    }
+}

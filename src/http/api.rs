@@ -121,8 +121,40 @@ fn parse_id(s: &str) -> Result<MachineId, Reply> {
         .map_err(|e| Reply::error(400, Some("id"), &e.to_string()))
 }
 
-/// Routes one request.
+/// The route pattern of a path, as a metrics label (bounded set).
+pub fn route_label(segments: &[String]) -> &'static str {
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match segs.as_slice() {
+        [] | [""] => "/",
+        ["health"] => "/health",
+        ["metrics"] => "/metrics",
+        ["bootaction"] | ["bootaction", ""] => "/bootaction",
+        ["bootaction", _] => "/bootaction/{name}",
+        ["pxeboot"] | ["pxeboot", ""] => "/pxeboot",
+        ["pxeboot", _] => "/pxeboot/{id}",
+        ["pxeboot", _, "done"] => "/pxeboot/{id}/done",
+        ["pxeboot", _, "reinstall"] => "/pxeboot/{id}/reinstall",
+        ["pxeboot", _, "events"] => "/pxeboot/{id}/events",
+        ["pxelinux" | "pxelinux.cfg", ..] => "/pxelinux/",
+        ["kickstart", ..] => "/kickstart/",
+        ["kstemplate", ..] => "/kstemplate/",
+        ["boot.ipxe"] => "/boot.ipxe",
+        ["leases"] => "/leases",
+        ["images", ..] => "/images/",
+        ["localrepo", ..] => "/localrepo/",
+        _ => "other",
+    }
+}
+
+/// Routes one request and counts it.
 pub async fn handle(app: &App, req: &Req<'_>) -> Reply {
+    let reply = route(app, req).await;
+    app.metrics
+        .http_request(route_label(&req.segments), reply.status);
+    reply
+}
+
+async fn route(app: &App, req: &Req<'_>) -> Reply {
     let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let write = !matches!(req.method, "GET" | "HEAD");
     if write && !req.may_write && !matches!(segs.as_slice(), ["pxeboot", _, "done"]) {
@@ -134,6 +166,10 @@ pub async fn handle(app: &App, req: &Req<'_>) -> Reply {
             &json!({"service": "gopxe", "health": "/health", "docs": "see README"}),
         ),
         ["health"] => health(app),
+        ["metrics"] => match req.method {
+            "GET" => metrics(app),
+            _ => method_not_allowed("GET"),
+        },
         ["bootaction"] | ["bootaction", ""] => match req.method {
             "GET" => {
                 let s = app.store.borrow();
@@ -223,6 +259,23 @@ fn file_event(app: &App, req: &Req<'_>, reply: &Reply) {
             format!("GET /{path} ({len} bytes) to {}", req.peer),
         );
     }
+}
+
+fn metrics(app: &App) -> Reply {
+    let s = app.store.borrow();
+    let count = |st: MachineState| s.machines.values().filter(|m| m.state == st).count();
+    let states = [
+        MachineState::Install,
+        MachineState::Installing,
+        MachineState::Installed,
+    ]
+    .map(|st| (st.as_str(), count(st)));
+    let text = app.metrics.render(&states, app.started.elapsed().as_secs());
+    Reply::bytes(
+        200,
+        "text/plain; version=0.0.4; charset=utf-8",
+        text.into_bytes(),
+    )
 }
 
 fn health(app: &App) -> Reply {
