@@ -185,6 +185,24 @@ wait_port_in_ns() {
     return 1
 }
 
+# start_ra_helper: answer IPv6 router solicitations on br0 (a ULA prefix,
+# inside the namespace only). iPXE waits ~13 s for a router advertisement
+# before it finishes configuring; with one answered it goes on at once.
+# Uses a second dnsmasq in RA-only mode (no DHCPv4, no DNS, no TFTP), so it
+# coexists with gopxe or another DHCP server. E2E_RA=0 disables it.
+start_ra_helper() {
+    [ "${E2E_RA:-1}" = 0 ] && return 0
+    run_in_ns sysctl -qw net.ipv6.conf.br0.disable_ipv6=0
+    ip -n "$E2E_NS" addr add fd99:e2e::1/64 dev br0 nodad
+    bg_in_ns "$E2E_WORK/ra.log" dnsmasq --keep-in-foreground --conf-file=/dev/null \
+        --user=root --group=root --port=0 --log-facility=- --pid-file= \
+        --interface=br0 --bind-interfaces --except-interface=lo \
+        --dhcp-leasefile="$E2E_WORK/ra.leases" \
+        --enable-ra --ra-param=br0,10,1800 --dhcp-range=::,constructor:br0,ra-only,64,1h
+    RA_PID=$BG_PID
+    e2e_log "IPv6 RA helper on br0 (pid $RA_PID)"
+}
+
 # ---- QEMU machines ---------------------------------------------------------
 
 # _vm_start NAME TIMEOUT QEMU-ARGS...: launch QEMU in the namespace, serial
@@ -253,6 +271,7 @@ wait_for_marker() {
     MARKER_SECS=""
     end=$(($(date +%s) + t))
     while :; do
+        [ -n "$name" ] && _timeline "$name"
         if serial_text "$f" | grep -Eq -- "$pat"; then
             [ -n "$name" ] && MARKER_SECS=$(elapsed "${VM_START[$name]}")
             return 0
@@ -267,19 +286,36 @@ wait_for_marker() {
     done
 }
 
+# _timeline NAME: append the serial lines that appeared since the last call
+# to $E2E_WORK/NAME.timeline, each prefixed with seconds since power-on
+# (resolution: the 0.2 s poll of wait_for_marker / vm_wait).
+declare -gA _TL_SEEN=()
+_timeline() {
+    local name=$1 logf=${VM_LOG[$1]} n old t
+    old=${_TL_SEEN[$name]:-0}
+    n=$(serial_text "$logf" | wc -l)
+    [ "$n" -le "$old" ] && return 0
+    t=$(elapsed "${VM_START[$name]}")
+    serial_text "$logf" | sed -n "$((old + 1)),${n}p" | grep -av '^[[:space:]]*$' \
+        | sed "s/^/[+${t}s] /" >>"$E2E_WORK/$name.timeline" || true
+    _TL_SEEN[$name]=$n
+}
+
 # vm_wait NAME TIMEOUT: wait for QEMU to exit by itself (guest power-off);
 # kill it after TIMEOUT. Returns 0 if it exited by itself.
 vm_wait() {
     local name=$1 t=$2 pid=${VM_PID[$1]} end
     end=$(($(date +%s) + t))
     while kill -0 "$pid" 2>/dev/null; do
-        if [ "$(date +%s)" -ge "$end" ]; then stop_pid "$pid"; return 1; fi
+        _timeline "$name"
+        if [ "$(date +%s)" -ge "$end" ]; then stop_pid "$pid"; _timeline "$name"; return 1; fi
         sleep 0.2
     done
     wait "$pid" 2>/dev/null || true
+    _timeline "$name"
     return 0
 }
-vm_kill() { stop_pid "${VM_PID[$1]}"; }
+vm_kill() { stop_pid "${VM_PID[$1]}"; _timeline "$1"; }
 vm_running() { kill -0 "${VM_PID[$1]}" 2>/dev/null; }
 
 # ---- reporting -------------------------------------------------------------
@@ -297,7 +333,9 @@ report_failure() {
             echo "  (no server log)"
         fi
         echo "Tail of the serial console $serial:"
-        if [ -f "$serial" ]; then
+        if [ -f "${serial%.serial}.timeline" ]; then
+            tail -n "$n" "${serial%.serial}.timeline" | sed 's/^/  > /'
+        elif [ -f "$serial" ]; then
             serial_text "$serial" | grep -av '^[[:space:]]*$' | tail -n "$n" | sed 's/^/  > /'
         else
             echo "  (no serial log)"

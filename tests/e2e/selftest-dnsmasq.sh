@@ -71,6 +71,7 @@ boot
 EOF
 
 ns_setup 2
+start_ra_helper
 
 # dnsmasq: authoritative DHCP on br0 + TFTP; loader by client architecture.
 # 175.176=1 tells iPXE not to wait for proxyDHCP offers.
