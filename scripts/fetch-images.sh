@@ -168,6 +168,13 @@ export PATH=/sbin:/usr/sbin:/bin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null || mdev -s
+set -f   # no globbing of command-line words (ks URLs carry '?')
+# Boot configs rendered by gopxe may not carry console=ttyS0: talk to the
+# first serial port directly then, so the test still reads the markers.
+case " $(cat /proc/cmdline) " in
+*" console=ttyS"*) ;;
+*) [ -c /dev/ttyS0 ] && exec </dev/null >/dev/ttyS0 2>&1 ;;
+esac
 say() { echo "GOPXE-INITRD: $*"; }
 bye() { say "power off"; sync; poweroff -f; sleep 5; echo o > /proc/sysrq-trigger; }
 say "started, kernel $(uname -r), uptime $(cut -d' ' -f1 /proc/uptime)s"
@@ -182,7 +189,7 @@ done
 # wait (bounded) for a NIC to appear
 IF=
 i=0; while [ $i -lt 50 ]; do
-    for n in /sys/class/net/*; do n=${n##*/}; [ "$n" = lo ] && continue; IF=$n; break; done
+    for n in $(ls /sys/class/net); do [ "$n" = lo ] && continue; IF=$n; break; done
     [ -n "$IF" ] && break; sleep 0.2; i=$((i+1))
 done
 ip link set lo up
@@ -211,11 +218,19 @@ cat /tmp/ks.cfg
 echo
 echo "=== GOPXE KICKSTART END ==="
 # The installer's %post calls gopxe back. gopxe.done=URL on the command line
-# wins; otherwise take the first .../pxeboot/<id>/done URL in the kickstart.
+# wins; otherwise take the first .../pxeboot/<id>/done URL in the kickstart;
+# otherwise derive it from a ks URL of the form .../kickstart/<id>.
 # gopxe.done=none disables the call.
 DONE=$(arg gopxe.done)
 if [ -z "$DONE" ]; then
     DONE=$(grep -o 'https\{0,1\}://[^ "'"'"'<>]*/pxeboot/[^ "'"'"'<>/]*/done' /tmp/ks.cfg | head -1)
+fi
+if [ -z "$DONE" ]; then
+    # a short kickstart URL .../kickstart/<id> names the machine
+    case "$KS" in
+    */kickstart/?*) id=${KS##*/kickstart/}; id=${id%%[?#]*}
+        case "$id" in *[!A-Za-z0-9:._-]*|"") ;; *) DONE="${KS%%/kickstart/*}/pxeboot/$id/done" ;; esac ;;
+    esac
 fi
 if [ -n "$DONE" ] && [ "$DONE" != none ]; then
     say "calling back $DONE"

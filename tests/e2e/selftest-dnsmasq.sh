@@ -138,7 +138,7 @@ for c in "${CASES[@]}"; do
             vm_wait "$name" 30 || e2e_log "WARN: $name did not power off by itself"
             grep -q 'selftest.e2e.local' <(kickstart_text "${VM_LOG[$name]}") \
                 || { e2e_log "kickstart text not found on console"; }
-            record_time "selftest-$c" "$t"
+            record_time "${SCENARIO:-selftest-dnsmasq}" "$t" "$c"
             RESULT[$c]="PASS ${t}s"
             continue
         fi
