@@ -33,6 +33,8 @@ GOPXE_RE_UNKNOWN=${GOPXE_RE_UNKNOWN:-unknown}
 GOPXE_RE_DHCP=${GOPXE_RE_DHCP:-dhcp.*(offer|ack)|(offer|ack).*dhcp}
 GOPXE_RE_PROXY=${GOPXE_RE_PROXY:-proxy|4011}
 BOOT_TIMEOUT=${E2E_BOOT_TIMEOUT:-150}
+# Console lines that mean the boot is dead: fail at once instead of waiting.
+BOOT_FAIL_RE=${E2E_BOOT_FAIL_RE:-Failed to load|Boot failed|No bootable device|Kernel panic|Could not boot|No configuration methods succeeded|PXE-E[0-9]+|Unable to locate configuration file}
 
 SCENARIO=${SCENARIO:-$(basename "$0" .sh)}
 GOPXE_PID=""
@@ -61,7 +63,8 @@ _gopxe_help() {
     _GOPXE_HELP=$({ timeout 10 "$GOPXE_BIN" serve --help; timeout 10 "$GOPXE_BIN" --help; } 2>&1 || true)
     printf '%s' "$_GOPXE_HELP"
 }
-gopxe_has_flag() { _gopxe_help | grep -q -- "$1"; }
+# (here-strings, not pipes: grep -q closing early + pipefail = false negatives)
+gopxe_has_flag() { local h; h=$(_gopxe_help); grep -q -- "$1" <<<"$h"; }
 
 # gopxe_require FLAG...: the binary exists and its help lists every FLAG.
 gopxe_require() {
@@ -195,12 +198,16 @@ boot_to_kickstart() {
         *) scenario_fail "unknown machine kind $kind" ;;
     esac
     local rc=0
-    wait_for_marker "${VM_LOG[$name]}" "$MARK_KS_END|$MARK_KS_FAIL" "$BOOT_TIMEOUT" "$name" || rc=$?
+    wait_for_marker "${VM_LOG[$name]}" "$MARK_KS_END|$MARK_KS_FAIL|$BOOT_FAIL_RE" "$BOOT_TIMEOUT" "$name" || rc=$?
     case $rc in
         1) vm_kill "$name"; scenario_fail "$name: no kickstart marker within ${BOOT_TIMEOUT}s" ;;
         2) scenario_fail "$name: machine powered off without printing the kickstart" ;;
     esac
-    if serial_text "${VM_LOG[$name]}" | grep -q "$MARK_KS_FAIL"; then
+    if ! serial_has "${VM_LOG[$name]}" "$MARK_KS_END"; then
+        sleep 2; vm_kill "$name"
+        scenario_fail "$name: boot failed: $(serial_text "${VM_LOG[$name]}" | grep -oE "$BOOT_FAIL_RE" | head -1)"
+    fi
+    if serial_has "${VM_LOG[$name]}" "$MARK_KS_FAIL"; then
         vm_kill "$name"
         scenario_fail "$name: initrd could not fetch the kickstart ($(serial_text "${VM_LOG[$name]}" | grep -o "$MARK_KS_FAIL.*"))"
     fi

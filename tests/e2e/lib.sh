@@ -177,7 +177,7 @@ wait_port_in_ns() {
     while [ "$(date +%s)" -lt "$end" ]; do
         if run_in_ns ss -Hln"${proto:0:1}" 2>/dev/null | awk '{print $4}' \
                 | sed -e 's/%[^:]*:/:/' -e 's/^\*:/0.0.0.0:/' \
-                | grep -qE "^$(sed 's/\./\\./g' <<<"$ap")\$|^0\.0\.0\.0:${ap##*:}\$"; then
+                | grep -E "^$(sed 's/\./\\./g' <<<"$ap")\$|^0\.0\.0\.0:${ap##*:}\$" >/dev/null; then
             return 0
         fi
         sleep 0.2
@@ -262,6 +262,10 @@ serial_text() {
     sed -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1b[()][A-Z0-9]//g' "$1" 2>/dev/null | tr -d '\r\000'
 }
 
+# serial_has FILE ERE: the cleaned serial log matches. (No `| grep -q` on
+# big logs: grep exiting early + pipefail gives false negatives.)
+serial_has() { local t; t=$(serial_text "$1"); grep -Eq -- "$2" <<<"$t"; }
+
 # wait_for_marker FILE PATTERN TIMEOUT [NAME]
 #   Poll FILE (serial log) for the extended regex PATTERN. With NAME (a VM),
 #   stop early when that QEMU has exited, and set MARKER_SECS to the time
@@ -272,12 +276,12 @@ wait_for_marker() {
     end=$(($(date +%s) + t))
     while :; do
         [ -n "$name" ] && _timeline "$name"
-        if serial_text "$f" | grep -Eq -- "$pat"; then
+        if serial_has "$f" "$pat"; then
             [ -n "$name" ] && MARKER_SECS=$(elapsed "${VM_START[$name]}")
             return 0
         fi
         if [ -n "$name" ] && ! kill -0 "${VM_PID[$name]}" 2>/dev/null; then
-            serial_text "$f" | grep -Eq -- "$pat" && {
+            serial_has "$f" "$pat" && {
                 MARKER_SECS=$(elapsed "${VM_START[$name]}"); return 0; }
             return 2
         fi

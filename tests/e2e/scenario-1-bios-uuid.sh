@@ -10,7 +10,10 @@ need_root
 gopxe_require --dhcp-mode --tftp-listen --interface --dhcp-range
 gopxe_scenario_init
 
-UUID=42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69     # as the admin reads it (README)
+# As the admin reads it. Not the README's 42330d5a-0ead-f7fa-...: pxelinux 6.04
+# ignores a UUID whose 7th wire byte (here 0xfa, from "f7fa") is <0x10 or >=0xf0
+# and never asks for pxelinux.cfg/<uuid> then (tests/e2e/README.md).
+UUID=8d6f2a1e-4b3c-4d2e-9f10-a1b2c3d4e5f6
 MAC=52:54:00:e2:e1:01
 HOST=s1-bios.e2e.local
 gopxe_start authoritative

@@ -7,7 +7,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"; . "$(dirname "$0")/gopxe.sh"
 need_root
 gopxe_require --dhcp-mode --tftp-listen --interface
-_gopxe_help | grep -q 'proxy' || scenario_skip "$GOPXE_BIN does not mention proxy mode"
+gopxe_has_flag proxy || scenario_skip "$GOPXE_BIN does not mention proxy mode"
 gopxe_scenario_init
 
 UUID=1f2e3d4c-5b6a-4798-8a9b-abcdef012345

@@ -10,7 +10,7 @@ need_root
 gopxe_require --dhcp-mode --tftp-listen --interface --dhcp-range
 gopxe_scenario_init
 
-UUID=6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d
+UUID=6a5b4c3d-2e1f-4a1b-9c8d-7e6f5a4b3c2d
 MAC=52:54:00:e2:e1:06
 HOST=s6-once.e2e.local
 CFG=pxelinux.cfg/$(smbios_swapped "$UUID")
@@ -33,10 +33,10 @@ boot_bios s6-boot2 "$MAC" "$UUID" 90
 if ! vm_wait s6-boot2 90; then
     scenario_fail "second boot did not end (expected LOCALBOOT -> no bootable device -> exit)"
 fi
-if serial_text "${VM_LOG[s6-boot2]}" | grep -q 'GOPXE KICKSTART BEGIN\|GOPXE-INITRD'; then
+if serial_has "${VM_LOG[s6-boot2]}" 'GOPXE KICKSTART BEGIN|GOPXE-INITRD'; then
     scenario_fail "second boot ran the installer again"
 fi
-serial_text "${VM_LOG[s6-boot2]}" | grep -qi 'PXELINUX' || scenario_fail "second boot never reached pxelinux"
+serial_has "${VM_LOG[s6-boot2]}" 'PXELINUX' || scenario_fail "second boot never reached pxelinux"
 e2e_log "boot 2: local boot after $(elapsed "${VM_START[s6-boot2]}")s"
 CUR_VM=""
 

@@ -24,7 +24,7 @@ sleep 2
 vm_kill s7-unknown
 grep -aqiE "$GOPXE_RE_UNKNOWN" "$E2E_WORK/gopxe.log" || scenario_fail "gopxe did not log the machine as unknown"
 grep -aqiE 'pxelinux\.cfg/default' "$E2E_WORK/gopxe.log" || scenario_fail "pxelinux.cfg/default was not served"
-serial_text "${VM_LOG[s7-unknown]}" | grep -q 'GOPXE KICKSTART BEGIN' && scenario_fail "unknown machine got an installer"
+serial_has "${VM_LOG[s7-unknown]}" 'GOPXE KICKSTART BEGIN' && scenario_fail "unknown machine got an installer"
 CUR_VM=""
 gopxe_alive || scenario_fail "gopxe died"
 api_ok GET /health
