@@ -88,7 +88,7 @@ gopxe_start() {
     [ -n "$GOPXE_EXTRA_ARGS" ] && args+=($GOPXE_EXTRA_ARGS)
     args+=("$@")
     mkdir -p "$E2E_WORK/data"
-    printf '%q ' "$GOPXE_BIN" "${args[@]}" >"$E2E_WORK/gopxe.cmd"; echo >>"$E2E_WORK/gopxe.cmd"
+    echo "$GOPXE_BIN ${args[*]}" >"$E2E_WORK/gopxe.cmd"
     e2e_log "gopxe: $(cat "$E2E_WORK/gopxe.cmd")"
     bg_in_ns "$E2E_WORK/gopxe.log" env RUST_LOG="$GOPXE_LOG_LEVEL" GOPXE_API_TOKEN="$GOPXE_TOKEN" \
         "$GOPXE_BIN" "${args[@]}"
