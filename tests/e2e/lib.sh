@@ -123,7 +123,36 @@ ns_setup() {
     e2e_log "namespace $E2E_NS: br0 $E2E_SERVER_IP/$E2E_PREFIX, tap0..tap$((n - 1))"
 }
 
+# lab_ns_setup [IP]: a second namespace "$E2E_NS-lab" standing for another
+# host on the lab network (e.g. the lab's own DHCP server), joined to br0 by
+# a veth pair; its side lab0 gets IP (default 10.99.0.2). Run things there
+# with run_in_lab / bg_in_lab. Its sockets never clash with gopxe's.
+E2E_LAB_NS=""
+lab_ns_setup() {
+    local ip=${1:-10.99.0.2}
+    E2E_LAB_NS=$E2E_NS-lab
+    ip netns add "$E2E_LAB_NS"
+    ip -n "$E2E_LAB_NS" link set lo up
+    ip -n "$E2E_NS" link add vlab type veth peer name lab0 netns "$E2E_LAB_NS"
+    ip -n "$E2E_NS" link set vlab master br0
+    ip -n "$E2E_NS" link set vlab up
+    ip -n "$E2E_LAB_NS" addr add "$ip/$E2E_PREFIX" dev lab0
+    ip -n "$E2E_LAB_NS" link set lab0 up
+    e2e_log "lab host namespace $E2E_LAB_NS: lab0 $ip on br0"
+}
+run_in_lab() { ip netns exec "$E2E_LAB_NS" "$@"; }
+bg_in_lab() {
+    local logf=$1; shift
+    ip netns exec "$E2E_LAB_NS" "$@" >"$logf" 2>&1 </dev/null &
+    BG_PID=$!
+    E2E_PIDS+=("$BG_PID")
+}
+
 ns_teardown() {
+    if [ -n "$E2E_LAB_NS" ]; then
+        ip netns del "$E2E_LAB_NS" 2>/dev/null || true
+        E2E_LAB_NS=""
+    fi
     if [ "$E2E_NS_CREATED" = 1 ]; then
         ip netns del "$E2E_NS" 2>/dev/null || true
         E2E_NS_CREATED=0

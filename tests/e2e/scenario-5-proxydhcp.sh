@@ -13,13 +13,21 @@ gopxe_scenario_init
 UUID=1f2e3d4c-5b6a-4798-8a9b-abcdef012345
 MAC=52:54:00:e2:e1:05
 HOST=s5-proxy.e2e.local
-# the lab's own DHCP server: addresses only, no PXE options, no DNS, no TFTP
-bg_in_ns "$E2E_WORK/dnsmasq.log" dnsmasq --keep-in-foreground --conf-file=/dev/null \
+# The lab's own DHCP server, on another "host" (namespace joined to br0 by a
+# veth): addresses only, no PXE options, no DNS, no TFTP. gopxe and it never
+# share a socket, as on a real lab network.
+lab_ns_setup 10.99.0.2
+bg_in_lab "$E2E_WORK/dnsmasq.log" dnsmasq --keep-in-foreground --conf-file=/dev/null \
     --user=root --group=root --port=0 --log-facility=- --log-dhcp --pid-file= \
-    --interface=br0 --bind-interfaces --except-interface=lo \
+    --interface=lab0 --bind-interfaces --except-interface=lo \
     --dhcp-range=10.99.0.150,10.99.0.199,255.255.255.0,1h \
+    --dhcp-option=option:router,10.99.0.1 \
     --dhcp-leasefile="$E2E_WORK/dnsmasq.leases"
-wait_port_in_ns udp "$E2E_SERVER_IP:67" 10 || scenario_fail "dnsmasq did not start"
+end=$(($(date +%s) + 10))
+until run_in_lab ss -Hlnu | grep -E ':67( |$)' >/dev/null; do
+    [ "$(date +%s)" -lt "$end" ] || scenario_fail "lab dnsmasq did not start"
+    sleep 0.2
+done
 gopxe_start proxy
 create_bootaction myfirstbootaction
 create_machine "$UUID" myfirstbootaction "$HOST" 10.99.0.55
