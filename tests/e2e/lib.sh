@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 # tests/e2e/lib.sh — helpers for gopxe's end-to-end tests on real firmware.
 #
 # Source it from a scenario script (bash, `set -euo pipefail`). It gives:
@@ -391,3 +391,5 @@ kickstart_text() {
 MARK_KS_END='=== GOPXE KICKSTART END ==='
 MARK_KS_FAIL='=== GOPXE KICKSTART FAILED'
 MARK_DONE='=== GOPXE DONE [^ ]+ ==='
+# Console lines that mean the boot is dead: fail at once instead of waiting.
+BOOT_FAIL_RE=${E2E_BOOT_FAIL_RE:-Failed to load|Boot failed|No bootable device|Kernel panic|Could not boot|No configuration methods succeeded|PXE-E[0-9]+|Unable to locate configuration file}

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # tests/e2e/run.sh — gopxe's end-to-end suite on real firmware (QEMU SeaBIOS
 # + iPXE ROM, OVMF) inside a network namespace. Entry point for the test
 # command and CI.

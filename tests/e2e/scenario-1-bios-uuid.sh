@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Scenario 1 — the original GoPXE flow, BIOS, record keyed by SMBIOS UUID.
 # gopxe in authoritative DHCP mode; SeaBIOS + iPXE ROM gets an address, loads
 # pxelinux.0 and ldlinux.c32 over TFTP, its own pxelinux.cfg/<uuid> (asked in

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Scenario 2 — record keyed by MAC ("uuid": "01-<mac>" as the README says);
 # the machine's SMBIOS UUID is unknown to gopxe, so pxelinux finds its config
 # through pxelinux.cfg/01-<mac-with-dashes>.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Scenario 3 — iPXE over HTTP: a machine whose boot action uses iPXE gets an
 # iPXE script, kernel and initrd over HTTP from gopxe (no TFTP for the big
 # files). Prints the boot-time difference against scenario 1.

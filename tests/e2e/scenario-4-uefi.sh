@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Scenario 4 — UEFI: OVMF's own PXE (option 93 = 7) gets gopxe's x64 UEFI
 # loader and reaches the same kickstart marker.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Scenario 5 — proxyDHCP: dnsmasq in the namespace hands out addresses only
 # (no boot options); gopxe in proxy mode gives the boot information (and
 # answers PXE boot-server discovery on udp/4011). The machine still reaches

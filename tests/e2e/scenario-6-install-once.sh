@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Scenario 6 — install once, then local boot, then reinstall.
 # Boot 1 installs (kickstart printed, done callback -> installed). Boot 2 of
 # the same machine gets LOCALBOOT from gopxe (no kickstart; SeaBIOS finds no

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Scenario 7 — unknown machine: no record. It gets the configured default
 # (pxelinux.cfg/default), gopxe logs it as unknown, nothing crashes.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # selftest-dnsmasq.sh — prove the e2e harness boots real firmware, with
 # dnsmasq (DHCP + TFTP) and a tiny Python HTTP server standing in for gopxe.
 #
@@ -85,7 +86,7 @@ bg_in_ns "$E2E_WORK/dnsmasq.log" dnsmasq --keep-in-foreground --conf-file=/dev/n
     --dhcp-userclass=set:ipxe,iPXE \
     --dhcp-match=set:efi,option:client-arch,7 \
     --dhcp-match=set:efi,option:client-arch,9 \
-    --dhcp-boot=tag:ipxe,tag:efi,$BASE/boot.ipxe \
+    --dhcp-boot="tag:ipxe,tag:efi,$BASE/boot.ipxe" \
     --dhcp-boot=tag:!ipxe,tag:efi,"${E2E_UEFI_LOADER:-syslinux.efi}" \
     --dhcp-boot=tag:!efi,pxelinux.0
 DNSMASQ_PID=$BG_PID
@@ -122,7 +123,7 @@ for c in "${CASES[@]}"; do
                 --dhcp-userclass=set:ipxe,iPXE \
                 --dhcp-match=set:efi,option:client-arch,7 \
                 --dhcp-match=set:efi,option:client-arch,9 \
-                --dhcp-boot=tag:ipxe,$BASE/boot.ipxe \
+                --dhcp-boot="tag:ipxe,$BASE/boot.ipxe" \
                 --dhcp-boot=tag:!ipxe,tag:efi,ipxe.efi \
                 --dhcp-boot=tag:!efi,pxelinux.0
             DNSMASQ_PID=$BG_PID
@@ -130,8 +131,8 @@ for c in "${CASES[@]}"; do
             boot_uefi "$name" "$mac" "$UUID" "$BOOT_TIMEOUT" ;;
         *) e2e_die "unknown case $c" ;;
     esac
-    if wait_for_marker "${VM_LOG[$name]}" "$MARK_KS_END|$MARK_KS_FAIL" "$BOOT_TIMEOUT" "$name" \
-            && ! serial_has "${VM_LOG[$name]}" "$MARK_KS_FAIL"; then
+    if wait_for_marker "${VM_LOG[$name]}" "$MARK_KS_END|$MARK_KS_FAIL|$BOOT_FAIL_RE" "$BOOT_TIMEOUT" "$name" \
+            && serial_has "${VM_LOG[$name]}" "$MARK_KS_END"; then
         t=$MARKER_SECS
         if wait_for_marker "${VM_LOG[$name]}" "$MARK_DONE" 30 "$name" \
                 && serial_has "${VM_LOG[$name]}" '=== GOPXE DONE 200 ===' \
@@ -143,7 +144,7 @@ for c in "${CASES[@]}"; do
         fi
         e2e_log "$name: kickstart marker seen but kickstart text or DONE 200 missing"
     fi
-    vm_kill "$name"
+    sleep 1; vm_kill "$name"
     report_failure "$E2E_WORK/dnsmasq.log" "${VM_LOG[$name]}"
     grep -a '' "$E2E_WORK/http.log" | tail -5 >&2 || true
     RESULT[$c]="FAIL"
