@@ -96,11 +96,39 @@ gopxe_start() {
         kill -0 "$GOPXE_PID" 2>/dev/null || scenario_fail "gopxe exited at start-up (see $E2E_WORK/gopxe.log)"
         if run_in_ns curl -s -o /dev/null -m 2 "$GOPXE_API/health"; then
             e2e_log "gopxe up (pid $GOPXE_PID), API $GOPXE_API"
-            return 0
+            break
         fi
         sleep 0.2
     done
-    scenario_fail "gopxe API did not answer on $GOPXE_API/health within 20 s"
+    [ "$i" -lt 100 ] || scenario_fail "gopxe API did not answer on $GOPXE_API/health within 20 s"
+    # A binary may take the flags before it serves the protocol: probe the
+    # sockets, and SKIP (not FAIL) while DHCP/TFTP are not wired yet.
+    if [ "$mode" != off ]; then
+        gopxe_listens udp 67 5 || scenario_skip "gopxe took --dhcp-mode $mode but does not listen on udp/67 (DHCP not wired yet)"
+        if [ "$mode" = proxy ] && ! gopxe_listens udp 4011 3; then
+            e2e_log "WARN: gopxe in proxy mode does not listen on udp/4011 (PXE boot-server discovery)"
+        fi
+    fi
+    if [ "${GOPXE_NEED_TFTP:-1}" = 1 ]; then
+        gopxe_listens udp 69 5 || scenario_skip "gopxe took --tftp-listen but does not listen on udp/69 (TFTP not wired yet)"
+    fi
+}
+
+# gopxe_listens PROTO PORT TIMEOUT: gopxe's process (or a child of it) has a
+# socket on PORT.
+gopxe_listens() {
+    local proto=$1 port=$2 t=$3 end pids
+    end=$(($(date +%s) + t))
+    while :; do
+        pids=$(ps -o pid= --ppid "$GOPXE_PID" 2>/dev/null | tr -s ' \n' '|' | sed 's/^|//; s/|$//')
+        pids=$GOPXE_PID${pids:+|$pids}
+        if run_in_ns ss -Hlnp"${proto:0:1}" 2>/dev/null \
+                | grep -E ":$port[[:space:]].*pid=($pids)," >/dev/null; then
+            return 0
+        fi
+        [ "$(date +%s)" -lt "$end" ] || return 1
+        sleep 0.2
+    done
 }
 gopxe_alive() { [ -n "$GOPXE_PID" ] && kill -0 "$GOPXE_PID" 2>/dev/null; }
 

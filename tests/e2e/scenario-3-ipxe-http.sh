@@ -9,6 +9,7 @@ set -euo pipefail
 need_root
 gopxe_require --dhcp-mode --tftp-listen --interface --dhcp-range
 gopxe_scenario_init
+GOPXE_NEED_TFTP=0       # kernel and initrd come over HTTP
 
 UUID=3c2a1b0d-4e5f-4a6b-8c7d-9e0f1a2b3c4d
 MAC=52:54:00:e2:e1:03
