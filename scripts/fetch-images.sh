@@ -33,7 +33,7 @@ CACHE=$(cd "$CACHE" && pwd)
 log() { printf 'fetch-images: %s\n' "$*" >&2; }
 die() { printf 'fetch-images: ERROR: %s\n' "$*" >&2; exit 1; }
 
-PKGS=(pxelinux syslinux-common syslinux-efi ipxe busybox-static cpio kmod xz-utils)
+PKGS=(pxelinux syslinux-common syslinux-efi ipxe busybox-static cpio xz-utils)
 
 ensure_packages() {
     local missing=() p
@@ -96,36 +96,43 @@ if [ -z "$kpkg" ]; then
 fi
 echo "$kpkg" > "$CACHE/kernel-pkg"
 kver=${kpkg#linux-image-}
+# NIC drivers, insmod order matters (dependencies first; REAL-CLIENTS.md).
+MODS=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
+      failover net_failover virtio_net e1000)
+# The cache keeps the .deb and, extracted from it, only the kernel and the
+# modules above (the whole tree is ~400 MB).
 kdir=$CACHE/kernel-$kver
-if [ ! -f "$kdir/.done" ]; then
+if [ ! -f "$kdir/.done-v2" ]; then
     deb=$(ls "$CACHE"/"${kpkg}"_*.deb 2>/dev/null | head -1 || true)
     if [ -z "$deb" ]; then
         log "downloading $kpkg (apt-get download, not installed)"
         (cd "$CACHE" && timeout 900 apt-get download -q "$kpkg" >&2)
         deb=$(ls "$CACHE"/"${kpkg}"_*.deb | head -1)
     fi
-    rm -rf "$kdir"; mkdir -p "$kdir"
     log "extracting $(basename "$deb")"
-    dpkg-deb -x "$deb" "$kdir"
-    touch "$kdir/.done"
+    x=$CACHE/extract.$$
+    rm -rf "$x" "$kdir"; mkdir -p "$x" "$kdir/modules"
+    dpkg-deb -x "$deb" "$x"
+    [ -f "$x/boot/vmlinuz-$kver" ] || die "no boot/vmlinuz-$kver in $kpkg"
+    cp "$x/boot/vmlinuz-$kver" "$kdir/vmlinuz"
+    for m in "${MODS[@]}"; do
+        f=$(find "$x/lib/modules/$kver/kernel" \( -name "$m.ko" -o -name "$m.ko.xz" \
+            -o -name "$m.ko.zst" -o -name "$m.ko.gz" \) | head -1)
+        [ -n "$f" ] || die "module $m not found in $kpkg"
+        cp "$f" "$kdir/modules/"
+    done
+    rm -rf "$x"
+    touch "$kdir/.done-v2"
 fi
-vmlinuz=$kdir/boot/vmlinuz-$kver
-[ -f "$vmlinuz" ] || die "no $vmlinuz in $kpkg"
-moddir=$kdir/lib/modules/$kver
-[ -d "$moddir" ] || die "no $moddir in $kpkg"
-put "$vmlinuz" e2e/vmlinuz
+put "$kdir/vmlinuz" e2e/vmlinuz
 printf '%s\n' "$kver" > "$DIR/e2e/KERNEL_VERSION.tmp" && mv -f "$DIR/e2e/KERNEL_VERSION.tmp" "$DIR/e2e/KERNEL_VERSION"
 
 # ---- initrd ---------------------------------------------------------------
-# NIC drivers, insmod order matters (dependencies first; REAL-CLIENTS.md).
-MODS=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
-      failover net_failover virtio_net e1000)
 build=$CACHE/initrd-build
 rm -rf "$build"; mkdir -p "$build"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,run,etc,lib/modules,usr/share/udhcpc}
 cp /bin/busybox "$build/bin/busybox"
 for m in "${MODS[@]}"; do
-    f=$(find "$moddir/kernel" \( -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" -o -name "$m.ko.gz" \) | head -1)
-    [ -n "$f" ] || die "module $m not found under $moddir"
+    f=$(ls "$kdir/modules/$m".ko* | head -1)
     case $f in
         *.ko.xz)  xz -dc "$f" > "$build/lib/modules/$m.ko" ;;
         *.ko.zst) zstd -dqc "$f" > "$build/lib/modules/$m.ko" ;;

@@ -29,7 +29,7 @@ if [ $# -gt 0 ]; then CASES=("$@")
 elif [ -n "${E2E_SELFTEST_ALL:-}" ]; then CASES=(bios uefi uefi-ipxe bios-e1000)
 else CASES=(bios uefi); fi
 
-BOOT_TIMEOUT=${E2E_BOOT_TIMEOUT:-120}
+BOOT_TIMEOUT=${E2E_BOOT_TIMEOUT:-180}
 IP=$E2E_SERVER_IP
 HTTP_PORT=8080
 BASE=http://$IP:$HTTP_PORT
