@@ -38,5 +38,5 @@ cargo test --all-targets 2>&1
 
 if [ -x tests/e2e/run.sh ]; then
     log "end-to-end (real firmware in a network namespace)"
-    tests/e2e/run.sh
+    GOPXE_BIN="${GOPXE_BIN:-$PWD/target/debug/gopxe}" tests/e2e/run.sh
 fi
