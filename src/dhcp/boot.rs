@@ -258,21 +258,30 @@ mod tests {
     #[test]
     fn bios_and_uefi_files_by_loader() {
         let c = cfg();
-        let bios = req(MAC, &[(60, b"PXEClient:Arch:00000:UNDI:002001"), (93, &[0, 0])]);
+        let bios = req(
+            MAC,
+            &[(60, b"PXEClient:Arch:00000:UNDI:002001"), (93, &[0, 0])],
+        );
         let b = choose(&c, &bios, Some(&known(Loader::Pxelinux)), false).unwrap();
         assert_eq!(b.file.as_deref(), Some("pxelinux.0"));
         assert_eq!(b.vendor_class, None);
         let b = choose(&c, &bios, Some(&known(Loader::Ipxe)), false).unwrap();
         assert_eq!(b.file.as_deref(), Some("undionly.kpxe"));
         for arch in [7u8, 9] {
-            let efi = req(MAC, &[(60, b"PXEClient:Arch:00007:UNDI:003000"), (93, &[0, arch])]);
+            let efi = req(
+                MAC,
+                &[(60, b"PXEClient:Arch:00007:UNDI:003000"), (93, &[0, arch])],
+            );
             assert_eq!(firmware(&efi), Firmware::EfiX64);
             let b = choose(&c, &efi, Some(&known(Loader::Pxelinux)), false).unwrap();
             assert_eq!(b.file.as_deref(), Some("syslinux.efi"));
             let b = choose(&c, &efi, Some(&known(Loader::Ipxe)), false).unwrap();
             assert_eq!(b.file.as_deref(), Some("ipxe.efi"));
         }
-        let arm = req(MAC, &[(60, b"PXEClient:Arch:00011:UNDI:003000"), (93, &[0, 11])]);
+        let arm = req(
+            MAC,
+            &[(60, b"PXEClient:Arch:00011:UNDI:003000"), (93, &[0, 11])],
+        );
         let b = choose(&c, &arm, Some(&known(Loader::Pxelinux)), false).unwrap();
         assert_eq!(b.file.as_deref(), Some("ipxe-arm64.efi"));
         // Architecture from the vendor class when option 93 is missing.
@@ -307,11 +316,17 @@ mod tests {
     #[test]
     fn http_boot_gets_a_url_and_httpclient() {
         let c = cfg();
-        let r = req(MAC, &[(60, b"HTTPClient:Arch:00016:UNDI:003001"), (93, &[0, 16])]);
+        let r = req(
+            MAC,
+            &[(60, b"HTTPClient:Arch:00016:UNDI:003001"), (93, &[0, 16])],
+        );
         let b = choose(&c, &r, Some(&known(Loader::Pxelinux)), false).unwrap();
         assert_eq!(b.file.as_deref(), Some("http://10.0.0.1:9090/ipxe.efi"));
         assert_eq!(b.vendor_class, Some("HTTPClient"));
-        let r = req(MAC, &[(60, b"HTTPClient:Arch:00019:UNDI:003001"), (93, &[0, 19])]);
+        let r = req(
+            MAC,
+            &[(60, b"HTTPClient:Arch:00019:UNDI:003001"), (93, &[0, 19])],
+        );
         assert_eq!(firmware(&r), Firmware::HttpArm64);
     }
 
@@ -336,7 +351,10 @@ mod tests {
     #[test]
     fn local_boot_and_unknown_machines() {
         let mut c = cfg();
-        let bios = req(MAC, &[(60, b"PXEClient:Arch:00000:UNDI:002001"), (93, &[0, 0])]);
+        let bios = req(
+            MAC,
+            &[(60, b"PXEClient:Arch:00000:UNDI:002001"), (93, &[0, 0])],
+        );
         let installed = MachineView {
             local_boot: true,
             ..MachineView::default()
@@ -352,7 +370,10 @@ mod tests {
         let plain = req(MAC, &[]);
         assert_eq!(choose(&c, &plain, None, false), None);
         // An architecture we have no loader for.
-        let r = req(MAC, &[(60, b"PXEClient:Arch:00002:UNDI:003000"), (93, &[0, 2])]);
+        let r = req(
+            MAC,
+            &[(60, b"PXEClient:Arch:00002:UNDI:003000"), (93, &[0, 2])],
+        );
         assert_eq!(choose(&c, &r, None, false), None);
     }
 

@@ -136,7 +136,11 @@ pub fn parse_lease_time(s: &str) -> Result<u32, ConfigError> {
     if s == "infinite" {
         return Ok(INFINITE);
     }
-    let bad = || ConfigError(format!("bad lease time {s:?} (e.g. 3600, 30m, 12h, infinite)"));
+    let bad = || {
+        ConfigError(format!(
+            "bad lease time {s:?} (e.g. 3600, 30m, 12h, infinite)"
+        ))
+    };
     let (digits, unit) = match s.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c),
         Some(_) => (s, 's'),
@@ -345,7 +349,9 @@ mod tests {
         assert_eq!(p.lease_secs, DEFAULT_LEASE_SECS);
         let p: Pool = "10.0.0.10,10.0.0.20,30m".parse().unwrap();
         assert_eq!(p.lease_secs, 1800);
-        let p: Pool = "10.0.0.10, 10.0.0.20, 255.255.0.0, infinite".parse().unwrap();
+        let p: Pool = "10.0.0.10, 10.0.0.20, 255.255.0.0, infinite"
+            .parse()
+            .unwrap();
         assert_eq!(p.lease_secs, INFINITE);
         let p: Pool = "10.0.0.10,10.0.0.20,255.255.255.0,3600".parse().unwrap();
         assert_eq!(p.lease_secs, 3600);

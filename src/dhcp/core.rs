@@ -274,7 +274,12 @@ fn subnet_hint(cx: &Ctx) -> Ipv4Addr {
 /// pool: the lab's addressing is the admin's business.
 fn pools_for<'a>(cx: &Ctx<'a>) -> Vec<&'a Pool> {
     let hint = subnet_hint(cx);
-    let on: Vec<&Pool> = cx.cfg.pools.iter().filter(|p| p.same_subnet(hint)).collect();
+    let on: Vec<&Pool> = cx
+        .cfg
+        .pools
+        .iter()
+        .filter(|p| p.same_subnet(hint))
+        .collect();
     if on.is_empty() && cx.req.giaddr.is_unspecified() && cx.req.ciaddr.is_unspecified() {
         cx.cfg.pools.iter().collect()
     } else {
@@ -313,7 +318,10 @@ fn reservation(cx: &Ctx) -> Option<(Ipv4Addr, Net)> {
     }
     let net = Net {
         mask,
-        routers: m.gw.map(|g| vec![g]).unwrap_or_else(|| cx.cfg.routers.clone()),
+        routers: m
+            .gw
+            .map(|g| vec![g])
+            .unwrap_or_else(|| cx.cfg.routers.clone()),
         dns: if m.dns.is_empty() {
             cx.cfg.dns.clone()
         } else {
@@ -374,10 +382,17 @@ fn address_for_discover(cx: &Ctx) -> Option<(Ipv4Addr, Net)> {
 /// RFC 2131 §4.3.2 client states of a DHCPREQUEST.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RequestState {
-    Selecting { server: Ipv4Addr, ip: Ipv4Addr },
-    InitReboot { ip: Ipv4Addr },
+    Selecting {
+        server: Ipv4Addr,
+        ip: Ipv4Addr,
+    },
+    InitReboot {
+        ip: Ipv4Addr,
+    },
     /// Renewing (unicast) or rebinding (broadcast): same handling.
-    Renewing { ip: Ipv4Addr },
+    Renewing {
+        ip: Ipv4Addr,
+    },
     Invalid,
 }
 
@@ -439,10 +454,10 @@ fn verdict_for_request(cx: &Ctx) -> Verdict {
                     Verdict::Nak("wrong subnet")
                 };
             }
-            if cx.leases.bound_to(cid).is_some_and(|l| l.ip == ip) {
-                if let Some(net) = pool_address_ok(cx, &pools, ip) {
-                    return Verdict::Ack(ip, net);
-                }
+            if cx.leases.bound_to(cid).is_some_and(|l| l.ip == ip)
+                && let Some(net) = pool_address_ok(cx, &pools, ip)
+            {
+                return Verdict::Ack(ip, net);
             }
             if cx.leases.bound_to_other(ip, cid, cx.now) || skip(cx, ip) {
                 return Verdict::Nak("address belongs to another client");
@@ -482,7 +497,8 @@ fn authoritative(cx: &Ctx, out: &mut Outcome) {
                     req.mac,
                     req.giaddr
                 );
-                out.events.push(cx.event(EventKind::PoolExhausted, None, None));
+                out.events
+                    .push(cx.event(EventKind::PoolExhausted, None, None));
             }
         },
         Kind::Request => match verdict_for_request(cx) {
@@ -536,7 +552,10 @@ fn authoritative(cx: &Ctx, out: &mut Outcome) {
                 .is_some_and(|l| l.ip == ip)
                 || cx.leases.offered_to(&req.client_id, cx.now) == Some(ip);
             if ours && theirs {
-                log::warn!("dhcp: {} declined {ip}: address in use, quarantined", req.mac);
+                log::warn!(
+                    "dhcp: {} declined {ip}: address in use, quarantined",
+                    req.mac
+                );
                 out.changes.push(LeaseChange::Decline {
                     ip,
                     mac: req.mac,
@@ -544,15 +563,22 @@ fn authoritative(cx: &Ctx, out: &mut Outcome) {
                         .now
                         .saturating_add(u64::from(cx.cfg.decline_quarantine_secs)),
                 });
-                out.events.push(cx.event(EventKind::Declined, Some(ip), None));
+                out.events
+                    .push(cx.event(EventKind::Declined, Some(ip), None));
             }
         }
         Kind::Release => {
             let ip = req.ciaddr;
             let ours = req.server_id.is_none_or(|s| s == cx.cfg.server_addr);
-            if ours && cx.leases.bound_to(&req.client_id).is_some_and(|l| l.ip == ip) {
+            if ours
+                && cx
+                    .leases
+                    .bound_to(&req.client_id)
+                    .is_some_and(|l| l.ip == ip)
+            {
                 out.changes.push(LeaseChange::Free { ip });
-                out.events.push(cx.event(EventKind::Released, Some(ip), None));
+                out.events
+                    .push(cx.event(EventKind::Released, Some(ip), None));
             }
         }
         Kind::Inform => {
@@ -762,7 +788,8 @@ fn proxy(cx: &Ctx, out: &mut Outcome) {
             destination(req, Ipv4Addr::UNSPECIFIED, false),
         ),
         (Via::PxeDiscovery, Kind::Request | Kind::Inform) => {
-            if boot.firmware != boot::Firmware::RaspberryPi && boot.vendor_class == Some("PXEClient")
+            if boot.firmware != boot::Firmware::RaspberryPi
+                && boot.vendor_class == Some("PXEClient")
             {
                 boot.vendor_opts = Some(boot::pxe_boot_server_ack(req));
             }

@@ -270,7 +270,10 @@ impl LeaseTable {
 
     fn drop_offer_of(&mut self, client_id: &[u8]) {
         if let Some(ip) = self.offer_by_client.remove(client_id)
-            && self.offers.get(&ip).is_some_and(|o| o.client_id == client_id)
+            && self
+                .offers
+                .get(&ip)
+                .is_some_and(|o| o.client_id == client_id)
         {
             self.offers.remove(&ip);
         }
@@ -282,8 +285,7 @@ impl LeaseTable {
     pub fn purge(&mut self, now: Now, grace: u64) {
         let offers = &mut self.offers;
         offers.retain(|_, o| o.until > now);
-        self.offer_by_client
-            .retain(|_, ip| offers.contains_key(ip));
+        self.offer_by_client.retain(|_, ip| offers.contains_key(ip));
         let by_client = &mut self.by_client;
         self.leases.retain(|ip, l| {
             let keep = l.expires.saturating_add(grace) > now;

@@ -61,7 +61,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -113,7 +113,10 @@ fn parse(line: &str) -> Result<LeaseChange, String> {
         return Err("checksum mismatch".into());
     }
     let f: Vec<&str> = body.split(' ').collect();
-    let ip = |s: &str| s.parse::<Ipv4Addr>().map_err(|_| format!("bad address {s:?}"));
+    let ip = |s: &str| {
+        s.parse::<Ipv4Addr>()
+            .map_err(|_| format!("bad address {s:?}"))
+    };
     let time = |s: &str| -> Result<Now, String> {
         if s == "-" {
             Ok(NEVER)
@@ -193,7 +196,11 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 impl LeaseFile {
     /// Open (or create) `dir/leases`, replay it into a table, cut off a
     /// corrupt tail, drop entries expired before `now - grace`, and compact.
-    pub fn open(dir: &Path, now: Now, grace: u64) -> io::Result<(LeaseFile, LeaseTable, LoadReport)> {
+    pub fn open(
+        dir: &Path,
+        now: Now,
+        grace: u64,
+    ) -> io::Result<(LeaseFile, LeaseTable, LoadReport)> {
         fs::create_dir_all(dir)?;
         let path = dir.join(FILE_NAME);
         let mut table = LeaseTable::new();
@@ -325,12 +332,7 @@ mod tests {
             let r = record(&c).unwrap();
             assert_eq!(parse(r.trim_end()).unwrap(), c);
         }
-        assert_eq!(
-            record(&LeaseChange::Withdraw {
-                client_id: vec![1]
-            }),
-            None
-        );
+        assert_eq!(record(&LeaseChange::Withdraw { client_id: vec![1] }), None);
     }
 
     #[test]
@@ -340,8 +342,11 @@ mod tests {
             let (mut f, t, rep) = LeaseFile::open(&dir, 100, 0).unwrap();
             assert!(t.is_empty());
             assert_eq!(rep, LoadReport::default());
-            f.append(&[lease([10, 0, 0, 5], b"a", 5000), lease([10, 0, 0, 6], b"bb", 5000)])
-                .unwrap();
+            f.append(&[
+                lease([10, 0, 0, 5], b"a", 5000),
+                lease([10, 0, 0, 6], b"bb", 5000),
+            ])
+            .unwrap();
             f.append(&[LeaseChange::Free {
                 ip: Ipv4Addr::new(10, 0, 0, 6),
             }])

@@ -25,6 +25,9 @@ pub mod leasefile;
 pub mod packet;
 pub mod server;
 
+#[cfg(test)]
+mod core_tests;
+
 pub use config::{ConfigError, DhcpConfig, Loader, Loaders, Mode, Pool, UnknownBoot};
 pub use core::{
     Destination, Event, EventKind, MachineLookup, MachineQuery, MachineView, NoMachines, Outcome,

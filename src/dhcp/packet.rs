@@ -12,10 +12,7 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use dhcproto::v4::{
-    Decodable, Decoder, DhcpOption, Encodable, Encoder, Flags, Message, MessageType, Opcode,
-    OptionCode,
-};
+use dhcproto::v4::{Decodable, Decoder, Encodable, Encoder, Flags, Message, Opcode};
 
 /// Offset of the options field (after the 4-byte magic cookie).
 const OPTIONS_AT: usize = 240;
@@ -38,7 +35,10 @@ pub enum PacketError {
     NoMessageType,
     UnexpectedMessageType(u8),
     /// Not Ethernet-sized: hardware type and address length.
-    UnsupportedHardware { htype: u8, hlen: u8 },
+    UnsupportedHardware {
+        htype: u8,
+        hlen: u8,
+    },
 }
 
 impl fmt::Display for PacketError {
@@ -164,7 +164,12 @@ pub fn decode(bytes: &[u8]) -> Result<Request, PacketError> {
     if bytes.get(MAGIC_AT..OPTIONS_AT) != Some(&dhcproto::v4::MAGIC[..]) {
         return Err(PacketError::BadMagic);
     }
-    let msg = Message::decode(&mut Decoder::new(bytes))
+    // dhcproto's option decoder trusts option lengths (debug assertions,
+    // subtractions that underflow): it only ever sees the fixed header.
+    // Options are read from the raw bytes below.
+    let mut head = bytes.get(..OPTIONS_AT).unwrap_or_default().to_vec();
+    head.push(255);
+    let msg = Message::decode(&mut Decoder::new(&head))
         .map_err(|e| PacketError::Decode(e.to_string()))?;
     if msg.opcode() != Opcode::BootRequest {
         return Err(PacketError::NotARequest);
@@ -177,18 +182,18 @@ pub fn decode(bytes: &[u8]) -> Result<Request, PacketError> {
     }
     let mut mac = [0u8; 6];
     mac.copy_from_slice(msg.chaddr());
-    let opts = msg.opts();
-    let kind = match opts.msg_type() {
+    let opts = RawOptions::parse(bytes);
+    let kind = match opts.get(53).and_then(|v| v.first()) {
         None => return Err(PacketError::NoMessageType),
-        Some(MessageType::Discover) => Kind::Discover,
-        Some(MessageType::Request) => Kind::Request,
-        Some(MessageType::Decline) => Kind::Decline,
-        Some(MessageType::Release) => Kind::Release,
-        Some(MessageType::Inform) => Kind::Inform,
-        Some(other) => return Err(PacketError::UnexpectedMessageType(u8::from(other))),
+        Some(1) => Kind::Discover,
+        Some(3) => Kind::Request,
+        Some(4) => Kind::Decline,
+        Some(7) => Kind::Release,
+        Some(8) => Kind::Inform,
+        Some(other) => return Err(PacketError::UnexpectedMessageType(*other)),
     };
-    let client_id = match opts.get(OptionCode::ClientIdentifier) {
-        Some(DhcpOption::ClientIdentifier(id)) if !id.is_empty() => id.clone(),
+    let client_id = match opts.get(61) {
+        Some(id) if !id.is_empty() => id.to_vec(),
         _ => {
             let mut id = Vec::with_capacity(7);
             id.push(1);
@@ -196,44 +201,25 @@ pub fn decode(bytes: &[u8]) -> Result<Request, PacketError> {
             id
         }
     };
-    let requested_ip = match opts.get(OptionCode::RequestedIpAddress) {
-        Some(DhcpOption::RequestedIpAddress(ip)) => Some(*ip),
-        _ => None,
+    let ipv4 = |code| {
+        opts.get(code)
+            .and_then(|v| <[u8; 4]>::try_from(v).ok())
+            .map(Ipv4Addr::from)
     };
-    let server_id = match opts.get(OptionCode::ServerIdentifier) {
-        Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
-        _ => None,
-    };
-    let vendor_class = match opts.get(OptionCode::ClassIdentifier) {
-        Some(DhcpOption::ClassIdentifier(v)) => Some(v.clone()),
-        _ => None,
-    };
-    let user_class = match opts.get(OptionCode::UserClass) {
-        Some(DhcpOption::UserClass(v)) => Some(v.clone()),
-        _ => None,
-    };
-    // Option 93 is a list of 16-bit types; dhcproto keeps the first. Take it
-    // from the raw bytes so its named constants (which follow a swapped
-    // table for 7 and 9) never matter.
-    let arch = raw_option(bytes, 93).and_then(|v| match v.as_slice() {
+    // Option 93 is a list of 16-bit types; the first one counts. Matched as
+    // raw numbers (named constants for 7 and 9 follow a swapped table).
+    let arch = opts.get(93).and_then(|v| match v {
         [a, b, ..] => Some(u16::from_be_bytes([*a, *b])),
         _ => None,
     });
-    let uuid = match opts.get(OptionCode::ClientMachineIdentifier) {
-        Some(DhcpOption::ClientMachineIdentifier(v)) => match v.split_first() {
-            Some((0, rest)) => <[u8; 16]>::try_from(rest).ok(),
-            _ => None,
-        },
+    let uuid = opts.get(97).and_then(|v| match v.split_first() {
+        Some((0, rest)) => <[u8; 16]>::try_from(rest).ok(),
         _ => None,
-    };
-    let vendor_opts = match opts.get(OptionCode::VendorExtensions) {
-        Some(DhcpOption::VendorExtensions(v)) => Some(v.clone()),
-        _ => None,
-    };
-    let hostname = match opts.get(OptionCode::Hostname) {
-        Some(DhcpOption::Hostname(h)) => Some(h.clone()),
-        _ => None,
-    };
+    });
+    let hostname = opts
+        .get(12)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_string);
     Ok(Request {
         kind,
         xid: msg.xid(),
@@ -242,42 +228,54 @@ pub fn decode(bytes: &[u8]) -> Result<Request, PacketError> {
         giaddr: msg.giaddr(),
         mac: Mac(mac),
         client_id,
-        requested_ip,
-        server_id,
-        vendor_class,
-        user_class,
+        requested_ip: ipv4(50),
+        server_id: ipv4(54),
+        vendor_class: opts.get(60).map(<[u8]>::to_vec),
+        user_class: opts.get(77).map(<[u8]>::to_vec),
         arch,
         uuid,
-        vendor_opts,
-        relay_info: raw_option(bytes, 82),
+        vendor_opts: opts.get(43).map(<[u8]>::to_vec),
+        relay_info: opts.get(82).map(<[u8]>::to_vec),
         hostname,
         msg,
     })
 }
 
-/// The value of option `code` straight from the datagram, concatenating
-/// repeated instances (RFC 3396). Stops at End or at a truncated option.
-pub fn raw_option(bytes: &[u8], code: u8) -> Option<Vec<u8>> {
-    let mut out: Option<Vec<u8>> = None;
-    let mut i = OPTIONS_AT;
-    while let Some(&c) = bytes.get(i) {
-        match c {
-            0 => i += 1,
-            255 => break,
-            _ => {
-                let Some(&len) = bytes.get(i + 1) else { break };
-                let len = usize::from(len);
-                let Some(val) = bytes.get(i + 2..i + 2 + len) else {
-                    break;
-                };
-                if c == code {
-                    out.get_or_insert_with(Vec::new).extend_from_slice(val);
+/// The options of a datagram, straight from its bytes: repeated options
+/// concatenated (RFC 3396); parsing stops at End or at a truncated option.
+#[derive(Debug, Default)]
+pub struct RawOptions(std::collections::BTreeMap<u8, Vec<u8>>);
+
+impl RawOptions {
+    pub fn parse(bytes: &[u8]) -> RawOptions {
+        let mut map = std::collections::BTreeMap::<u8, Vec<u8>>::new();
+        let mut i = OPTIONS_AT;
+        while let Some(&c) = bytes.get(i) {
+            match c {
+                0 => i += 1,
+                255 => break,
+                _ => {
+                    let Some(&len) = bytes.get(i + 1) else { break };
+                    let len = usize::from(len);
+                    let Some(val) = bytes.get(i + 2..i + 2 + len) else {
+                        break;
+                    };
+                    map.entry(c).or_default().extend_from_slice(val);
+                    i += 2 + len;
                 }
-                i += 2 + len;
             }
         }
+        RawOptions(map)
     }
-    out
+
+    pub fn get(&self, code: u8) -> Option<&[u8]> {
+        self.0.get(&code).map(Vec::as_slice)
+    }
+}
+
+/// The value of option `code` straight from the datagram.
+pub fn raw_option(bytes: &[u8], code: u8) -> Option<Vec<u8>> {
+    RawOptions::parse(bytes).get(code).map(<[u8]>::to_vec)
 }
 
 /// Find sub-option `code` in an encapsulated option (e.g. PXE's option 43).

@@ -83,7 +83,10 @@ fn udp_socket(addr: SocketAddr, interface: Option<&str>) -> io::Result<Async<Udp
     s.set_broadcast(true)?;
     if let Some(ifname) = interface {
         s.bind_device(Some(ifname.as_bytes())).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot bind DHCP to interface {ifname}: {e}"))
+            io::Error::new(
+                e.kind(),
+                format!("cannot bind DHCP to interface {ifname}: {e}"),
+            )
         })?;
     }
     s.bind(&addr.into())
@@ -192,12 +195,17 @@ impl DhcpServer {
 
     /// Read every datagram already queued, up to [`BATCH`].
     fn drain(&self, batch: &mut Vec<(Via, Vec<u8>, SocketAddr)>, buf: &mut [u8]) {
-        let sockets = [(Via::Dhcp, Some(&self.dhcp)), (Via::PxeDiscovery, self.pxe.as_ref())];
+        let sockets = [
+            (Via::Dhcp, Some(&self.dhcp)),
+            (Via::PxeDiscovery, self.pxe.as_ref()),
+        ];
         for (via, sock) in sockets {
             let Some(sock) = sock else { continue };
             while batch.len() < BATCH {
                 match sock.get_ref().recv_from(buf) {
-                    Ok((n, src)) => batch.push((via, buf.get(..n).unwrap_or_default().to_vec(), src)),
+                    Ok((n, src)) => {
+                        batch.push((via, buf.get(..n).unwrap_or_default().to_vec(), src))
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => {
                         log::debug!("dhcp: recv: {e}");
@@ -284,7 +292,10 @@ async fn commit(state: &DhcpState, durable: Vec<LeaseChange>) -> bool {
     let ok = match result {
         Ok(_) => true,
         Err(e) => {
-            log::error!("dhcp: cannot write lease file {}: {e}", file.path().display());
+            log::error!(
+                "dhcp: cannot write lease file {}: {e}",
+                file.path().display()
+            );
             false
         }
     };
