@@ -8,8 +8,10 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
-/// How the server answers DHCP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How the server answers DHCP (`off`, `proxy`, `authoritative`; the
+/// config file takes the same strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum Mode {
     /// No DHCP at all.
     #[default]
@@ -63,8 +65,10 @@ pub const INFINITE: u32 = u32::MAX;
 /// Default lease time when a range gives none (dnsmasq's default, 1 h).
 pub const DEFAULT_LEASE_SECS: u32 = 3600;
 
-/// An address pool: `FIRST,LAST[,MASK[,LEASE]]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An address pool: `FIRST,LAST[,MASK[,LEASE]]` (also as a config-file
+/// string).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct Pool {
     pub first: Ipv4Addr,
     pub last: Ipv4Addr,
@@ -200,6 +204,20 @@ impl FromStr for Pool {
                 "bad DHCP range {s:?} (expected FIRST,LAST[,MASK[,LEASE]])"
             ))),
         }
+    }
+}
+
+impl TryFrom<String> for Mode {
+    type Error = ConfigError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl TryFrom<String> for Pool {
+    type Error = ConfigError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
     }
 }
 
@@ -382,6 +400,22 @@ mod tests {
         assert_eq!(parse_lease_time("1w"), Ok(604_800));
         assert!(parse_lease_time("h").is_err());
         assert!(parse_lease_time("4294967295").is_err());
+    }
+
+    #[test]
+    fn config_file_strings() {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            mode: Mode,
+            range: Vec<Pool>,
+        }
+        let raw: Raw = basic_toml::from_str(
+            "mode = \"proxy\"\nrange = [\"10.0.0.10,10.0.0.20,255.255.255.0,12h\"]",
+        )
+        .unwrap();
+        assert_eq!(raw.mode, Mode::Proxy);
+        assert_eq!(raw.range[0].lease_secs, 43_200);
+        assert!(basic_toml::from_str::<Raw>("mode = \"on\"\nrange = []").is_err());
     }
 
     #[test]

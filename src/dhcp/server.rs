@@ -28,7 +28,9 @@ use super::leasefile::LeaseFile;
 use super::packet::MAX_PACKET_LEN;
 
 /// Datagrams handled per group commit at most.
-const BATCH: usize = 64;
+const BATCH: usize = 256;
+/// Receive buffer, so that a burst queues while a batch is being fsynced.
+const RCVBUF: usize = 1 << 20;
 /// Expired leases are kept this long for their old client (1 day).
 const EXPIRED_GRACE: u64 = 86_400;
 /// How often stale offers and leases are purged from memory.
@@ -81,6 +83,9 @@ fn udp_socket(addr: SocketAddr, interface: Option<&str>) -> io::Result<Async<Udp
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_address(true)?;
     s.set_broadcast(true)?;
+    if let Err(e) = s.set_recv_buffer_size(RCVBUF) {
+        log::debug!("dhcp: SO_RCVBUF: {e}");
+    }
     if let Some(ifname) = interface {
         s.bind_device(Some(ifname.as_bytes())).map_err(|e| {
             io::Error::new(
@@ -180,12 +185,16 @@ impl DhcpServer {
                 last_purge = now;
             }
             let (replies, durable, events) = self.decide_batch(&state, &*lookup, &batch, now);
-            let committed = commit(&state, durable).await;
-            for r in replies {
-                if r.1 && !committed {
-                    continue;
+            // Offers and NAKs promise nothing durable: out first. ACKs wait
+            // for their leases to be on disk.
+            let (after, before): (Vec<_>, Vec<_>) = replies.into_iter().partition(|r| r.1);
+            for (reply, _, src) in &before {
+                self.send(reply, *src).await;
+            }
+            if commit(&state, durable).await {
+                for (reply, _, src) in &after {
+                    self.send(reply, *src).await;
                 }
-                self.send(&r.0, r.2).await;
             }
             for e in events {
                 on_event(e);
