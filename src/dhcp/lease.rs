@@ -17,6 +17,10 @@ use super::packet::Mac;
 /// Seconds since the Unix epoch.
 pub type Now = u64;
 
+/// Most addresses one free-address search looks at: a DISCOVER costs at
+/// most this many lookups, even in a huge, full pool.
+pub const MAX_SCAN: usize = 65_536;
+
 /// Expiry of an infinite lease.
 pub const NEVER: Now = u64::MAX;
 
@@ -152,7 +156,7 @@ impl LeaseTable {
 
     /// First available address of `pool` for `client_id`, scanning from the
     /// last address handed out; `skip` vetoes addresses (server's own,
-    /// reserved for other machines). Bounded by the pool size.
+    /// reserved for other machines). Looks at [`MAX_SCAN`] addresses at most.
     pub fn find_free(
         &self,
         pool: &Pool,
@@ -168,7 +172,7 @@ impl LeaseTable {
             first
         };
         let mut expired: Option<(Now, Ipv4Addr)> = None;
-        let candidates = (start..=last).chain(first..start);
+        let candidates = (start..=last).chain(first..start).take(MAX_SCAN);
         for n in candidates {
             let ip = Ipv4Addr::from(n);
             if pool.is_network_or_broadcast(ip) || skip(ip) {

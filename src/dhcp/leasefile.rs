@@ -382,6 +382,33 @@ mod tests {
     }
 
     #[test]
+    fn renewals_are_compacted_away() {
+        let dir = tempdir("compact");
+        let (mut f, mut t, _) = LeaseFile::open(&dir, 0, 0).unwrap();
+        for i in 0..1100 {
+            let c = lease([10, 0, 0, 5], b"a", 5000 + i);
+            t.apply(&c);
+            f.append(std::slice::from_ref(&c)).unwrap();
+        }
+        assert!(f.wants_compaction(&t));
+        f.compact(&t).unwrap();
+        assert!(!f.wants_compaction(&t));
+        let text = fs::read_to_string(dir.join(FILE_NAME)).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.contains(" 6099 "));
+        // Appends after a compaction land in the new file.
+        f.append(&[LeaseChange::Free {
+            ip: Ipv4Addr::new(10, 0, 0, 5),
+        }])
+        .unwrap();
+        drop(f);
+        let (_f, t, rep) = LeaseFile::open(&dir, 0, 0).unwrap();
+        assert_eq!(rep.records, 2);
+        assert!(t.is_empty());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn unknown_version_is_an_error_not_a_wipe() {
         let dir = tempdir("version");
         fs::create_dir_all(&dir).unwrap();
