@@ -16,6 +16,29 @@
 //!   reply + lease changes + events`.
 //! - [`leasefile`]: the durable, append-only lease log.
 //! - [`server`]: sockets, clock, group commit.
+//!
+//! Wiring it into a process:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::rc::Rc;
+//! use gopxe::dhcp::{serve, DhcpConfig, DhcpState, Mode, NoMachines};
+//!
+//! let cfg = DhcpConfig {
+//!     mode: Mode::Authoritative,
+//!     server_addr: "10.0.0.1".parse()?,
+//!     pools: vec!["10.0.0.100,10.0.0.200,255.255.255.0,12h".parse()?],
+//!     interface: Some("br0".into()),
+//!     ..DhcpConfig::default()
+//! };
+//! let state = DhcpState::open(std::path::Path::new("/var/lib/gopxe"))?;
+//! let for_http = state.clone(); // GET /leases: for_http.snapshot()
+//! smol::block_on(serve(cfg, state, Rc::new(NoMachines), |event| {
+//!     log::info!("{event:?}") // attach to the machine record
+//! }))?;
+//! # drop(for_http);
+//! # Ok(()) }
+//! ```
 
 pub mod boot;
 pub mod config;
