@@ -35,6 +35,8 @@ const RCVBUF: usize = 1 << 20;
 const EXPIRED_GRACE: u64 = 86_400;
 /// How often stale offers and leases are purged from memory.
 const PURGE_EVERY: Now = 60;
+/// Consecutive receive errors tolerated before the service gives up.
+const MAX_RECV_ERRORS: u32 = 100;
 
 /// Lease state shared with the HTTP side (`GET /leases`).
 #[derive(Debug)]
@@ -130,7 +132,7 @@ impl DhcpServer {
         self.pxe.as_ref().map(|s| s.get_ref().local_addr())
     }
 
-    /// Serve until an I/O error on a socket. `on_event` gets every
+    /// Serve until a socket keeps failing. `on_event` gets every
     /// observation (DISCOVER seen, OFFER/ACK sent, ...).
     pub async fn run(
         self,
@@ -154,11 +156,12 @@ impl DhcpServer {
         let mut buf = vec![0u8; MAX_PACKET_LEN + 1];
         let mut pxe_buf = vec![0u8; MAX_PACKET_LEN + 1];
         let mut last_purge: Now = 0;
+        let mut recv_errors = 0u32;
         loop {
-            let first = match &self.pxe {
+            let received = match &self.pxe {
                 None => {
-                    let (n, src) = self.dhcp.recv_from(&mut buf).await?;
-                    (Via::Dhcp, buf.get(..n).unwrap_or_default().to_vec(), src)
+                    let r = self.dhcp.recv_from(&mut buf).await;
+                    r.map(|(n, src)| (Via::Dhcp, buf.get(..n).unwrap_or_default().to_vec(), src))
                 }
                 Some(pxe) => {
                     let a = async {
@@ -173,8 +176,22 @@ impl DhcpServer {
                             src,
                         ))
                     };
-                    futures_lite::future::or(a, b).await?
+                    futures_lite::future::or(a, b).await
                 }
+            };
+            // A failed receive is logged and retried; a socket that keeps
+            // failing ends the service with its error.
+            let first = match received {
+                Ok(first) => {
+                    recv_errors = 0;
+                    first
+                }
+                Err(e) if recv_errors < MAX_RECV_ERRORS => {
+                    recv_errors += 1;
+                    log::warn!("dhcp: receive: {e}");
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             let mut batch = vec![first];
             self.drain(&mut batch, &mut buf);
