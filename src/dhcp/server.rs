@@ -134,6 +134,11 @@ impl DhcpServer {
 
     /// Serve until a socket keeps failing. `on_event` gets every
     /// observation (DISCOVER seen, OFFER/ACK sent, ...).
+    ///
+    /// Group commit, pipelined: while one batch of lease records is being
+    /// written and fsynced (on a blocking thread), the next datagrams are
+    /// received and decided and their offers sent; their ACKs wait for the
+    /// next fsync. At most one fsync is in flight.
     pub async fn run(
         self,
         state: Rc<DhcpState>,
@@ -157,64 +162,124 @@ impl DhcpServer {
         let mut pxe_buf = vec![0u8; MAX_PACKET_LEN + 1];
         let mut last_purge: Now = 0;
         let mut recv_errors = 0u32;
+        let mut in_flight: Option<(smol::Task<Committed>, Vec<Addressed>)> = None;
+        let mut queued: Vec<LeaseChange> = Vec::new();
+        let mut queued_acks: Vec<Addressed> = Vec::new();
         loop {
-            let received = match &self.pxe {
-                None => {
-                    let r = self.dhcp.recv_from(&mut buf).await;
-                    r.map(|(n, src)| (Via::Dhcp, buf.get(..n).unwrap_or_default().to_vec(), src))
-                }
-                Some(pxe) => {
-                    let a = async {
-                        let (n, src) = self.dhcp.recv_from(&mut buf).await?;
-                        io::Result::Ok((Via::Dhcp, buf.get(..n).unwrap_or_default().to_vec(), src))
-                    };
-                    let b = async {
-                        let (n, src) = pxe.recv_from(&mut pxe_buf).await?;
-                        io::Result::Ok((
-                            Via::PxeDiscovery,
-                            pxe_buf.get(..n).unwrap_or_default().to_vec(),
-                            src,
-                        ))
-                    };
-                    futures_lite::future::or(a, b).await
+            let step = match in_flight.as_mut() {
+                None => Step::Received(self.recv(&mut buf, &mut pxe_buf).await),
+                Some((task, _)) => {
+                    futures_lite::future::or(
+                        async { Step::Received(self.recv(&mut buf, &mut pxe_buf).await) },
+                        async { Step::Committed(task.await) },
+                    )
+                    .await
                 }
             };
-            // A failed receive is logged and retried; a socket that keeps
-            // failing ends the service with its error.
-            let first = match received {
-                Ok(first) => {
-                    recv_errors = 0;
-                    first
+            match step {
+                Step::Committed((file, result)) => {
+                    let acks = in_flight.take().map(|(_, a)| a).unwrap_or_default();
+                    match result {
+                        Ok(_) => {
+                            for (reply, src) in &acks {
+                                self.send(reply, *src).await;
+                            }
+                        }
+                        Err(e) => log::error!(
+                            "dhcp: cannot write lease file {}: {e}; {} ACKs not sent",
+                            file.path().display(),
+                            acks.len()
+                        ),
+                    }
+                    *state.file.borrow_mut() = Some(file);
                 }
-                Err(e) if recv_errors < MAX_RECV_ERRORS => {
-                    recv_errors += 1;
-                    log::warn!("dhcp: receive: {e}");
-                    continue;
+                Step::Received(received) => {
+                    // A failed receive is logged and retried; a socket that
+                    // keeps failing ends the service with its error.
+                    let first = match received {
+                        Ok(first) => {
+                            recv_errors = 0;
+                            first
+                        }
+                        Err(e) if recv_errors < MAX_RECV_ERRORS => {
+                            recv_errors += 1;
+                            log::warn!("dhcp: receive: {e}");
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let mut batch = vec![first];
+                    self.drain(&mut batch, &mut buf);
+                    let now = unix_now();
+                    if now.saturating_sub(last_purge) >= PURGE_EVERY {
+                        state.leases.borrow_mut().purge(now, EXPIRED_GRACE);
+                        last_purge = now;
+                    }
+                    let (replies, durable, events) =
+                        self.decide_batch(&state, &*lookup, &batch, now);
+                    // Offers and NAKs promise nothing durable: out now.
+                    for (reply, needs_disk, src) in replies {
+                        if needs_disk {
+                            queued_acks.push((reply, src));
+                        } else {
+                            self.send(&reply, src).await;
+                        }
+                    }
+                    queued.extend(durable);
+                    for e in events {
+                        on_event(e);
+                    }
                 }
-                Err(e) => return Err(e),
-            };
-            let mut batch = vec![first];
-            self.drain(&mut batch, &mut buf);
+            }
+            if in_flight.is_none() && (!queued.is_empty() || !queued_acks.is_empty()) {
+                let file = state.file.borrow_mut().take();
+                match file {
+                    // Leases in memory only: nothing to wait for.
+                    None => {
+                        queued.clear();
+                        for (reply, src) in std::mem::take(&mut queued_acks) {
+                            self.send(&reply, src).await;
+                        }
+                    }
+                    Some(file) => {
+                        let changes = std::mem::take(&mut queued);
+                        let snapshot = {
+                            let table = state.leases.borrow();
+                            file.wants_compaction(&table).then(|| table.clone())
+                        };
+                        let task = smol::unblock(move || commit(file, changes, snapshot));
+                        in_flight = Some((task, std::mem::take(&mut queued_acks)));
+                    }
+                }
+            }
+        }
+    }
 
-            let now = unix_now();
-            if now.saturating_sub(last_purge) >= PURGE_EVERY {
-                state.leases.borrow_mut().purge(now, EXPIRED_GRACE);
-                last_purge = now;
+    /// Wait for the next datagram on either socket.
+    async fn recv(
+        &self,
+        buf: &mut [u8],
+        pxe_buf: &mut [u8],
+    ) -> io::Result<(Via, Vec<u8>, SocketAddr)> {
+        match &self.pxe {
+            None => {
+                let (n, src) = self.dhcp.recv_from(buf).await?;
+                Ok((Via::Dhcp, buf.get(..n).unwrap_or_default().to_vec(), src))
             }
-            let (replies, durable, events) = self.decide_batch(&state, &*lookup, &batch, now);
-            // Offers and NAKs promise nothing durable: out first. ACKs wait
-            // for their leases to be on disk.
-            let (after, before): (Vec<_>, Vec<_>) = replies.into_iter().partition(|r| r.1);
-            for (reply, _, src) in &before {
-                self.send(reply, *src).await;
-            }
-            if commit(&state, durable).await {
-                for (reply, _, src) in &after {
-                    self.send(reply, *src).await;
-                }
-            }
-            for e in events {
-                on_event(e);
+            Some(pxe) => {
+                let a = async {
+                    let (n, src) = self.dhcp.recv_from(buf).await?;
+                    io::Result::Ok((Via::Dhcp, buf.get(..n).unwrap_or_default().to_vec(), src))
+                };
+                let b = async {
+                    let (n, src) = pxe.recv_from(pxe_buf).await?;
+                    io::Result::Ok((
+                        Via::PxeDiscovery,
+                        pxe_buf.get(..n).unwrap_or_default().to_vec(),
+                        src,
+                    ))
+                };
+                futures_lite::future::or(a, b).await
             }
         }
     }
@@ -301,45 +366,33 @@ impl DhcpServer {
     }
 }
 
-/// Make the burst's durable changes durable: one append, one fsync, off the
-/// executor thread. `false` if that failed (the ACKs are then not sent).
-async fn commit(state: &DhcpState, durable: Vec<LeaseChange>) -> bool {
-    if durable.is_empty() {
-        return true;
+/// A reply with the source address of the datagram it answers.
+type Addressed = (Reply, SocketAddr);
+
+/// The lease file back from a commit, with the append's result.
+type Committed = (LeaseFile, io::Result<usize>);
+
+/// What woke the driver up.
+enum Step {
+    Received(io::Result<(Via, Vec<u8>, SocketAddr)>),
+    Committed(Committed),
+}
+
+/// Make a batch's durable changes durable: one append, one fsync (runs on a
+/// blocking thread). Compacts afterwards when `snapshot` is given.
+fn commit(
+    mut file: LeaseFile,
+    changes: Vec<LeaseChange>,
+    snapshot: Option<LeaseTable>,
+) -> Committed {
+    let result = file.append(&changes);
+    if result.is_ok()
+        && let Some(table) = snapshot
+        && let Err(e) = file.compact(&table)
+    {
+        log::error!("dhcp: cannot compact lease file: {e}");
     }
-    let Some(mut file) = state.file.borrow_mut().take() else {
-        return true; // in-memory leases
-    };
-    let (file, result) = smol::unblock(move || {
-        let r = file.append(&durable);
-        (file, r)
-    })
-    .await;
-    let ok = match result {
-        Ok(_) => true,
-        Err(e) => {
-            log::error!(
-                "dhcp: cannot write lease file {}: {e}",
-                file.path().display()
-            );
-            false
-        }
-    };
-    let mut file = file;
-    if ok && file.wants_compaction(&state.leases.borrow()) {
-        let snapshot = state.leases.borrow().clone();
-        let (f, r) = smol::unblock(move || {
-            let r = file.compact(&snapshot);
-            (file, r)
-        })
-        .await;
-        if let Err(e) = r {
-            log::error!("dhcp: cannot compact lease file: {e}");
-        }
-        file = f;
-    }
-    *state.file.borrow_mut() = Some(file);
-    ok
+    (file, result)
 }
 
 /// Bind and serve: the whole DHCP service in one call.
