@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# DHCP benchmark: DORA exchanges per second and drop rate at rising offered
+# rates, for gopxe, Kea (memfile, persistent) and dnsmasq (with its lease
+# file), each started and stopped here. perfdhcp (Debian package kea-admin)
+# acts as a relay agent on loopback: server on 127.0.0.1:$SERVER_PORT,
+# perfdhcp on 127.0.0.1:$RELAY_PORT with giaddr 127.0.0.1. The server is
+# pinned to CPU 0 and perfdhcp to CPU 1 (lock-step UDP results are bimodal
+# otherwise). gopxe fsyncs its lease log once per batch before any ACK of
+# the batch leaves; Kea's memfile appends to its CSV without fsync.
+#
+# dnsmasq (2.90) answers "no address available" to requests relayed from
+# 127.0.0.1 on lo, so it is only run when asked for (SERVERS=... dnsmasq);
+# its column then shows 100 % drops rather than a rate.
+#
+# Usage: benches/dhcp.sh            (all servers, default rates)
+#        RATES="1000 4000" PERIOD=5 SERVERS="gopxe kea" benches/dhcp.sh
+#        GOPXE_BIN=path/to/binary   (a server taking the example's flags)
+set -euo pipefail
+
+RATES=${RATES:-"500 1000 2000 4000 8000 12000 16000"}
+PERIOD=${PERIOD:-10}
+SERVERS=${SERVERS:-"gopxe kea"}
+SERVER_PORT=${SERVER_PORT:-6767}
+RELAY_PORT=${RELAY_PORT:-6768}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d /tmp/gopxe-dhcp-bench.XXXXXX)
+PID=""
+
+cleanup() {
+    if [[ -n "$PID" ]] && kill -0 "$PID" 2>/dev/null; then
+        kill "$PID" 2>/dev/null || true
+        wait "$PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+need() { command -v "$1" >/dev/null || { echo "missing $1 ($2)" >&2; exit 2; }; }
+need perfdhcp "apt-get install kea-admin"
+need taskset "util-linux"
+
+start_gopxe() {
+    local bin=${GOPXE_BIN:-}
+    if [[ -z "$bin" ]]; then
+        (cd "$ROOT" && cargo build -q --release --example dhcp_server)
+        bin="$ROOT/target/release/examples/dhcp_server"
+    fi
+    mkdir -p "$WORK/gopxe"
+    taskset -c "$SERVER_CPU" "$bin" --listen "127.0.0.1:$SERVER_PORT" \
+        --relay-port "$RELAY_PORT" --server 127.0.0.1 \
+        --dhcp-range 127.1.0.1,127.254.255.254,255.0.0.0,12h \
+        --data-dir "$WORK/gopxe" >"$WORK/gopxe.log" 2>&1 &
+    PID=$!
+}
+
+start_kea() {
+    need kea-dhcp4 "apt-get install kea-dhcp4-server"
+    mkdir -p "$WORK/kea"
+    cat >"$WORK/kea/kea.json" <<EOF
+{"Dhcp4": {
+  "interfaces-config": {"interfaces": ["lo/127.0.0.1"], "dhcp-socket-type": "udp"},
+  "lease-database": {"type": "memfile", "persist": true,
+                     "name": "$WORK/kea/leases.csv", "lfc-interval": 0},
+  "valid-lifetime": 43200,
+  "subnet4": [{"id": 1, "subnet": "127.0.0.0/8",
+               "pools": [{"pool": "127.1.0.1 - 127.254.255.254"}]}],
+  "loggers": [{"name": "kea-dhcp4", "severity": "WARN",
+               "output_options": [{"output": "$WORK/kea/log"}]}]
+}}
+EOF
+    KEA_PIDFILE_DIR="$WORK/kea" KEA_LOCKFILE_DIR="$WORK/kea" \
+        taskset -c "$SERVER_CPU" kea-dhcp4 -c "$WORK/kea/kea.json" \
+        -p "$SERVER_PORT" -P "$RELAY_PORT" >"$WORK/kea.log" 2>&1 &
+    PID=$!
+}
+
+start_dnsmasq() {
+    need dnsmasq "apt-get install dnsmasq"
+    mkdir -p "$WORK/dnsmasq"
+    touch "$WORK/dnsmasq/leases"
+    taskset -c "$SERVER_CPU" dnsmasq --keep-in-foreground --conf-file=/dev/null \
+        --port=0 --pid-file= --dhcp-alternate-port="$SERVER_PORT,$RELAY_PORT" \
+        --interface=lo --bind-interfaces \
+        --dhcp-range=127.1.0.1,127.254.255.254,255.0.0.0,12h \
+        --dhcp-lease-max=20000000 --dhcp-leasefile="$WORK/dnsmasq/leases" \
+        --log-facility="$WORK/dnsmasq/log" >"$WORK/dnsmasq.log" 2>&1 &
+    PID=$!
+}
+
+stop_server() {
+    kill "$PID" 2>/dev/null || true
+    wait "$PID" 2>/dev/null || true
+    PID=""
+}
+
+# One perfdhcp run: prints "dora_per_s drop_percent".
+measure() {
+    local rate=$1 out
+    out=$(taskset -c "$CLIENT_CPU" perfdhcp -4 -l 127.0.0.1 -L "$RELAY_PORT" \
+        -N "$SERVER_PORT" -r "$rate" -R 100000000 -p "$PERIOD" -W 2000000 \
+        127.0.0.1 2>&1) || true
+    echo "$out" >>"$WORK/perfdhcp.log"
+    echo "$out" | awk -v period="$PERIOD" '
+        /Statistics for: DISCOVER-OFFER/ { sect = "do" }
+        /Statistics for: REQUEST-ACK/    { sect = "ra" }
+        /^sent packets:/     { sent[sect] = $3 }
+        /^received packets:/ { recv[sect] = $3 }
+        END {
+            d = sent["do"] + 0; a = recv["ra"] + 0
+            drop = d > 0 ? 100 * (1 - a / d) : 100
+            printf "%d %.2f\n", a / period, drop
+        }'
+}
+
+declare -A RESULT RSS
+for server in $SERVERS; do
+    "start_$server"
+    sleep 1
+    if ! kill -0 "$PID" 2>/dev/null; then
+        echo "$server did not start; see $WORK/$server.log" >&2
+        cat "$WORK/$server.log" >&2 || true
+        continue
+    fi
+    for rate in $RATES; do
+        RESULT[$server,$rate]=$(measure "$rate")
+        echo "$server rate $rate: ${RESULT[$server,$rate]}" >&2
+    done
+    RSS[$server]=$(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$PID/status")
+    stop_server
+done
+
+printf '\nDORA/s achieved (drop %%) at each offered rate, %ss per step\n' "$PERIOD"
+printf '%-8s' rate
+for server in $SERVERS; do printf '%22s' "$server"; done
+printf '\n'
+for rate in $RATES; do
+    printf '%-8s' "$rate"
+    for server in $SERVERS; do
+        read -r dora drop <<<"${RESULT[$server,$rate]:-0 100}"
+        printf '%22s' "$dora ($drop %)"
+    done
+    printf '\n'
+done
+printf '%-8s' "RSS MiB"
+for server in $SERVERS; do printf '%22s' "${RSS[$server]:-?}"; done
+printf '\n'

@@ -1,0 +1,393 @@
+//! What a netbooting client is told to load: the boot file per firmware
+//! (RFC 4578 option 93 architecture types, option 77 user class `iPXE`,
+//! UEFI HTTP boot's `HTTPClient` class, Raspberry Pi's option 43) and the
+//! PXE vendor options (PXE spec 2.1 §2.4: option 43 sub-options 6, 9, 10, 71).
+//!
+//! Option 93 values are matched as raw numbers: 7 and 9 are both x64 UEFI
+//! in practice (the RFC 4578 table and the IANA registry disagree on them).
+
+use super::config::{DhcpConfig, Loader, UnknownBoot};
+use super::core::MachineView;
+use super::packet::{Request, sub_option, uuid_text};
+
+/// The client's firmware, as far as its request tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// Already running iPXE (user class `iPXE`).
+    Ipxe,
+    /// Legacy BIOS PXE (arch 0).
+    Bios,
+    /// x64 UEFI PXE (arch 7 or 9).
+    EfiX64,
+    /// arm64 UEFI PXE (arch 11).
+    EfiArm64,
+    /// UEFI HTTP boot, x64 (arch 16).
+    HttpX64,
+    /// UEFI HTTP boot, arm64 (arch 19).
+    HttpArm64,
+    /// Raspberry Pi boot ROM/EEPROM.
+    RaspberryPi,
+    /// A PXE/HTTP client of an architecture we have no loader for.
+    Unsupported(u16),
+    /// Not a netboot client (an OS, an installer, syslinux's own DHCP).
+    None,
+}
+
+/// MAC prefixes (OUIs) of Raspberry Pi boards (Raspberry Pi Foundation and
+/// Raspberry Pi Trading).
+const PI_OUIS: [[u8; 3]; 5] = [
+    [0xb8, 0x27, 0xeb],
+    [0xdc, 0xa6, 0x32],
+    [0xe4, 0x5f, 0x01],
+    [0xd8, 0x3a, 0xdd],
+    [0x2c, 0xcf, 0x67],
+];
+
+/// The vendor class the Pi boot ROM sends (the same string as iPXE's BIOS
+/// build: the MAC prefix tells them apart).
+const PI_VENDOR_CLASS: &[u8] = b"PXEClient:Arch:00000:UNDI:002001";
+
+/// Architecture from option 93, or from the `PXEClient:Arch:NNNNN` vendor
+/// class when option 93 is missing.
+fn arch_of(req: &Request) -> Option<u16> {
+    req.arch.or_else(|| {
+        let v = req.vendor_class.as_deref()?;
+        let rest = v
+            .strip_prefix(b"PXEClient:Arch:")
+            .or_else(|| v.strip_prefix(b"HTTPClient:Arch:"))?;
+        let digits = rest.get(..5)?;
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    })
+}
+
+/// Classify the client.
+pub fn firmware(req: &Request) -> Firmware {
+    if req.is_ipxe() {
+        return Firmware::Ipxe;
+    }
+    if !req.is_netboot_client() {
+        return Firmware::None;
+    }
+    let oui = [req.mac.0[0], req.mac.0[1], req.mac.0[2]];
+    if req.vendor_class.as_deref() == Some(PI_VENDOR_CLASS) && PI_OUIS.contains(&oui) {
+        return Firmware::RaspberryPi;
+    }
+    let http = req.vendor_class_starts_with(b"HTTPClient");
+    match (arch_of(req), http) {
+        (Some(16), _) | (Some(7 | 9), true) => Firmware::HttpX64,
+        (Some(19), _) | (Some(11), true) => Firmware::HttpArm64,
+        (Some(0), false) => Firmware::Bios,
+        (Some(7 | 9), false) => Firmware::EfiX64,
+        (Some(11), false) => Firmware::EfiArm64,
+        (Some(a), _) => Firmware::Unsupported(a),
+        (None, _) => Firmware::Unsupported(u16::MAX),
+    }
+}
+
+/// Boot information for a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootInfo {
+    pub firmware: Firmware,
+    /// Boot file (file field if it fits, always option 67). `None` for the
+    /// Raspberry Pi, which fetches its own fixed file names.
+    pub file: Option<String>,
+    /// Option 60 to send back (`PXEClient` / `HTTPClient`), if any.
+    pub vendor_class: Option<&'static str>,
+    /// Option 43 to send (PXE vendor options), if any.
+    pub vendor_opts: Option<Vec<u8>>,
+    /// iPXE's option 175 with 176 = 1 (no-pxedhcp: don't wait for proxies).
+    pub ipxe_no_pxedhcp: bool,
+}
+
+/// The loader family this client boots with, or `None` for "boot from the
+/// local disk" (no boot file; the firmware tries its next boot device).
+pub fn loader_for(cfg: &DhcpConfig, machine: Option<&MachineView>) -> Option<Loader> {
+    match machine {
+        Some(m) if m.local_boot => None,
+        Some(m) => Some(m.loader),
+        None => match cfg.unknown_boot {
+            UnknownBoot::LocalBoot => None,
+            UnknownBoot::Loader(l) => Some(l),
+        },
+    }
+}
+
+/// PXE option 43 telling the client to take the boot file from this offer
+/// and skip boot-server discovery (sub-option 6, bit 3).
+pub fn pxe_use_bootfile() -> Vec<u8> {
+    vec![6, 1, 8, 255]
+}
+
+/// PXE option 43 the Raspberry Pi boot code looks for: a boot menu
+/// (sub-option 9) whose entry reads `Raspberry Pi Boot`, and a menu prompt
+/// (sub-option 10) with no timeout.
+pub fn raspberry_pi_vendor_opts() -> Vec<u8> {
+    const ITEM: &[u8] = b"Raspberry Pi Boot";
+    let mut v = vec![9, (3 + ITEM.len()) as u8, 0, 0, ITEM.len() as u8];
+    v.extend_from_slice(ITEM);
+    v.extend_from_slice(&[10, 4, 0]);
+    v.extend_from_slice(b"PXE");
+    v.push(255);
+    v
+}
+
+/// The boot-server ACK's option 43: echo the requested boot item
+/// (sub-option 71: type and layer, PXE spec §2.2.6), then "use the file".
+pub fn pxe_boot_server_ack(req: &Request) -> Vec<u8> {
+    let mut v = vec![6, 1, 8];
+    if let Some(item) = req
+        .vendor_opts
+        .as_deref()
+        .and_then(|o| sub_option(o, 71))
+        .filter(|i| i.len() == 4)
+    {
+        v.push(71);
+        v.push(4);
+        v.extend_from_slice(item);
+    }
+    v.push(255);
+    v
+}
+
+/// The iPXE script URL for this client.
+pub fn ipxe_script_url(cfg: &DhcpConfig, req: &Request) -> String {
+    let mut url = format!("{}/boot.ipxe?mac={}", cfg.http_base(), req.mac);
+    if let Some(u) = &req.uuid {
+        url.push_str("&uuid=");
+        url.push_str(&uuid_text(u));
+    }
+    url
+}
+
+/// Decide what the client boots. `None`: nothing to boot (not a netboot
+/// client, local boot, or no loader for its architecture). `proxy` adds the
+/// option 60/43 a proxyDHCP reply needs.
+pub fn choose(
+    cfg: &DhcpConfig,
+    req: &Request,
+    machine: Option<&MachineView>,
+    proxy: bool,
+) -> Option<BootInfo> {
+    let fw = firmware(req);
+    if fw == Firmware::None {
+        return None;
+    }
+    let loader = loader_for(cfg, machine)?;
+    let l = &cfg.loaders;
+    let pxe_class = proxy.then_some("PXEClient");
+    let pxe_opts = proxy.then(pxe_use_bootfile);
+    let info = |file: Option<String>, class, opts| BootInfo {
+        firmware: fw,
+        file,
+        vendor_class: class,
+        vendor_opts: opts,
+        ipxe_no_pxedhcp: false,
+    };
+    let pick = |pxelinux: &str, ipxe: &str| match loader {
+        Loader::Pxelinux => pxelinux.to_string(),
+        Loader::Ipxe => ipxe.to_string(),
+    };
+    match fw {
+        Firmware::Ipxe => Some(BootInfo {
+            ipxe_no_pxedhcp: true,
+            ..info(Some(ipxe_script_url(cfg, req)), pxe_class, pxe_opts)
+        }),
+        Firmware::Bios => Some(info(
+            Some(pick(&l.bios_pxelinux, &l.bios_ipxe)),
+            pxe_class,
+            pxe_opts,
+        )),
+        Firmware::EfiX64 => Some(info(
+            Some(pick(&l.efi_x64_pxelinux, &l.efi_x64_ipxe)),
+            pxe_class,
+            pxe_opts,
+        )),
+        Firmware::EfiArm64 => Some(info(Some(l.efi_arm64.clone()), pxe_class, pxe_opts)),
+        // UEFI HTTP boot loads an EFI binary by URL; iPXE then fetches its
+        // script over HTTP too (syslinux.efi would go back to TFTP).
+        Firmware::HttpX64 => Some(info(
+            Some(format!("{}/{}", cfg.http_base(), l.efi_x64_ipxe)),
+            Some("HTTPClient"),
+            None,
+        )),
+        Firmware::HttpArm64 => Some(info(
+            Some(format!("{}/{}", cfg.http_base(), l.efi_arm64)),
+            Some("HTTPClient"),
+            None,
+        )),
+        Firmware::RaspberryPi => Some(info(
+            None,
+            Some("PXEClient"),
+            Some(raspberry_pi_vendor_opts()),
+        )),
+        Firmware::Unsupported(a) => {
+            log::info!("dhcp: {}: no boot loader for architecture {a}", req.mac);
+            None
+        }
+        Firmware::None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dhcp::packet::{decode, tests::client_packet};
+
+    fn req(mac: [u8; 6], opts: &[(u8, &[u8])]) -> Request {
+        let mut all: Vec<(u8, &[u8])> = vec![(53, &[1])];
+        all.extend_from_slice(opts);
+        decode(&client_packet(7, mac, 0, [0; 4], [0; 4], &all)).unwrap()
+    }
+
+    fn cfg() -> DhcpConfig {
+        DhcpConfig {
+            server_addr: std::net::Ipv4Addr::new(10, 0, 0, 1),
+            ..DhcpConfig::default()
+        }
+    }
+
+    fn known(loader: Loader) -> MachineView {
+        MachineView {
+            loader,
+            ..MachineView::default()
+        }
+    }
+
+    const MAC: [u8; 6] = [0x52, 0x54, 0, 1, 2, 3];
+
+    #[test]
+    fn bios_and_uefi_files_by_loader() {
+        let c = cfg();
+        let bios = req(
+            MAC,
+            &[(60, b"PXEClient:Arch:00000:UNDI:002001"), (93, &[0, 0])],
+        );
+        let b = choose(&c, &bios, Some(&known(Loader::Pxelinux)), false).unwrap();
+        assert_eq!(b.file.as_deref(), Some("pxelinux.0"));
+        assert_eq!(b.vendor_class, None);
+        let b = choose(&c, &bios, Some(&known(Loader::Ipxe)), false).unwrap();
+        assert_eq!(b.file.as_deref(), Some("undionly.kpxe"));
+        for arch in [7u8, 9] {
+            let efi = req(
+                MAC,
+                &[(60, b"PXEClient:Arch:00007:UNDI:003000"), (93, &[0, arch])],
+            );
+            assert_eq!(firmware(&efi), Firmware::EfiX64);
+            let b = choose(&c, &efi, Some(&known(Loader::Pxelinux)), false).unwrap();
+            assert_eq!(b.file.as_deref(), Some("syslinux.efi"));
+            let b = choose(&c, &efi, Some(&known(Loader::Ipxe)), false).unwrap();
+            assert_eq!(b.file.as_deref(), Some("ipxe.efi"));
+        }
+        let arm = req(
+            MAC,
+            &[(60, b"PXEClient:Arch:00011:UNDI:003000"), (93, &[0, 11])],
+        );
+        let b = choose(&c, &arm, Some(&known(Loader::Pxelinux)), false).unwrap();
+        assert_eq!(b.file.as_deref(), Some("ipxe-arm64.efi"));
+        // Architecture from the vendor class when option 93 is missing.
+        let efi = req(MAC, &[(60, b"PXEClient:Arch:00007:UNDI:003000")]);
+        assert_eq!(firmware(&efi), Firmware::EfiX64);
+    }
+
+    #[test]
+    fn ipxe_gets_its_script_not_ipxe_again() {
+        let c = cfg();
+        let uuid: Vec<u8> = std::iter::once(0).chain([0xab; 16]).collect();
+        let r = req(
+            MAC,
+            &[
+                (60, b"PXEClient:Arch:00007:UNDI:003010"),
+                (93, &[0, 7]),
+                (77, b"iPXE"),
+                (97, &uuid),
+            ],
+        );
+        let b = choose(&c, &r, Some(&known(Loader::Ipxe)), false).unwrap();
+        assert_eq!(
+            b.file.as_deref(),
+            Some(
+                "http://10.0.0.1:9090/boot.ipxe?mac=52:54:00:01:02:03\
+                 &uuid=abababab-abab-abab-abab-abababababab"
+            )
+        );
+        assert!(b.ipxe_no_pxedhcp);
+    }
+
+    #[test]
+    fn http_boot_gets_a_url_and_httpclient() {
+        let c = cfg();
+        let r = req(
+            MAC,
+            &[(60, b"HTTPClient:Arch:00016:UNDI:003001"), (93, &[0, 16])],
+        );
+        let b = choose(&c, &r, Some(&known(Loader::Pxelinux)), false).unwrap();
+        assert_eq!(b.file.as_deref(), Some("http://10.0.0.1:9090/ipxe.efi"));
+        assert_eq!(b.vendor_class, Some("HTTPClient"));
+        let r = req(
+            MAC,
+            &[(60, b"HTTPClient:Arch:00019:UNDI:003001"), (93, &[0, 19])],
+        );
+        assert_eq!(firmware(&r), Firmware::HttpArm64);
+    }
+
+    #[test]
+    fn raspberry_pi_by_class_and_oui() {
+        let c = cfg();
+        let r = req(
+            [0xdc, 0xa6, 0x32, 1, 2, 3],
+            &[(60, PI_VENDOR_CLASS), (93, &[0, 0])],
+        );
+        let b = choose(&c, &r, Some(&known(Loader::Pxelinux)), false).unwrap();
+        assert_eq!(b.firmware, Firmware::RaspberryPi);
+        assert_eq!(b.file, None);
+        let opts = b.vendor_opts.unwrap();
+        let menu = sub_option(&opts, 9).unwrap();
+        assert_eq!(&menu[3..], b"Raspberry Pi Boot");
+        // Same class, other vendor's MAC: a BIOS PXE client.
+        let r = req(MAC, &[(60, PI_VENDOR_CLASS), (93, &[0, 0])]);
+        assert_eq!(firmware(&r), Firmware::Bios);
+    }
+
+    #[test]
+    fn local_boot_and_unknown_machines() {
+        let mut c = cfg();
+        let bios = req(
+            MAC,
+            &[(60, b"PXEClient:Arch:00000:UNDI:002001"), (93, &[0, 0])],
+        );
+        let installed = MachineView {
+            local_boot: true,
+            ..MachineView::default()
+        };
+        assert_eq!(choose(&c, &bios, Some(&installed), false), None);
+        assert_eq!(choose(&c, &bios, None, false), None);
+        c.unknown_boot = UnknownBoot::Loader(Loader::Ipxe);
+        let b = choose(&c, &bios, None, true).unwrap();
+        assert_eq!(b.file.as_deref(), Some("undionly.kpxe"));
+        assert_eq!(b.vendor_class, Some("PXEClient"));
+        assert_eq!(b.vendor_opts, Some(pxe_use_bootfile()));
+        // Not a netboot client at all.
+        let plain = req(MAC, &[]);
+        assert_eq!(choose(&c, &plain, None, false), None);
+        // An architecture we have no loader for.
+        let r = req(
+            MAC,
+            &[(60, b"PXEClient:Arch:00002:UNDI:003000"), (93, &[0, 2])],
+        );
+        assert_eq!(choose(&c, &r, None, false), None);
+    }
+
+    #[test]
+    fn boot_server_ack_echoes_boot_item() {
+        let r = req(
+            MAC,
+            &[
+                (60, b"PXEClient:Arch:00000:UNDI:002001"),
+                (43, &[71, 4, 0x80, 0x00, 0x00, 0x00, 255]),
+            ],
+        );
+        let v = pxe_boot_server_ack(&r);
+        assert_eq!(sub_option(&v, 71), Some(&[0x80, 0, 0, 0][..]));
+        assert_eq!(sub_option(&v, 6), Some(&[8][..]));
+    }
+}
