@@ -2,7 +2,10 @@
 # aarch64.sh — the static aarch64 (Raspberry Pi) release binary runs under
 # qemu-user: `--version`, then `serve` on 127.0.0.1:0 answers GET /health and
 # stores a boot action through the API (atomic writes on the emulated
-# target), then stops on SIGTERM.
+# target), then stops on SIGTERM. Then the library's unit tests, built for
+# aarch64-unknown-linux-musl, run under qemu-aarch64 (the cargo runner in
+# .cargo/config.toml); APPLIANCE_AARCH64_UNIT=0 leaves them out (a debug
+# build for aarch64 the first time).
 #
 #   tests/appliance/aarch64.sh            (builds the binary when missing)
 #   GOPXE_AARCH64_BIN=path tests/appliance/aarch64.sh
@@ -103,4 +106,12 @@ for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$PID" 2>/dev/null; then fail "gopxe did not stop within 10 s of SIGTERM"; fi
 wait "$PID" 2>/dev/null || true
 PID=
+
+# 6. The unit tests on the target architecture.
+if [ "${APPLIANCE_AARCH64_UNIT:-1}" = 1 ]; then
+    say "unit tests: cargo test --target $T --lib (runner $(basename "$QEMU"))"
+    CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=$QEMU \
+        cargo test --locked -q --target "$T" --lib 2>&1 | tee "$WORK/unit.log" | grep -E '^test result|FAILED|panicked' || true
+    grep -q '^test result: ok' "$WORK/unit.log" || { tail -30 "$WORK/unit.log" >&2; fail "unit tests under $QEMU"; }
+fi
 say "PASS"
