@@ -105,9 +105,19 @@ nsx ip link set tap0 up
 truncate -s 64M "$WORK/data.img"
 mke2fs -q -F -t ext4 -L GOPXE-DATA "$WORK/data.img"
 
-# boot_appliance N: starts QEMU (boot N), waits for /health, prints seconds.
+# boot_appliance N [interactive]: starts QEMU (boot N), waits for /health,
+# sets BOOT_SECONDS and LAST_PID. Interactive: the serial port is a pipe
+# pair (console_send writes to it; a reader copies it to boot<N>.serial).
 boot_appliance() {
-    local n=$1 serial=$WORK/boot$1.serial t0 t1 pid
+    local n=$1 serial=$WORK/boot$1.serial t0 t1 pid serial_arg
+    serial_arg=file:$serial
+    if [ "${2:-}" = interactive ]; then
+        mkfifo "$WORK/ser$n.in" "$WORK/ser$n.out"
+        cat "$WORK/ser$n.out" >"$serial" &
+        QEMU_PIDS+=("$!")
+        exec 7<>"$WORK/ser$n.in"   # read-write: never blocks, stays open
+        serial_arg=pipe:$WORK/ser$n
+    fi
     if nsx curl -fsS --max-time 1 -o /dev/null "$URL/health" 2>/dev/null; then
         fail "boot $n: $URL answers before QEMU started (a previous VM is still running)"
     fi
@@ -115,7 +125,7 @@ boot_appliance() {
     # Not through nsx (a function: `&` would fork a subshell): ip netns exec
     # execs QEMU, so $! is QEMU's own PID.
     ip netns exec "$NS" qemu-system-x86_64 -accel "$ACCEL" -m 256 -smp 1 \
-        -display none -monitor none -serial "file:$serial" -no-reboot \
+        -display none -monitor none -serial "$serial_arg" -no-reboot \
         -kernel "$WORK/image/vmlinuz" -initrd "$WORK/image/initramfs.cpio.gz" \
         -append "console=ttyS0,115200 gopxe.ip=$SERVER/24 panic=-1" \
         -netdev tap,id=n0,ifname=tap0,script=no,downscript=no \
@@ -136,6 +146,17 @@ boot_appliance() {
     t1=$(date +%s.%N)
     BOOT_SECONDS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
     LAST_PID=$pid
+}
+
+# console_send TEXT: types a line on the interactive serial console.
+console_send() { printf '%s\r' "$1" >&7; }
+# console_wait N REGEX SECONDS: waits for REGEX in boot N's serial output.
+console_wait() {
+    local deadline=$(($(date +%s) + $3))
+    until grep -qE "$2" "$WORK/boot$1.serial" 2>/dev/null; do
+        [ "$(date +%s)" -lt "$deadline" ] || { tail -20 "$WORK/boot$1.serial" >&2; fail "boot $1: no '$2' on the serial console within $3 s"; }
+        sleep 0.3
+    done
 }
 
 # power_cut PID: kill -9 QEMU (what a pulled plug does to the appliance).
@@ -170,10 +191,12 @@ B1=$BOOT_SECONDS
 P1=$LAST_PID
 say "boot 1: serving after $B1 s: $(tr -s ' \n' ' ' <"$WORK/health1.json")"
 grep -q '"status": *"ok"' "$WORK/health1.json" || fail "boot 1: /health is not ok"
+# (kernel messages may interleave with the init scripts' lines)
 for want in "Loading modules" "mounted /dev/vda (LABEL=GOPXE-DATA) on /var/lib/gopxe" \
-    "seeded /var/lib/gopxe/gopxe.toml" "Starting gopxe: OK"; do
+    "seeded /var/lib/gopxe/gopxe.toml" "Starting gopxe: " "gopxe is running (pid"; do
     grep -qF "$want" "$WORK/boot1.serial" || { tail -30 "$WORK/boot1.serial" >&2; fail "boot 1: serial console lacks '$want'"; }
 done
+if grep -qF "FAIL (see" "$WORK/boot1.serial"; then fail "boot 1: S50gopxe start reported FAIL"; fi
 say "boot 1: init ran S30gopxe-data (data disk mounted) and S50gopxe"
 
 # the firmware's boot loaders were copied into the images tree
@@ -201,14 +224,52 @@ client_hook
 # ---- power cut, boot 2 on the same data disk ----------------------------------------
 power_cut "$P1"
 say "power cut (QEMU killed)"
-boot_appliance 2
+boot_appliance 2 interactive
 B2=$BOOT_SECONDS
+P2=$LAST_PID
 say "boot 2: serving after $B2 s"
 grep -qF "seeded /var/lib/gopxe/gopxe.toml" "$WORK/boot2.serial" &&
     fail "boot 2 seeded the configuration again: the data disk did not keep it"
 nsx curl -fsS --max-time 20 "$URL/bootaction/survives-reboot" | grep -q 'e2e/vmlinuz' ||
     fail "boot 2: the boot action written before the power cut is gone"
 say "boot 2: the record and the configuration survived the power cut"
-power_cut "$LAST_PID"
 
-say "PASS: boot-to-serving $B1 s (first boot), $B2 s (second boot), accel $ACCEL"
+# The serial console (login prompt while `gopxe console` does not exist),
+# a crash of gopxe inside the appliance, and a clean power-off.
+# (Markers are computed by the shell, $((..)), so the echo of the typed
+# line never matches.)
+console_wait 2 'gopxe login:|FALLBACK' 60
+console_send root
+# login and the shell flush what is typed early: retype until it is run.
+deadline=$(($(date +%s) + 60))
+until grep -q 'LOGGED-IN-42' "$WORK/boot2.serial"; do
+    [ "$(date +%s)" -lt "$deadline" ] || { tail -20 "$WORK/boot2.serial" >&2; fail "boot 2: no shell after logging in on the serial console"; }
+    sleep 3
+    # shellcheck disable=SC2016 # expanded by the appliance's shell
+    console_send 'echo LOGGED-IN-$((6*7))'
+done
+say "boot 2: serial console: banner and login prompt, logged in"
+# shellcheck disable=SC2016 # expanded by the appliance's shell
+console_send 'p1=$(cat /var/run/gopxe.pid); kill -9 $p1; sleep 4; p2=$(cat /var/run/gopxe.pid); [ -n "$p2" ] && [ "$p2" != "$p1" ] && kill -0 $p2 && echo RESPAWNED-$((6*7)) $p1 $p2'
+console_wait 2 'RESPAWNED-42' 40
+nsx curl -fsS --max-time 20 -o /dev/null "$URL/health" || fail "boot 2: /health does not answer after the respawn"
+say "boot 2: gopxe killed with -9 in the appliance, started again, serving ($(grep -oE 'RESPAWNED-42 [0-9]+ [0-9]+' "$WORK/boot2.serial" | tail -1 | cut -d' ' -f2- | sed 's/ / -> /'))"
+# shellcheck disable=SC2016 # expanded by the appliance's shell
+console_send 'echo RSS-$((6*7)) $(awk "/VmRSS/ {print \$2}" /proc/$(cat /var/run/gopxe.pid)/status) $(free | awk "/Mem:/ {print \$3}")'
+console_wait 2 'RSS-42 [0-9]+ [0-9]+' 30
+read -r _ RSS USED < <(grep -aoE 'RSS-42 [0-9]+ [0-9]+' "$WORK/boot2.serial" | tail -n 1)
+say "boot 2: gopxe idle RSS ${RSS} KiB; appliance memory in use ${USED} KiB"
+console_send 'poweroff'
+deadline=$(($(date +%s) + 60))
+while kill -0 "$P2" 2>/dev/null; do
+    [ "$(date +%s)" -lt "$deadline" ] || fail "boot 2: poweroff did not stop QEMU within 60 s"
+    sleep 0.5
+done
+wait "$P2" 2>/dev/null || true
+grep -q 'Stopping gopxe: OK' "$WORK/boot2.serial" || fail "boot 2: rcK did not stop gopxe at poweroff"
+if command -v e2fsck >/dev/null; then
+    e2fsck -fn "$WORK/data.img" >"$WORK/e2fsck.log" 2>&1 || { cat "$WORK/e2fsck.log" >&2; fail "the data disk is not clean after poweroff"; }
+fi
+say "boot 2: poweroff stopped gopxe and left the data file system clean"
+
+say "PASS: boot-to-serving $B1 s (first boot), $B2 s (second boot), accel $ACCEL; gopxe idle RSS $RSS KiB"
