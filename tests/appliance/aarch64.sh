@@ -71,6 +71,7 @@ case $ver in gopxe\ *) ;; *) fail "unexpected --version output: $ver" ;; esac
 
 # 3. serve on an ephemeral loopback port, then /health.
 mkdir -p "$WORK/images"
+: >"$WORK/out"
 "$QEMU" "$BIN" serve --http-listen 127.0.0.1:0 --data-dir "$WORK/data" \
     --images "$WORK/images" --advertise-addr 127.0.0.1 \
     >"$WORK/out" 2>"$WORK/log" &
@@ -78,7 +79,7 @@ PID=$!
 t0=$(date +%s.%N)
 port=
 for _ in $(seq 600); do   # at most 60 s (emulated start-up is slow on a busy box)
-    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$WORK/out" 2>/dev/null)
+    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$WORK/out" 2>/dev/null || true)
     [ -n "$port" ] && break
     kill -0 "$PID" 2>/dev/null || { cat "$WORK/log" >&2; fail "gopxe exited during start-up"; }
     sleep 0.1

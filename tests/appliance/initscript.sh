@@ -79,7 +79,7 @@ pidof_file() { cat "$WORK/run/$1" 2>/dev/null || true; }
 wait_health() {
     local old=${1:-} port
     for _ in $(seq 200); do
-        port=$(sed -n 's/.*http listening on 127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$LOG" 2>/dev/null | tail -n 1)
+        port=$(sed -n 's/.*http listening on 127\.0\.0\.1:\([0-9]*\),.*/\1/p' "$LOG" 2>/dev/null | tail -n 1 || true)
         if [ -n "$port" ] && [ "$port" != "$old" ] &&
             curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$port/health" 2>/dev/null; then
             echo "$port"
