@@ -119,8 +119,14 @@ if [ -z "$kpkg" ]; then
     [ -n "$kpkg" ] || die "no linux-image-6.1.0-*-amd64 in apt-cache (run apt-get update)"
 fi
 kver=${kpkg#linux-image-}
-kdir=$CACHE/kernel-$kver
-if [ ! -f "$kdir/.done" ]; then
+# Modules the appliance loads; their dependencies are added in load order.
+WANT=(virtio_pci virtio_net virtio_blk e1000 ext4)
+# The cache keeps the .deb (shared with scripts/fetch-images.sh) and, in a
+# folder of its own, only the kernel and the modules above, uncompressed,
+# with their load order (the whole extracted tree is ~400 MB).
+kcache=$CACHE/appliance-kernel-$kver
+stamp=$kcache/.done-$(printf '%s ' "${WANT[@]}" | md5sum | cut -c1-8)
+if [ ! -f "$stamp" ]; then
     deb=$(find "$CACHE" -maxdepth 1 -name "${kpkg}_*.deb" | head -n 1)
     if [ -z "$deb" ]; then
         log "downloading $kpkg (apt-get download, not installed)"
@@ -128,16 +134,36 @@ if [ ! -f "$kdir/.done" ]; then
             die "apt-get download $kpkg failed"
         deb=$(find "$CACHE" -maxdepth 1 -name "${kpkg}_*.deb" | head -n 1)
     fi
-    rm -rf "$kdir"
-    mkdir -p "$kdir"
     log "extracting $(basename "$deb")"
-    dpkg-deb -x "$deb" "$kdir"
-    touch "$kdir/.done"
+    EXTRACT=$CACHE/appliance-extract.$$
+    trap 'rm -rf "$EXTRACT"' EXIT
+    rm -rf "$EXTRACT" "$kcache"
+    mkdir -p "$EXTRACT" "$kcache/modules"
+    dpkg-deb -x "$deb" "$EXTRACT"
+    [ -f "$EXTRACT/boot/vmlinuz-$kver" ] || die "no boot/vmlinuz-$kver in $kpkg"
+    cp "$EXTRACT/boot/vmlinuz-$kver" "$kcache/vmlinuz"
+    depmod -b "$EXTRACT" "$kver"
+    order=()
+    for m in "${WANT[@]}"; do
+        while read -r kw path _; do
+            [ "$kw" = insmod ] || continue
+            name=$(basename "$path"); name=${name%%.ko*}
+            case " ${order[*]} " in *" $name "*) continue ;; esac
+            case $path in
+            *.ko.xz) xz -dc "$path" >"$kcache/modules/$name.ko" ;;
+            *.ko.zst) zstd -dqc "$path" >"$kcache/modules/$name.ko" ;;
+            *.ko.gz) gzip -dc "$path" >"$kcache/modules/$name.ko" ;;
+            *) cp "$path" "$kcache/modules/$name.ko" ;;
+            esac
+            order+=("$name")
+        done < <(modprobe -d "$EXTRACT" -S "$kver" --show-depends "$m")
+    done
+    printf '%s\n' "${order[@]}" >"$kcache/modules/ORDER"
+    rm -rf "$EXTRACT"
+    touch "$stamp"
 fi
-vmlinuz=$kdir/boot/vmlinuz-$kver
-moddir=$kdir/lib/modules/$kver
-[ -f "$vmlinuz" ] || die "no $vmlinuz in $kpkg"
-[ -f "$moddir/modules.dep" ] || depmod -b "$kdir" "$kver"
+vmlinuz=$kcache/vmlinuz
+[ -f "$vmlinuz" ] || die "no kernel in $kcache"
 
 # ---- stage the root file system -------------------------------------------
 stage=$OUT/rootfs
@@ -196,24 +222,9 @@ if [ -n "${APPLIANCE_EXTRA_IMAGES:-}" ]; then
     cp -rL "$APPLIANCE_EXTRA_IMAGES/." "$img/"
 fi
 
-# kernel modules, dependencies first
-WANT=(virtio_pci virtio_net virtio_blk e1000 ext4)
-order=()
-for m in "${WANT[@]}"; do
-    while read -r kw path _; do
-        [ "$kw" = insmod ] || continue
-        name=$(basename "$path"); name=${name%%.ko*}
-        case " ${order[*]} " in *" $name "*) continue ;; esac
-        case $path in
-        *.ko.xz) xz -dc "$path" >"$stage/lib/modules/$name.ko" ;;
-        *.ko.zst) zstd -dqc "$path" >"$stage/lib/modules/$name.ko" ;;
-        *.ko.gz) gzip -dc "$path" >"$stage/lib/modules/$name.ko" ;;
-        *) cp "$path" "$stage/lib/modules/$name.ko" ;;
-        esac
-        order+=("$name")
-    done < <(modprobe -d "$kdir" -S "$kver" --show-depends "$m")
-done
-printf '%s\n' "${order[@]}" >"$stage/lib/modules/ORDER"
+# kernel modules and their load order
+cp "$kcache/modules/"*.ko "$kcache/modules/ORDER" "$stage/lib/modules/"
+mapfile -t order <"$kcache/modules/ORDER"
 printf '%s\n' "$kver" >"$stage/etc/kernel-version"
 
 # ---- pack ---------------------------------------------------------------------
