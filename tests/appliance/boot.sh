@@ -13,7 +13,7 @@
 #
 # Topology: namespace gopxe-appl-<pid>; bridge br0 = 10.98.0.1/24; tap0 on
 # it for the appliance VM (10.98.0.2/24 from the kernel command line,
-# gopxe.ip=). Nothing leaves the namespace; the trap kills only the QEMU
+# gopxe.ip=), tap1 free for a client VM (client_hook). Nothing leaves the namespace; the trap kills only the QEMU
 # processes started here and deletes the namespace.
 #
 # Environment:
@@ -97,9 +97,11 @@ nsx ip link set lo up
 nsx ip link add br0 type bridge
 nsx ip addr add "$HOSTIP/24" dev br0
 nsx ip link set br0 up
-nsx ip tuntap add dev tap0 mode tap
-nsx ip link set tap0 master br0
-nsx ip link set tap0 up
+for tap in tap0 tap1; do   # tap0: the appliance; tap1: a client (client_hook)
+    nsx ip tuntap add dev "$tap" mode tap
+    nsx ip link set "$tap" master br0
+    nsx ip link set "$tap" up
+done
 
 # ---- persistent data disk -----------------------------------------------------
 truncate -s 64M "$WORK/data.img"
@@ -167,19 +169,24 @@ power_cut() {
 }
 
 # A second machine network-booting from the appliance (wired by the lead
-# once DHCP and TFTP are in gopxe): the hook runs with the appliance serving
-# and gets NS (namespace, run clients with `ip netns exec $NS`), BRIDGE=br0
-# (add a tap1 to it), SERVER (appliance address), URL (its API), TOKEN (API
-# token), WORK (scratch dir). It must exit 0 on success. Give the image the
-# client's kernel and initrd with APPLIANCE_EXTRA_IMAGES=<dir of
-# scripts/fetch-images.sh> (they appear as /var/lib/gopxe/images/e2e/...).
-# TODO(lead): set dhcp_mode authoritative (dhcp_range 10.98.0.100-200) in the
-# factory config via APPLIANCE_CONFIG, then boot_bios from tests/e2e/lib.sh
-# on tap1 to the kickstart marker.
+# once DHCP and TFTP are in gopxe). The hook runs with the appliance serving
+# (first boot) and gets NS (the namespace), BRIDGE=br0, CLIENT_TAP=tap1 (a
+# free tap on br0), SERVER (appliance address), URL (its API), TOKEN (API
+# token), WORK (scratch dir); it must exit 0 on success.
+# TODO(lead), once DHCP/TFTP land:
+#  - build the image with the client's files and a DHCP-serving config:
+#    APPLIANCE_EXTRA_IMAGES=images (after scripts/fetch-images.sh; they appear
+#    as /var/lib/gopxe/images/e2e/{vmlinuz,initrd.img} in the appliance) and
+#    APPLIANCE_CONFIG=<buildroot-overlay/etc/gopxe/gopxe.toml with
+#    dhcp_mode = "authoritative", dhcp_range = ["10.98.0.100,10.98.0.200,255.255.255.0,1h"]>;
+#  - in the hook: POST /bootaction and /pxeboot with "Authorization: Bearer
+#    $TOKEN" to $URL, then with tests/e2e/lib.sh sourced and E2E_NS=$NS
+#    E2E_WORK=$WORK E2E_TAP=$CLIENT_TAP: boot_bios NAME MAC UUID 180 and
+#    wait_for_marker up to "=== GOPXE KICKSTART END ===".
 client_hook() {
     [ -n "${APPLIANCE_CLIENT_HOOK:-}" ] || { say "client VM: no APPLIANCE_CLIENT_HOOK (TODO: wired once DHCP/TFTP land)"; return 0; }
     say "client VM: running $APPLIANCE_CLIENT_HOOK"
-    NS=$NS BRIDGE=br0 SERVER=$SERVER URL=$URL TOKEN=$TOKEN WORK=$WORK \
+    NS=$NS BRIDGE=br0 CLIENT_TAP=tap1 SERVER=$SERVER URL=$URL TOKEN=$TOKEN WORK=$WORK \
         bash "$APPLIANCE_CLIENT_HOOK" || fail "client hook $APPLIANCE_CLIENT_HOOK failed"
 }
 
