@@ -58,6 +58,11 @@ pub struct App {
     /// the per-machine configs it fetched), to attach later file transfers
     /// from that address to it. Bounded by [`App::MAX_CLIENTS`].
     clients: RefCell<HashMap<IpAddr, MachineId>>,
+    /// The MAC each machine's DHCP requests came from, so that a machine
+    /// keyed by UUID is not refused its own reserved address.
+    macs: RefCell<HashMap<MachineId, [u8; 6]>>,
+    /// DHCP lease state when DHCP runs (for `GET /leases`).
+    pub dhcp: RefCell<Option<std::rc::Rc<crate::dhcp::DhcpState>>>,
     write_lock: async_lock::Mutex<()>,
 }
 
@@ -86,6 +91,8 @@ impl App {
             started: Instant::now(),
             metrics: Default::default(),
             clients: RefCell::new(HashMap::new()),
+            macs: RefCell::new(HashMap::new()),
+            dhcp: RefCell::new(None),
             write_lock: async_lock::Mutex::new(()),
         }
     }
@@ -100,6 +107,19 @@ impl App {
             c.clear();
         }
         c.insert(ip, id);
+    }
+
+    /// Remembers the MAC a machine's DHCP requests come from.
+    pub fn learn_mac(&self, id: MachineId, mac: [u8; 6]) {
+        let mut m = self.macs.borrow_mut();
+        if m.len() >= Self::MAX_CLIENTS && !m.contains_key(&id) {
+            m.clear();
+        }
+        m.insert(id, mac);
+    }
+
+    pub fn learned_mac(&self, id: &MachineId) -> Option<[u8; 6]> {
+        self.macs.borrow().get(id).copied()
     }
 
     /// The machine last seen at `ip`: remembered, or a record with that address.

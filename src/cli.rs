@@ -34,7 +34,11 @@ Options (each also a key in the config file, with _ for -):
   --tftp-listen ADDR|off   TFTP address                           [off]
   --tftp-max-transfers N   concurrent TFTP transfers              [64]
   --dhcp-mode off|proxy|authoritative                             [off]
-  --dhcp-range FIRST,LAST[,MASK[,LEASE]]   (repeatable)
+  --dhcp-range FIRST,LAST[,MASK[,LEASE]]   (repeatable; LEASE like 12h)
+  --dhcp-router IP         option 3 for pool addresses
+  --dhcp-dns IP            option 6 for pool addresses (repeatable)
+  --dhcp-listen ADDR       DHCP address                           [0.0.0.0:67]
+  --dhcp-relay-port N      UDP port of relay agents               [67]
   --max-body-bytes N       largest API request body               [65536]
   --max-connections N      open HTTP connections                  [4096]
 
@@ -115,11 +119,17 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<
                 "repo-url" => f.repo_url = Some(val("repo-url")?),
                 "tftp-listen" => f.tftp_listen = Some(val("tftp-listen")?),
                 "dhcp-mode" => f.dhcp_mode = Some(val("dhcp-mode")?),
+                "dhcp-listen" => f.dhcp_listen = Some(val("dhcp-listen")?),
+                "dhcp-router" => f.dhcp_router = Some(val("dhcp-router")?),
+                "dhcp-dns" => {
+                    let v = val("dhcp-dns")?;
+                    f.dhcp_dns.get_or_insert_with(Vec::new).push(v);
+                }
                 "dhcp-range" => {
                     let v = val("dhcp-range")?;
                     f.dhcp_range.get_or_insert_with(Vec::new).push(v);
                 }
-                "tftp-max-transfers" | "max-body-bytes" | "max-connections" => {
+                "tftp-max-transfers" | "max-body-bytes" | "max-connections" | "dhcp-relay-port" => {
                     let v = val(&name)?;
                     let num: u64 = v
                         .parse()
@@ -127,6 +137,7 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<
                     match name.as_str() {
                         "tftp-max-transfers" => f.tftp_max_transfers = Some(num),
                         "max-body-bytes" => f.max_body_bytes = Some(num),
+                        "dhcp-relay-port" => f.dhcp_relay_port = Some(num),
                         _ => f.max_connections = Some(num),
                     }
                 }
@@ -176,6 +187,15 @@ pub fn advertise_addr(config: &Config, bound: SocketAddr) -> Ipv4Addr {
     })
 }
 
+/// A line on stdout for people and for scripts that started gopxe on port
+/// 0; a closed stdout is not an error.
+fn announce(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
 fn serve(config: Config) -> Result<(), String> {
     let (store, warnings) = Store::open(&config.data_dir).map_err(|e| {
         format!(
@@ -208,15 +228,64 @@ fn serve(config: Config) -> Result<(), String> {
     if config.api_token.is_none() {
         log::warn!("no api_token configured: API writes are accepted from loopback only");
     }
-    // A line for people and for scripts that started us on port 0.
-    println!(
-        "gopxe: http listening on {bound}, boot URLs use {}",
-        urls.base
-    );
-    log::info!("http listening on {bound}; advertised as {}", urls.base);
     let app = Rc::new(App::new(config, urls, store));
     let ex = Rc::new(smol::LocalExecutor::new());
+    start_dhcp(&ex, &app)?;
+    // Last: scripts that start gopxe on port 0 read up to this line.
+    announce(&format!(
+        "gopxe: http listening on {bound}, boot URLs use {}",
+        app.urls.base
+    ));
+    log::info!("http listening on {bound}; advertised as {}", app.urls.base);
     smol::block_on(ex.run(crate::http::serve(ex.clone(), app, listener)));
+    Ok(())
+}
+
+/// Binds DHCP (when on) and spawns it; binding errors stop the start-up.
+fn start_dhcp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<(), String> {
+    use crate::dhcp::{DhcpServer, DhcpState, Mode};
+    let mode = app.config.dhcp_mode;
+    if mode == Mode::Off {
+        return Ok(());
+    }
+    let cfg = crate::services::dhcp_config(app);
+    let state = match mode {
+        Mode::Authoritative => DhcpState::open(&app.config.data_dir).map_err(|e| {
+            format!(
+                "cannot open the lease file in {}: {e}",
+                app.config.data_dir.display()
+            )
+        })?,
+        _ => DhcpState::in_memory(),
+    };
+    let server = DhcpServer::bind(cfg).map_err(|e| format!("dhcp ({mode}): {e}"))?;
+    let local = server.local_addr().map_err(|e| e.to_string())?;
+    let pxe = server.pxe_local_addr().and_then(Result::ok);
+    announce(&format!(
+        "gopxe: dhcp ({mode}) listening on {local}{}",
+        pxe.map(|p| format!(" and {p}")).unwrap_or_default()
+    ));
+    log::info!(
+        "dhcp {mode} on {local}{} interface {}",
+        pxe.map(|p| format!(" and {p}")).unwrap_or_default(),
+        app.config.interface.as_deref().unwrap_or("any")
+    );
+    *app.dhcp.borrow_mut() = Some(state.clone());
+    let lookup = Rc::new(crate::services::StoreLookup(app.clone()));
+    let app = app.clone();
+    ex.spawn(async move {
+        let events = app.clone();
+        if let Err(e) = server
+            .run(state, lookup, move |ev| {
+                crate::services::on_dhcp_event(&events, &ev)
+            })
+            .await
+        {
+            log::error!("dhcp stopped: {e}");
+        }
+        drop(app);
+    })
+    .detach();
     Ok(())
 }
 

@@ -18,5 +18,6 @@ pub mod dhcp;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod services;
 pub mod store;
 pub mod tftp;

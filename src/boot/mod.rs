@@ -29,6 +29,8 @@ pub enum DefaultBoot {
 /// Where boot URLs point: `http://<advertise>:<port>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Urls {
+    /// The advertised address (also next-server and the TFTP server).
+    pub addr: Ipv4Addr,
     pub base: String,
 }
 
@@ -39,7 +41,7 @@ impl Urls {
         } else {
             format!("http://{addr}:{port}")
         };
-        Urls { base }
+        Urls { addr, base }
     }
 
     /// The `ks=` URL for a machine: the original's query form.

@@ -13,29 +13,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-/// DHCP service mode.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum DhcpMode {
-    #[default]
-    Off,
-    Proxy,
-    Authoritative,
-}
-
-impl std::str::FromStr for DhcpMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "off" => Ok(DhcpMode::Off),
-            "proxy" => Ok(DhcpMode::Proxy),
-            "authoritative" => Ok(DhcpMode::Authoritative),
-            _ => Err(format!(
-                "`{}` is not one of off, proxy, authoritative",
-                s.escape_debug()
-            )),
-        }
-    }
-}
+pub use crate::dhcp::{Mode as DhcpMode, Pool};
 
 /// The config file's shape (and the flags' values), before checking.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -54,6 +32,10 @@ pub struct RawConfig {
     pub tftp_max_transfers: Option<u64>,
     pub dhcp_mode: Option<String>,
     pub dhcp_range: Option<Vec<String>>,
+    pub dhcp_listen: Option<String>,
+    pub dhcp_relay_port: Option<u64>,
+    pub dhcp_router: Option<String>,
+    pub dhcp_dns: Option<Vec<String>>,
     pub max_body_bytes: Option<u64>,
     pub max_connections: Option<u64>,
 }
@@ -90,7 +72,14 @@ pub struct Config {
     pub tftp_listen: Option<SocketAddr>,
     pub tftp_max_transfers: usize,
     pub dhcp_mode: DhcpMode,
-    pub dhcp_ranges: Vec<String>,
+    pub dhcp_ranges: Vec<Pool>,
+    /// Where DHCP listens (udp/67; another port for relay tests).
+    pub dhcp_listen: SocketAddr,
+    /// The UDP port of relay agents (67).
+    pub dhcp_relay_port: u16,
+    /// Option 3 and option 6 for pool addresses.
+    pub dhcp_router: Option<Ipv4Addr>,
+    pub dhcp_dns: Vec<Ipv4Addr>,
     pub max_body_bytes: usize,
     pub max_connections: usize,
 }
@@ -111,6 +100,10 @@ impl Default for Config {
             tftp_max_transfers: 64,
             dhcp_mode: DhcpMode::Off,
             dhcp_ranges: Vec::new(),
+            dhcp_listen: SocketAddr::from(([0, 0, 0, 0], 67)),
+            dhcp_relay_port: 67,
+            dhcp_router: None,
+            dhcp_dns: Vec::new(),
             max_body_bytes: 64 * 1024,
             max_connections: 4096,
         }
@@ -251,10 +244,61 @@ impl Config {
             c.tftp_max_transfers = v as usize;
         }
         if let Some((v, o)) = pick!(dhcp_mode) {
-            c.dhcp_mode = v.parse().map_err(|m| err(o, m))?;
+            c.dhcp_mode = v
+                .parse()
+                .map_err(|e: crate::dhcp::ConfigError| err(o, e.0))?;
         }
-        if let Some((v, _)) = pick!(dhcp_range) {
-            c.dhcp_ranges = v;
+        if let Some((v, o)) = pick!(dhcp_range) {
+            c.dhcp_ranges = v
+                .iter()
+                .map(|r| {
+                    r.parse::<Pool>()
+                        .map_err(|e| err(o.clone(), format!("`{}`: {}", r.escape_debug(), e.0)))
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some((v, o)) = pick!(dhcp_listen) {
+            c.dhcp_listen = match socket_addr(&v) {
+                Ok(mut a) => {
+                    if a.port() == 0 && !v.contains(':') {
+                        a.set_port(67);
+                    }
+                    a
+                }
+                Err(m) => return Err(err(o, m)),
+            };
+        }
+        if let Some((v, o)) = pick!(dhcp_relay_port) {
+            c.dhcp_relay_port = u16::try_from(v)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| err(o, format!("{v} is not a UDP port")))?;
+        }
+        if let Some((v, o)) = pick!(dhcp_router) {
+            c.dhcp_router =
+                Some(v.parse().map_err(|_| {
+                    err(o, format!("`{}` is not an IPv4 address", v.escape_debug()))
+                })?);
+        }
+        if let Some((v, o)) = pick!(dhcp_dns) {
+            c.dhcp_dns = v
+                .iter()
+                .map(|a| {
+                    a.parse().map_err(|_| {
+                        err(
+                            o.clone(),
+                            format!("`{}` is not an IPv4 address", a.escape_debug()),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if c.dhcp_mode == DhcpMode::Authoritative && c.dhcp_ranges.is_empty() {
+            let o = pick!(dhcp_mode).map(|(_, o)| o).unwrap_or_default();
+            return Err(err(
+                o,
+                "authoritative DHCP needs at least one dhcp_range".into(),
+            ));
         }
         if let Some((v, o)) = pick!(max_body_bytes) {
             if !(1024..=16 * 1024 * 1024).contains(&v) {

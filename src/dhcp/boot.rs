@@ -188,10 +188,23 @@ pub fn choose(
         Loader::Ipxe => ipxe.to_string(),
     };
     match fw {
-        Firmware::Ipxe => Some(BootInfo {
-            ipxe_no_pxedhcp: true,
-            ..info(Some(ipxe_script_url(cfg, req)), pxe_class, pxe_opts)
-        }),
+        // iPXE (a NIC's iPXE ROM, or the iPXE we handed out) gets its
+        // script over HTTP, not iPXE again: no boot loop. A machine whose
+        // loader is pxelinux gets pxelinux itself (iPXE runs it over its
+        // PXE API, and pxelinux then asks for `pxelinux.cfg/<uuid>`);
+        // chaining pxelinux from a script would make the script URL its
+        // path prefix and lose the UUID lookup.
+        Firmware::Ipxe => {
+            let file = match (loader, arch_of(req)) {
+                (Loader::Pxelinux, Some(7 | 9)) => l.efi_x64_pxelinux.clone(),
+                (Loader::Pxelinux, Some(0) | None) => l.bios_pxelinux.clone(),
+                _ => ipxe_script_url(cfg, req),
+            };
+            Some(BootInfo {
+                ipxe_no_pxedhcp: true,
+                ..info(Some(file), pxe_class, pxe_opts)
+            })
+        }
         Firmware::Bios => Some(info(
             Some(pick(&l.bios_pxelinux, &l.bios_ipxe)),
             pxe_class,
@@ -311,6 +324,22 @@ mod tests {
             )
         );
         assert!(b.ipxe_no_pxedhcp);
+        // A pxelinux machine behind an iPXE ROM gets pxelinux itself.
+        let b = choose(&c, &r, Some(&known(Loader::Pxelinux)), false).unwrap();
+        assert_eq!(b.file.as_deref(), Some("syslinux.efi"));
+        let bios = req(
+            MAC,
+            &[
+                (60, b"PXEClient:Arch:00000:UNDI:002001"),
+                (93, &[0, 0]),
+                (77, b"iPXE"),
+            ],
+        );
+        let b = choose(&c, &bios, Some(&known(Loader::Pxelinux)), false).unwrap();
+        assert_eq!(b.file.as_deref(), Some("pxelinux.0"));
+        assert!(b.ipxe_no_pxedhcp);
+        // Unknown machines boot locally by default: no file at all.
+        assert_eq!(choose(&c, &bios, None, false), None);
     }
 
     #[test]

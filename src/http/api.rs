@@ -234,7 +234,18 @@ async fn route(app: &App, req: &Req<'_>) -> Reply {
             "GET" => ipxe(app, req.query),
             _ => method_not_allowed("GET"),
         },
-        ["leases"] => Reply::json(200, &Vec::<()>::new()),
+        ["leases"] => match req.method {
+            "GET" => {
+                let leases = app
+                    .dhcp
+                    .borrow()
+                    .as_ref()
+                    .map(|d| d.snapshot())
+                    .unwrap_or_default();
+                Reply::json(200, &leases)
+            }
+            _ => method_not_allowed("GET"),
+        },
         ["images", rest @ ..] if req.method == "GET" => {
             let reply = serve_file(app.images_root.as_deref(), rest).await;
             file_event(app, req, &reply);

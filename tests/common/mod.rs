@@ -24,6 +24,9 @@ pub fn tempdir(tag: &str) -> PathBuf {
 pub struct Gopxe {
     pub child: Child,
     pub port: u16,
+    /// Further `gopxe: ...` lines of stdout (dhcp/tftp addresses).
+    pub announced: Vec<String>,
+    _stdout: Option<BufReader<std::process::ChildStdout>>,
     pub dir: PathBuf,
     pub log: PathBuf,
     pub args: Vec<String>,
@@ -63,8 +66,17 @@ impl Gopxe {
             .spawn()
             .expect("start gopxe");
         let stdout = child.stdout.take().unwrap();
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let mut announced = Vec::new();
+        // Every announcement comes before the http one.
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line.contains("http listening") {
+                break;
+            }
+            announced.push(line.trim().to_string());
+        }
         let port = line
             .split("listening on ")
             .nth(1)
@@ -80,10 +92,22 @@ impl Gopxe {
         Gopxe {
             child,
             port,
+            announced,
+            _stdout: Some(reader),
             dir: dir.to_path_buf(),
             log,
             args,
         }
+    }
+
+    /// The port of an announced service (`dhcp`, `tftp`).
+    pub fn announced_port(&self, service: &str) -> Option<u16> {
+        let l = self
+            .announced
+            .iter()
+            .find(|l| l.contains(&format!("gopxe: {service}")))?;
+        let addr = l.split("listening on ").nth(1)?.split_whitespace().next()?;
+        addr.rsplit(':').next()?.parse().ok()
     }
 
     pub fn log_text(&self) -> String {

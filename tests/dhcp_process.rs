@@ -1,0 +1,160 @@
+//! DHCP through the real binary over loopback: the test is a relay agent
+//! (giaddr 127.0.0.1) with its own port. A machine created through the API
+//! gets its reserved address and pxelinux; an unknown one gets a pool
+//! address and no boot file; the DHCP steps are events on the machine and
+//! the lease is visible at `GET /leases`. 127.0.0.1 only.
+
+mod common;
+
+use common::{Gopxe, tempdir};
+use std::net::{Ipv4Addr, UdpSocket};
+use std::time::Duration;
+
+fn packet(msg_type: u8, mac: [u8; 6], xid: u32, extra: &[(u8, &[u8])]) -> Vec<u8> {
+    let mut b = vec![1u8, 1, 6, 1];
+    b.extend_from_slice(&xid.to_be_bytes());
+    b.extend_from_slice(&[0; 16]); // secs, flags, ciaddr, yiaddr, siaddr
+    b.extend_from_slice(&Ipv4Addr::LOCALHOST.octets()); // giaddr: we are the relay
+    b.extend_from_slice(&mac);
+    b.extend_from_slice(&[0; 10 + 64 + 128]);
+    b.extend_from_slice(&[99, 130, 83, 99]);
+    let mut opts: Vec<(u8, &[u8])> = vec![
+        (53, std::slice::from_ref(&msg_type)),
+        (60, b"PXEClient:Arch:00000:UNDI:002001"),
+        (93, &[0, 0]),
+    ];
+    opts.extend_from_slice(extra);
+    for (c, v) in opts {
+        b.push(c);
+        b.push(v.len() as u8);
+        b.extend_from_slice(v);
+    }
+    b.push(255);
+    b.resize(300, 0);
+    b
+}
+
+/// (message type, yiaddr, option 67)
+fn parse(b: &[u8]) -> (u8, Ipv4Addr, Option<String>) {
+    assert!(b.len() > 240 && b[0] == 2, "not a BOOTREPLY");
+    let yiaddr = Ipv4Addr::new(b[16], b[17], b[18], b[19]);
+    let (mut t, mut file) = (0, None);
+    let mut i = 240;
+    while i + 1 < b.len() && b[i] != 255 {
+        if b[i] == 0 {
+            i += 1;
+            continue;
+        }
+        let (c, l) = (b[i], b[i + 1] as usize);
+        let v = &b[i + 2..i + 2 + l];
+        match c {
+            53 => t = v[0],
+            67 => {
+                file = Some(
+                    String::from_utf8_lossy(v)
+                        .trim_end_matches('\0')
+                        .to_string(),
+                )
+            }
+            _ => {}
+        }
+        i += 2 + l;
+    }
+    (t, yiaddr, file)
+}
+
+fn exchange(sock: &UdpSocket, server: u16, msg: &[u8]) -> (u8, Ipv4Addr, Option<String>) {
+    sock.send_to(msg, ("127.0.0.1", server)).unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _) = sock
+        .recv_from(&mut buf)
+        .expect("a DHCP reply within the timeout");
+    parse(&buf[..n])
+}
+
+#[test]
+fn machines_get_reservations_and_boot_files_through_a_relay() {
+    let dir = tempdir("dhcp");
+    let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
+    relay
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let relay_port = relay.local_addr().unwrap().port().to_string();
+    let g = Gopxe::start(
+        &dir,
+        &[
+            "--dhcp-mode",
+            "authoritative",
+            "--dhcp-listen",
+            "127.0.0.1:0",
+            "--dhcp-relay-port",
+            &relay_port,
+            "--dhcp-range",
+            "127.0.0.100,127.0.0.150,255.0.0.0,1h",
+            "--advertise-addr",
+            "127.0.0.1",
+        ],
+    );
+    let server = g.announced_port("dhcp").expect("dhcp port announced");
+    assert_eq!(
+        g.post("/bootaction/a", r#"{"kernel": "k/vmlinuz"}"#).status,
+        201
+    );
+    let known = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+    let body = r#"{"bootaction": "a", "mac": "52:54:00:12:34:56", "hostname": "n1.lab", "ip": "127.0.0.50", "mask": "255.0.0.0", "gw": "127.0.0.1", "ns1": "127.0.0.53"}"#;
+    assert_eq!(g.post("/pxeboot", body).status, 201);
+
+    let (t, ip, file) = exchange(&relay, server, &packet(1, known, 1, &[]));
+    assert_eq!(
+        (t, ip, file.as_deref()),
+        (2, Ipv4Addr::new(127, 0, 0, 50), Some("pxelinux.0"))
+    );
+    let req = packet(
+        3,
+        known,
+        2,
+        &[(50, &[127, 0, 0, 50]), (54, &[127, 0, 0, 1])],
+    );
+    let (t, ip, _) = exchange(&relay, server, &req);
+    assert_eq!(
+        (t, ip),
+        (5, Ipv4Addr::new(127, 0, 0, 50)),
+        "ACK with the reserved address"
+    );
+
+    let events = g.get("/pxeboot/52:54:00:12:34:56/events").text();
+    assert!(
+        events.contains("OFFER sent") && events.contains("ACK sent"),
+        "{events}"
+    );
+    let leases = g.get("/leases").json();
+    assert!(leases.to_string().contains("127.0.0.50"), "{leases}");
+
+    // An unknown PXE client gets a pool address and no boot file (local boot).
+    let stranger = [0x52, 0x54, 0, 0x99, 0x99, 0x99];
+    let (t, ip, file) = exchange(&relay, server, &packet(1, stranger, 3, &[]));
+    assert_eq!(t, 2);
+    assert!((100..=150).contains(&ip.octets()[3]), "{ip}");
+    assert_eq!(file, None);
+    assert!(
+        common::wait_until(Duration::from_secs(5), || g
+            .log_text()
+            .contains("unknown machine")),
+        "{}",
+        g.log_text()
+    );
+
+    // The DHCP counters are in the metrics.
+    let metrics = g.get("/metrics").text();
+    assert!(
+        metrics.contains("gopxe_dhcp_packets_total{type=\"OFFER\",outcome=\"sent\"} 2"),
+        "{metrics}"
+    );
+
+    // Garbage on the DHCP port is dropped and the server keeps answering.
+    for junk in [&b""[..], b"\x01", &[0xff; 600], &[1u8; 240]] {
+        relay.send_to(junk, ("127.0.0.1", server)).unwrap();
+    }
+    let (t, _, _) = exchange(&relay, server, &packet(1, known, 4, &[]));
+    assert_eq!(t, 2);
+}
