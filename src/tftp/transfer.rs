@@ -98,7 +98,9 @@ pub fn negotiate(requested: &Options, tsize: Option<u64>, cfg: &TransferConfig) 
         oack.timeout = Some(t);
     }
     if requested.tsize.is_some() {
-        oack.tsize = tsize;
+        // A size of 0 is left out: curl refuses `tsize 0` in an OACK, and
+        // not acknowledging an option is always allowed (RFC 2347).
+        oack.tsize = tsize.filter(|&n| n > 0);
     }
     let mut windowsize = 1;
     if let Some(w) = requested.windowsize

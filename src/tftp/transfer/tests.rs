@@ -587,7 +587,10 @@ fn netascii_conversion_streams_across_blocks() {
             let want = netascii(input);
             assert_eq!(got, want, "{input:?} at {blksize}");
             assert_eq!(netascii_len(input), want.len() as u64);
-            assert_eq!(t.negotiated().oack.tsize, Some(want.len() as u64));
+            assert_eq!(
+                t.negotiated().oack.tsize,
+                Some(want.len() as u64).filter(|&n| n > 0)
+            );
         }
     }
 }
