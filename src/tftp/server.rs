@@ -209,7 +209,8 @@ impl<P, R: Fn(&TransferReport)> Shared<P, R> {
     }
 }
 
-/// Serve TFTP read requests arriving on `socket` until an I/O error on it.
+/// Serve TFTP read requests arriving on `socket`; returns only on an I/O
+/// error that makes the socket unusable.
 /// `on_report` sees every finished or refused request (after it is logged).
 pub async fn serve<P, R>(
     socket: Async<UdpSocket>,
@@ -234,10 +235,11 @@ where
         loop {
             let (n, peer) = match socket.recv_from(&mut buf).await {
                 Ok(r) => r,
-                Err(e) => {
+                Err(e) if transient(&e) => {
                     debug!("tftp: recv on listening socket: {e}");
                     continue;
                 }
+                Err(e) => return Err(e),
             };
             let datagram = buf.get(..n).unwrap_or_default();
             if let Some(reply) = on_request(&ex, &shared, datagram, peer)
@@ -248,6 +250,26 @@ where
         }
     })
     .await
+}
+
+/// Errors a UDP socket can report for one datagram (e.g. an ICMP error for
+/// an earlier send) that do not make the socket unusable.
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
+
+/// The largest block size a path MTU carries without IP fragmentation:
+/// MTU - 20 (IPv4) - 8 (UDP) - 4 (TFTP header), within 8..=65464. Set
+/// [`TransferConfig::max_blksize`] from it where the interface MTU is known.
+pub fn blksize_for_mtu(mtu: u32) -> u16 {
+    let b = mtu.saturating_sub(32).clamp(8, 65464);
+    u16::try_from(b).unwrap_or(65464)
 }
 
 /// Handle one datagram on the listening socket; returns an ERROR to send
@@ -505,4 +527,25 @@ fn read_full(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blksize_from_mtu() {
+        assert_eq!(blksize_for_mtu(1500), 1468);
+        assert_eq!(blksize_for_mtu(9000), 8968);
+        assert_eq!(blksize_for_mtu(65536), 65464);
+        assert_eq!(blksize_for_mtu(0), 8);
+    }
+
+    #[test]
+    fn transient_errors() {
+        assert!(transient(&io::Error::from(
+            io::ErrorKind::ConnectionRefused
+        )));
+        assert!(!transient(&io::Error::from(io::ErrorKind::InvalidInput)));
+    }
 }

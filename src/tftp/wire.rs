@@ -217,8 +217,8 @@ fn split_u16(buf: &[u8]) -> Result<(u16, &[u8]), DecodeError> {
     }
 }
 
-/// Decode the NUL-terminated strings of a request (or OACK) body into
-/// (filename, mode) + options, or only options when `with_name` is false.
+/// Decode the NUL-terminated strings of a request body: file name, mode,
+/// then option name/value pairs.
 fn decode_request(body: &[u8]) -> Result<Request<'_>, DecodeError> {
     // The body must end in NUL; everything is NUL-terminated strings.
     let Some((&0, strings)) = body.split_last() else {
