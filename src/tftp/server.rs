@@ -35,7 +35,7 @@ use smol::LocalExecutor;
 
 use super::path::{RelativePath, sanitize};
 use super::transfer::{Outcome, Transfer, TransferConfig, netascii_len};
-use super::wire::{DecodeError, ErrorCode, Mode, Packet, error_packet};
+use super::wire::{ErrorCode, Mode, Packet, Request, error_packet};
 
 /// Read-ahead size for files when the window needs less.
 pub const READ_CHUNK: usize = 32 * 1024;
@@ -184,7 +184,7 @@ impl<P, R: Fn(&TransferReport)> Shared<P, R> {
                 report.retransmissions
             ),
             outcome => info!(
-                "tftp {} {}: {:?} after {} bytes",
+                "tftp {} {}: {} after {} bytes",
                 report.client, report.file, outcome, report.bytes
             ),
         }
@@ -300,8 +300,8 @@ where
             debug!("tftp: {peer}: bad packet: {e}");
             // A request we cannot parse still deserves an answer.
             let is_request = matches!(datagram, [0, 1 | 2, ..]);
-            let reply = matches!(e, DecodeError::BadMode | DecodeError::Malformed) || is_request;
-            return reply.then(|| error_packet(ErrorCode::IllegalOperation, "malformed request"));
+            return is_request
+                .then(|| error_packet(ErrorCode::IllegalOperation, "malformed request"));
         }
     };
     let raw_name = || String::from_utf8_lossy(request.filename).into_owned();
@@ -324,58 +324,71 @@ where
         shared.refused(path.to_string(), peer, ErrorCode::NotDefined, msg);
         return Some(error_packet(ErrorCode::NotDefined, msg));
     }
-    let (code, msg) = match shared.provider.open(&path, peer) {
-        Ok(source) => {
-            let tsize = match (&source, request.mode) {
-                (Source::Virtual(v), Mode::NetAscii) => Some(netascii_len(v)),
-                (Source::Virtual(v), _) => Some(v.len() as u64),
-                (Source::File { len, .. }, Mode::Octet) => Some(*len),
-                // Exact netascii size of a file would need a full read.
-                (Source::File { .. }, _) => None,
-            };
-            match Transfer::new(request.mode, &request.options, tsize, &shared.cfg.transfer) {
-                Ok(t) => match Async::<UdpSocket>::bind(SocketAddr::new(shared.local_ip, 0)) {
-                    Ok(sock) => {
-                        shared.active.borrow_mut().insert(key.clone());
-                        let shared = shared.clone();
-                        ex.spawn(async move {
-                            let started = Instant::now();
-                            let t = run_transfer(sock, peer, t, Reader::new(source)).await;
-                            shared.active.borrow_mut().remove(&key);
-                            let stats = t.stats();
-                            let neg = t.negotiated();
-                            shared.report(TransferReport {
-                                file: key.1,
-                                client: peer,
-                                bytes: stats.bytes,
-                                blocks: stats.blocks,
-                                retransmissions: stats.retransmissions,
-                                blksize: neg.blksize,
-                                windowsize: neg.windowsize,
-                                duration: started.elapsed(),
-                                outcome: t.outcome().cloned().unwrap_or(Outcome::TimedOut),
-                            });
-                        })
-                        .detach();
-                        return None;
-                    }
-                    Err(e) => {
-                        warn!("tftp: cannot bind a transfer socket: {e}");
-                        (ErrorCode::NotDefined, "no transfer socket")
-                    }
-                },
-                Err(err) => err,
-            }
+    match start_transfer(ex, shared, &request, path.clone(), peer) {
+        Ok(()) => None,
+        Err((code, msg)) => {
+            shared.refused(path.to_string(), peer, code, msg);
+            Some(error_packet(code, msg))
         }
-        Err(OpenError::NotFound) => (ErrorCode::FileNotFound, "file not found"),
-        Err(OpenError::AccessDenied) => (ErrorCode::AccessViolation, "access violation"),
-        Err(OpenError::Io(e)) => {
+    }
+}
+
+/// Open the file, negotiate, bind the transfer's socket and spawn its task.
+fn start_transfer<P, R>(
+    ex: &LocalExecutor<'_>,
+    shared: &Rc<Shared<P, R>>,
+    request: &Request<'_>,
+    path: RelativePath,
+    peer: SocketAddr,
+) -> Result<(), (ErrorCode, &'static str)>
+where
+    P: FileProvider + 'static,
+    R: Fn(&TransferReport) + 'static,
+{
+    let source = shared.provider.open(&path, peer).map_err(|e| match e {
+        OpenError::NotFound => (ErrorCode::FileNotFound, "file not found"),
+        OpenError::AccessDenied => (ErrorCode::AccessViolation, "access violation"),
+        OpenError::Io(e) => {
             warn!("tftp: open {path}: {e}");
             (ErrorCode::NotDefined, "cannot open file")
         }
+    })?;
+    let tsize = match (&source, request.mode) {
+        (Source::Virtual(v), Mode::NetAscii) => Some(netascii_len(v)),
+        (Source::Virtual(v), _) => Some(v.len() as u64),
+        (Source::File { len, .. }, Mode::Octet) => Some(*len),
+        // The exact netascii size of a file would need a full read.
+        (Source::File { .. }, _) => None,
     };
-    shared.refused(path.to_string(), peer, code, msg);
-    Some(error_packet(code, msg))
+    let t = Transfer::new(request.mode, &request.options, tsize, &shared.cfg.transfer)?;
+    let sock = Async::<UdpSocket>::bind(SocketAddr::new(shared.local_ip, 0)).map_err(|e| {
+        warn!("tftp: cannot bind a transfer socket: {e}");
+        (ErrorCode::NotDefined, "no transfer socket")
+    })?;
+    debug!("tftp: {peer}: {path} started, {:?}", t.negotiated());
+    let key = (peer, path.as_str().to_owned());
+    shared.active.borrow_mut().insert(key.clone());
+    let shared = shared.clone();
+    ex.spawn(async move {
+        let started = Instant::now();
+        let t = run_transfer(sock, peer, t, Reader::new(source)).await;
+        shared.active.borrow_mut().remove(&key);
+        let stats = t.stats();
+        let neg = t.negotiated();
+        shared.report(TransferReport {
+            file: key.1,
+            client: peer,
+            bytes: stats.bytes,
+            blocks: stats.blocks,
+            retransmissions: stats.retransmissions,
+            blksize: neg.blksize,
+            windowsize: neg.windowsize,
+            duration: started.elapsed(),
+            outcome: t.outcome().cloned().unwrap_or(Outcome::TimedOut),
+        });
+    })
+    .detach();
+    Ok(())
 }
 
 enum Event {

@@ -145,6 +145,22 @@ pub enum Outcome {
     Refused { code: u16, message: String },
 }
 
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Completed => f.write_str("completed"),
+            Outcome::ClientError { code, message } => {
+                write!(f, "client sent error {code} ({message})")
+            }
+            Outcome::TimedOut => f.write_str("timed out"),
+            Outcome::Aborted(why) => write!(f, "aborted: {why}"),
+            Outcome::Refused { code, message } => {
+                write!(f, "refused with error {code} ({message})")
+            }
+        }
+    }
+}
+
 /// Counters for the report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
