@@ -102,7 +102,7 @@ get() { # file sum blksize windowsize
     [ "$4" -gt 1 ] && opts+=(--option "windowsize $4")
     local t0 t1 sum
     t0=$(date +%s.%N)
-    sum=$(timeout 120 atftp --get -r "$1" -l /dev/stdout "${opts[@]}" 127.0.0.1 "$SPORT" 2>/dev/null |
+    sum=$(timeout 60 atftp --get -r "$1" -l /dev/stdout "${opts[@]}" 127.0.0.1 "$SPORT" 2>/dev/null |
         sha256sum | cut -d' ' -f1) || true
     t1=$(date +%s.%N)
     if [ "$sum" = "$2" ]; then echo "$t1 - $t0" | bc -l; else echo FAIL; fi

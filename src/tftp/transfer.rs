@@ -41,7 +41,11 @@ pub struct TransferConfig {
     pub max_blksize: u16,
     /// Largest windowsize granted (RFC 7440), at least 1.
     pub max_windowsize: u16,
-    /// Cap on `blksize * windowsize`, the per-transfer buffer size.
+    /// Cap on `blksize * windowsize`, the per-transfer buffer size. It also
+    /// keeps a window within what a receiver's default socket buffer holds
+    /// (on Linux about 208 KiB of buffer, i.e. a dozen 8 KiB datagrams):
+    /// a window that overflows it loses its tail every time, and each loss
+    /// costs a timeout.
     pub max_window_bytes: usize,
     /// Retransmission timeout when the client asks for none.
     pub default_timeout: Duration,
@@ -57,7 +61,7 @@ impl Default for TransferConfig {
         TransferConfig {
             max_blksize: MAX_BLKSIZE,
             max_windowsize: 64,
-            max_window_bytes: 256 * 1024,
+            max_window_bytes: 64 * 1024,
             default_timeout: Duration::from_secs(1),
             max_backoff: Duration::from_secs(8),
             max_retries: 5,

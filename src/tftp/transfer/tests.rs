@@ -233,12 +233,18 @@ fn negotiation_table() {
             None,
             (512, 16, 1, o(None, None, None, Some(16))),
         ),
-        // blksize 65464: the 256 KiB window cap leaves windowsize 4.
+        // The 64 KiB window cap: windowsize 8 at blksize 8192, 1 at 65464.
+        (
+            o(Some(8192), None, None, Some(32)),
+            &cfg,
+            None,
+            (8192, 8, 1, o(Some(8192), None, None, Some(8))),
+        ),
         (
             o(Some(65464), None, None, Some(64)),
             &cfg,
             None,
-            (65464, 4, 1, o(Some(65464), None, None, Some(4))),
+            (65464, 1, 1, o(Some(65464), None, None, Some(1))),
         ),
     ];
     for (i, (requested, cfg, tsize, (b, w, t, oack))) in cases.into_iter().enumerate() {
