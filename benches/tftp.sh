@@ -6,10 +6,11 @@
 # to the best reference, failures, and the servers' peak RSS.
 #
 #   bash benches/tftp.sh            # SIZE_MIB=64 RUNS=3 CONC="20 100"
+#   SERVERS="gopxe rs-tftpd" ONLY="1468 1,1468 8" CONC= RUNS=5 bash benches/tftp.sh
 #
 # Needs root only to install missing tools and for dnsmasq (its TFTP port
 # is fixed at 69; dnsmasq is skipped when 69 is taken).
-set -euo pipefail
+set -u
 
 SIZE_MIB=${SIZE_MIB:-64}
 RUNS=${RUNS:-3}
@@ -40,9 +41,9 @@ need_apt in.tftpd tftpd-hpa
 need_apt dnsmasq dnsmasq-base
 if [ ! -x "$TOOLS/bin/tftpd" ]; then
     echo "installing rs-tftpd (cargo install tftpd)" >&2
-    cargo install --quiet --locked tftpd --root "$TOOLS"
+    cargo install --quiet --locked tftpd --root "$TOOLS" || exit 1
 fi
-(cd "$HERE" && cargo build --quiet --release --example tftp_serve)
+(cd "$HERE" && cargo build --quiet --release --example tftp_serve) || exit 1
 GOPXE="$HERE/target/release/examples/tftp_serve"
 
 mkdir -p "$WORK/root"
@@ -54,11 +55,12 @@ SUM_CONC=$(sha256sum <"$WORK/root/conc.bin" | cut -d' ' -f1)
 
 # Peak RSS (KiB) of a process and its children, sampled every 50 ms.
 sample_rss() { # pid outfile
-    local peak=0 sum p
+    local peak=0 sum p v
     while kill -0 "$1" 2>/dev/null; do
         sum=0
         for p in $1 $(pgrep -P "$1" || true); do
-            sum=$((sum + $(awk '/^VmRSS/ {print $2}' /proc/$p/status 2>/dev/null || echo 0)))
+            v=$(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null)
+            sum=$((sum + ${v:-0}))
         done
         [ "$sum" -gt "$peak" ] && peak=$sum && echo "$peak" >"$2"
         sleep 0.05
@@ -110,8 +112,9 @@ get() { # file sum blksize windowsize
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "FAIL"}'; }
 
-SERVERS=(gopxe tftpd-hpa dnsmasq rs-tftpd)
+read -r -a SERVERS <<<"${SERVERS:-gopxe tftpd-hpa dnsmasq rs-tftpd}"
 SETTINGS=("512 1" "1468 1" "8192 1" "1468 8" "1468 32" "8192 8" "8192 32")
+[ -n "${ONLY:-}" ] && IFS=, read -r -a SETTINGS <<<"$ONLY" # e.g. ONLY="1468 1,1468 8"
 declare -A RES FAILS RSS
 for s in "${SERVERS[@]}"; do
     FAILS[$s]=0
@@ -140,7 +143,7 @@ for s in "${SERVERS[@]}"; do
         done
         wait $(jobs -p | grep -v "^$SPID$" | grep -v "^$SAMPLER$") 2>/dev/null || true
         t1=$(date +%s.%N)
-        f=$(ls "$WORK"/fail."$s"."$n".* 2>/dev/null | wc -l)
+        f=$(find "$WORK" -maxdepth 1 -name "fail.$s.$n.*" | wc -l)
         FAILS[$s]=$((FAILS[$s] + f))
         RES[$s,c$n]=$(echo "$n * $CONC_MIB / ($t1 - $t0)" | bc -l | xargs printf '%.1f')
         [ "$f" -gt 0 ] && RES[$s,c$n]="${RES[$s,c$n]}(${f}F)"

@@ -38,7 +38,7 @@ use super::transfer::{Outcome, Transfer, TransferConfig, netascii_len};
 use super::wire::{ErrorCode, Mode, Packet, Request, error_packet};
 
 /// Read-ahead size for files when the window needs less.
-pub const READ_CHUNK: usize = 32 * 1024;
+pub const READ_CHUNK: usize = 64 * 1024;
 
 /// Driver settings.
 #[derive(Debug, Clone)]
@@ -405,6 +405,12 @@ async fn run_transfer(
 ) -> Transfer {
     let mut out = Vec::with_capacity(usize::from(t.negotiated().blksize) + 4);
     let mut buf = vec![0u8; 1024];
+    // One timer for the whole transfer, moved only when the core's deadline
+    // comes earlier than where it is set (a deadline moves on every packet
+    // sent; moving the timer each time would cost reactor work per packet).
+    // When it fires early, it is set again to the current deadline.
+    let mut timer = Timer::never();
+    let mut armed: Option<Instant> = None;
     loop {
         while let Some(req) = t.poll_read() {
             match reader.read(req.offset, req.len).await {
@@ -429,21 +435,24 @@ async fn run_transfer(
             t.abort(ErrorCode::NotDefined, "internal error: transfer stalled");
             continue;
         };
+        if armed.is_none_or(|a| deadline < a) {
+            timer.set_at(deadline);
+            armed = Some(deadline);
+        }
         let recv = async {
             match sock.recv_from(&mut buf).await {
                 Ok((n, from)) => Event::Packet(n, from),
                 Err(e) => {
                     debug!("tftp: recv from {peer}: {e}");
-                    Timer::at(deadline).await;
-                    Event::Timeout
+                    future::pending().await
                 }
             }
         };
-        let timer = async {
-            Timer::at(deadline).await;
+        let fired = async {
+            (&mut timer).await;
             Event::Timeout
         };
-        match future::or(recv, timer).await {
+        match future::or(recv, fired).await {
             Event::Packet(_, from) if from != peer => {
                 debug!("tftp: packet from unknown TID {from} (transfer with {peer})");
                 let err = error_packet(ErrorCode::UnknownTid, "unknown transfer ID");
@@ -453,7 +462,10 @@ async fn run_transfer(
                 Ok(p) => t.handle(Instant::now(), &p),
                 Err(e) => debug!("tftp: bad packet from {peer}: {e}"),
             },
-            Event::Timeout => t.handle_timeout(Instant::now()),
+            Event::Timeout => {
+                armed = None;
+                t.handle_timeout(Instant::now());
+            }
         }
     }
 }
