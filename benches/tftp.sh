@@ -14,7 +14,7 @@ set -u
 
 SIZE_MIB=${SIZE_MIB:-64}
 RUNS=${RUNS:-3}
-CONC=${CONC:-"20 100"}
+CONC=${CONC-"20 100"}
 CONC_MIB=${CONC_MIB:-16}
 PORT=${PORT:-16969}
 TOOLS=${TOOLS:-/tmp/gopxe-bench-tools}

@@ -440,11 +440,21 @@ async fn run_transfer(
             armed = Some(deadline);
         }
         let recv = async {
-            match sock.recv_from(&mut buf).await {
-                Ok((n, from)) => Event::Packet(n, from),
-                Err(e) => {
-                    debug!("tftp: recv from {peer}: {e}");
-                    future::pending().await
+            // Wait for readiness first: right after a send the answer is
+            // almost never there yet, so trying to read first would cost a
+            // failed system call per packet.
+            loop {
+                if let Err(e) = sock.readable().await {
+                    debug!("tftp: wait for {peer}: {e}");
+                    return future::pending().await;
+                }
+                match sock.get_ref().recv_from(&mut buf) {
+                    Ok((n, from)) => return Event::Packet(n, from),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => {
+                        debug!("tftp: recv from {peer}: {e}");
+                        return future::pending().await;
+                    }
                 }
             }
         };
