@@ -36,6 +36,11 @@ cargo clippy --all-targets -- -D warnings
 log "cargo test"
 cargo test --all-targets 2>&1
 
+if [ -x tests/appliance/run.sh ]; then
+    log "appliance (service scripts, aarch64 under qemu-user, the image booted in QEMU)"
+    tests/appliance/run.sh
+fi
+
 if [ -x tests/e2e/run.sh ]; then
     log "end-to-end (real firmware in a network namespace)"
     GOPXE_BIN="${GOPXE_BIN:-$PWD/target/debug/gopxe}" tests/e2e/run.sh
