@@ -14,7 +14,7 @@
 #
 # Usage: benches/dhcp.sh            (all servers, default rates)
 #        RATES="1000 4000" PERIOD=5 SERVERS="gopxe kea" benches/dhcp.sh
-#        GOPXE_BIN=path/to/binary   (a server taking the example's flags)
+#        GOPXE_BIN=path/to/gopxe     (default: the release build)
 set -euo pipefail
 
 RATES=${RATES:-"500 1000 2000 4000 8000 12000 16000"}
@@ -44,14 +44,15 @@ need taskset "util-linux"
 start_gopxe() {
     local bin=${GOPXE_BIN:-}
     if [[ -z "$bin" ]]; then
-        (cd "$ROOT" && cargo build -q --release --example dhcp_server)
-        bin="$ROOT/target/release/examples/dhcp_server"
+        (cd "$ROOT" && cargo build -q --release)
+        bin="$ROOT/target/release/gopxe"
     fi
     mkdir -p "$WORK/gopxe"
-    taskset -c "$SERVER_CPU" "$bin" --listen "127.0.0.1:$SERVER_PORT" \
-        --relay-port "$RELAY_PORT" --server 127.0.0.1 \
+    RUST_LOG=warn taskset -c "$SERVER_CPU" "$bin" serve --dhcp-mode authoritative \
+        --dhcp-listen "127.0.0.1:$SERVER_PORT" --dhcp-relay-port "$RELAY_PORT" \
+        --advertise-addr 127.0.0.1 --http-listen 127.0.0.1:0 --tftp-listen off \
         --dhcp-range 127.1.0.1,127.254.255.254,255.0.0.0,12h \
-        --data-dir "$WORK/gopxe" >"$WORK/gopxe.log" 2>&1 &
+        --data-dir "$WORK/gopxe" --images "$WORK/gopxe" >"$WORK/gopxe.log" 2>&1 &
     PID=$!
 }
 
