@@ -238,7 +238,10 @@ fn serve(config: Config) -> Result<(), String> {
         app.urls.base
     ));
     log::info!("http listening on {bound}; advertised as {}", app.urls.base);
-    smol::block_on(ex.run(crate::http::serve(ex.clone(), app, listener)));
+    // The accept loop is a task of its own: the future given to `run` is
+    // polled on every wake-up of the executor, a task only when it is woken.
+    ex.spawn(crate::http::serve(ex.clone(), app, listener)).detach();
+    smol::block_on(ex.run(futures_lite::future::pending::<()>()));
     Ok(())
 }
 

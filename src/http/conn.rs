@@ -50,12 +50,22 @@ impl picoserve::io::Error for IoError {
     }
 }
 
+/// A session's write buffer: allocated (and zeroed) once, on the first
+/// write of the session, then filled in place, so a response costs no
+/// allocation or clearing. Freed with the session (idle connections are
+/// parked without one).
+#[derive(Default)]
+pub struct WriteBuf {
+    data: Vec<u8>,
+    filled: usize,
+}
+
 /// One picoserve session on a connection: the stream (owned by the
 /// connection task, which may start several sessions on it, see
 /// `http::serve_connection`) and the write buffer.
 pub struct SmolSocket<'s> {
     stream: &'s Async<TcpStream>,
-    wbuf: RefCell<Vec<u8>>,
+    wbuf: RefCell<WriteBuf>,
     capacity: usize,
     /// Set by the service when the last response keeps the connection
     /// alive: then `shutdown` leaves the connection open ("parks" it).
@@ -63,43 +73,38 @@ pub struct SmolSocket<'s> {
 }
 
 impl<'s> SmolSocket<'s> {
-    /// The write buffer is allocated on first use and released when
-    /// drained, so idle keep-alive connections hold none.
-    pub fn new(
-        stream: &'s Async<TcpStream>,
-        write_buffer: usize,
-        keep_alive: &'s Cell<bool>,
-    ) -> Self {
-        SmolSocket {
-            stream,
-            wbuf: RefCell::new(Vec::new()),
-            capacity: write_buffer,
-            keep_alive,
-        }
+    pub fn new(stream: &'s Async<TcpStream>, write_buffer: usize, keep_alive: &'s Cell<bool>) -> Self {
+        SmolSocket { stream, wbuf: RefCell::new(WriteBuf::default()), capacity: write_buffer, keep_alive }
     }
 }
 
 /// Sends whatever is buffered. The buffer is taken out of the cell for the
 /// duration of the write so no borrow is held across an `.await`.
-async fn drain(stream: &Async<TcpStream>, cell: &RefCell<Vec<u8>>) -> Result<(), IoError> {
-    let buf = cell.take();
-    if buf.is_empty() {
-        return Ok(());
-    }
+async fn drain(stream: &Async<TcpStream>, cell: &RefCell<WriteBuf>) -> Result<(), IoError> {
+    let (data, filled) = {
+        let mut w = cell.borrow_mut();
+        if w.filled == 0 {
+            return Ok(());
+        }
+        let filled = std::mem::take(&mut w.filled);
+        (std::mem::take(&mut w.data), filled)
+    };
     let mut s = stream;
-    s.write_all(&buf).await.map_err(IoError)
+    let sent = s.write_all(data.get(..filled).unwrap_or_default()).await.map_err(IoError);
+    cell.borrow_mut().data = data;
+    sent
 }
 
 /// Read half: sends any pending response before it waits for input.
 pub struct ReadHalf<'a> {
     stream: &'a Async<TcpStream>,
-    buf: &'a RefCell<Vec<u8>>,
+    buf: &'a RefCell<WriteBuf>,
 }
 
 /// Write half with its buffer.
 pub struct WriteHalf<'a> {
     stream: &'a Async<TcpStream>,
-    buf: &'a RefCell<Vec<u8>>,
+    buf: &'a RefCell<WriteBuf>,
     capacity: usize,
 }
 
@@ -121,7 +126,19 @@ impl ErrorType for WriteHalf<'_> {
 
 impl WriteHalf<'_> {
     fn buffered(&self) -> usize {
-        self.buf.borrow().len()
+        self.buf.borrow().filled
+    }
+
+    /// The unfilled part of the buffer, allocating it on first use.
+    fn with_spare<T>(&self, f: impl FnOnce(&mut [u8]) -> (T, usize)) -> T {
+        let mut w = self.buf.borrow_mut();
+        if w.data.len() < self.capacity {
+            w.data.resize(self.capacity, 0);
+        }
+        let start = w.filled;
+        let (out, n) = f(w.data.get_mut(start..).unwrap_or_default());
+        w.filled = (start + n).min(self.capacity);
+        out
     }
 }
 
@@ -134,11 +151,13 @@ impl BaseWrite for WriteHalf<'_> {
             let mut s = self.stream;
             return s.write(data).await.map_err(IoError);
         }
-        let mut b = self.buf.borrow_mut();
-        if b.capacity() == 0 {
-            b.reserve_exact(self.capacity);
-        }
-        b.extend_from_slice(data);
+        self.with_spare(|spare| match spare.get_mut(..data.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(data);
+                ((), data.len())
+            }
+            None => ((), 0),
+        });
         Ok(data.len())
     }
 
@@ -157,17 +176,12 @@ impl Write for WriteHalf<'_> {
         if self.buffered() >= self.capacity {
             drain(self.stream, self.buf).await?;
         }
-        let mut b = self.buf.borrow_mut();
-        let start = b.len();
-        b.resize(self.capacity.max(start), 0);
-        let (out, filled) = {
-            let spare = b.get_mut(start..).unwrap_or_default();
+        Ok(self.with_spare(|spare| {
             let mut bb = picoserve::mem::BorrowedBuffer::new(spare);
             let out = f(bb.unfilled());
-            (out, bb.filled().len())
-        };
-        b.truncate(start + filled);
-        Ok(out)
+            let n = bb.filled().len();
+            (out, n)
+        }))
     }
 }
 
