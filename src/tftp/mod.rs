@@ -1,1 +1,22 @@
-//! TFTP (RFC 1350, 2347, 2348, 2349, 7440): wire codec and sans-I/O transfer core.
+//! TFTP (RFC 1350, 2347, 2348, 2349, 7440): wire codec, sans-I/O transfer
+//! core, path checks and a thin smol driver.
+//!
+//! Layers, bottom up:
+//! - [`wire`]: packet codec (untrusted bytes to a checked [`wire::Packet`]).
+//! - [`path`]: request names to [`path::RelativePath`] (pure).
+//! - [`transfer`]: one read transfer as a state machine fed with `(now,
+//!   packet)`; no socket, clock or file.
+//! - [`server`]: the smol driver (sockets, timers, files, concurrency
+//!   limit) and the [`server::FileProvider`] hook for real and virtual files.
+
+pub mod path;
+pub mod server;
+pub mod transfer;
+pub mod wire;
+
+pub use path::{PathError, RelativePath, sanitize};
+pub use server::{
+    FileProvider, ImagesRoot, OpenError, ServerConfig, Source, TransferReport, WithVirtual,
+    blksize_for_mtu, serve,
+};
+pub use transfer::{Outcome, Stats, Transfer, TransferConfig};
