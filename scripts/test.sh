@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 log() { printf '\n=== %s ===\n' "$*"; }
 
 install_deps() {
-    local pkgs=(curl atftp)
+    local pkgs=(curl atftp tftp-hpa)
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -35,6 +35,11 @@ cargo clippy --all-targets -- -D warnings
 
 log "cargo test"
 cargo test --all-targets 2>&1
+
+if [ -x tests/appliance/run.sh ]; then
+    log "appliance (service scripts, aarch64 under qemu-user, the image booted in QEMU)"
+    tests/appliance/run.sh
+fi
 
 if [ -x tests/e2e/run.sh ]; then
     log "end-to-end (real firmware in a network namespace)"

@@ -31,7 +31,7 @@ Options (each also a key in the config file, with _ for -):
   --interface IF           network interface to serve
   --unknown-boot local|ACTION  what machines without a record boot [local]
   --repo-url URL           kickstart repository ({os}, {version}, {server})
-  --tftp-listen ADDR|off   TFTP address                           [off]
+  --tftp-listen ADDR|off   TFTP address  [0.0.0.0:69 when it can be had]
   --tftp-max-transfers N   concurrent TFTP transfers              [64]
   --dhcp-mode off|proxy|authoritative                             [off]
   --dhcp-range FIRST,LAST[,MASK[,LEASE]]   (repeatable; LEASE like 12h)
@@ -231,6 +231,7 @@ fn serve(config: Config) -> Result<(), String> {
     let app = Rc::new(App::new(config, urls, store));
     let ex = Rc::new(smol::LocalExecutor::new());
     start_dhcp(&ex, &app)?;
+    start_tftp(&ex, &app)?;
     // Last: scripts that start gopxe on port 0 read up to this line.
     announce(&format!(
         "gopxe: http listening on {bound}, boot URLs use {}",
@@ -238,6 +239,96 @@ fn serve(config: Config) -> Result<(), String> {
     ));
     log::info!("http listening on {bound}; advertised as {}", app.urls.base);
     smol::block_on(ex.run(crate::http::serve(ex.clone(), app, listener)));
+    Ok(())
+}
+
+/// The MTU of the interface TFTP serves: the configured interface, else
+/// the one holding the listen address.
+fn tftp_mtu(app: &App, listen: SocketAddr) -> Option<u32> {
+    let name = app.config.interface.clone().or_else(|| {
+        let ip = listen.ip();
+        if ip.is_unspecified() {
+            return None;
+        }
+        if_addrs::get_if_addrs()
+            .ok()?
+            .into_iter()
+            .find(|i| i.ip() == ip)
+            .map(|i| i.name)
+    })?;
+    std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Binds TFTP (when on) and spawns it. A configured address that cannot be
+/// bound stops the start-up; the unconfigured default (udp/69) is skipped
+/// with a warning instead.
+fn start_tftp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<(), String> {
+    use crate::tftp::{ImagesRoot, ServerConfig, WithVirtual, blksize_for_mtu};
+    let Some(listen) = app.config.tftp_listen else {
+        return Ok(());
+    };
+    let socket = match std::net::UdpSocket::bind(listen) {
+        Ok(s) => s,
+        Err(e) if app.config.tftp_auto => {
+            log::warn!(
+                "tftp off: cannot listen on {listen} ({e}); set tftp_listen to choose an address"
+            );
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(format!(
+                "cannot listen for TFTP on {listen} (tftp_listen): {e}"
+            ));
+        }
+    };
+    let local = socket.local_addr().map_err(|e| e.to_string())?;
+    let socket = async_io::Async::new(socket).map_err(|e| e.to_string())?;
+    let images = match ImagesRoot::new(&app.config.images) {
+        Ok(i) => i,
+        Err(e) if app.config.tftp_auto => {
+            log::warn!("tftp off: images dir {}: {e}", app.config.images.display());
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(format!(
+                "tftp: images dir {}: {e}",
+                app.config.images.display()
+            ));
+        }
+    };
+    let mut cfg = ServerConfig {
+        max_transfers: app.config.tftp_max_transfers,
+        ..ServerConfig::default()
+    };
+    if let Some(mtu) = tftp_mtu(app, local) {
+        cfg.transfer.max_blksize = blksize_for_mtu(mtu);
+    }
+    let files = app.clone();
+    let provider = WithVirtual {
+        lookup: move |path: &crate::tftp::RelativePath, client: SocketAddr| {
+            files.boot_file(path.as_str(), client.ip())
+        },
+        inner: images,
+    };
+    announce(&format!("gopxe: tftp listening on {local}"));
+    log::info!(
+        "tftp on {local}, blksize up to {}, {} transfers at once",
+        cfg.transfer.max_blksize,
+        cfg.max_transfers
+    );
+    let reports = app.clone();
+    ex.spawn(async move {
+        let on_report =
+            move |r: &crate::tftp::TransferReport| crate::services::on_tftp_report(&reports, r);
+        if let Err(e) = crate::tftp::serve(socket, cfg, provider, on_report).await {
+            log::error!("tftp stopped: {e}");
+        }
+    })
+    .detach();
     Ok(())
 }
 

@@ -156,3 +156,42 @@ pub fn on_dhcp_event(app: &App, e: &dhcp::Event) {
         None => log::debug!("dhcp: {detail}"),
     }
 }
+
+/// Records a TFTP transfer: metrics, and an event on the machine at the
+/// client's address.
+pub fn on_tftp_report(app: &App, r: &crate::tftp::TransferReport) {
+    use crate::tftp::Outcome;
+    let outcome = match &r.outcome {
+        Outcome::Completed => "completed",
+        Outcome::ClientError { .. } => "client_error",
+        Outcome::TimedOut => "timed_out",
+        Outcome::Aborted(_) => "aborted",
+        Outcome::Refused { code: 1, .. } => {
+            app.metrics.tftp_error("not_found");
+            return;
+        }
+        Outcome::Refused { code, .. } => {
+            app.metrics.tftp_error(match code {
+                2 => "access_violation",
+                4 => "illegal_operation",
+                _ => "refused",
+            });
+            return;
+        }
+    };
+    app.metrics.tftp_transfer(outcome, r.bytes);
+    if let Some(id) = app.machine_at(r.client.ip()) {
+        let detail = format!(
+            "tftp {} {} ({} bytes, {} ms, blksize {}, windowsize {}, {} retransmissions)",
+            r.file,
+            r.outcome,
+            r.bytes,
+            r.duration.as_millis(),
+            r.blksize,
+            r.windowsize,
+            r.retransmissions
+        );
+        // The driver already logged the transfer at info.
+        app.event_at(log::Level::Debug, id, EventKind::Tftp, detail);
+    }
+}

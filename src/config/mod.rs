@@ -69,7 +69,11 @@ pub struct Config {
     pub interface: Option<String>,
     pub unknown_boot: DefaultBoot,
     pub repo_url: Option<String>,
+    /// Where TFTP listens; `None` is off.
     pub tftp_listen: Option<SocketAddr>,
+    /// TFTP was not configured: try udp/69 and go on without TFTP when the
+    /// port cannot be had (not root, or another server holds it).
+    pub tftp_auto: bool,
     pub tftp_max_transfers: usize,
     pub dhcp_mode: DhcpMode,
     pub dhcp_ranges: Vec<Pool>,
@@ -96,7 +100,8 @@ impl Default for Config {
             interface: None,
             unknown_boot: DefaultBoot::Local,
             repo_url: None,
-            tftp_listen: None,
+            tftp_listen: Some(SocketAddr::from(([0, 0, 0, 0], 69))),
+            tftp_auto: true,
             tftp_max_transfers: 64,
             dhcp_mode: DhcpMode::Off,
             dhcp_ranges: Vec::new(),
@@ -226,6 +231,7 @@ impl Config {
             c.repo_url = Some(v);
         }
         if let Some((v, o)) = pick!(tftp_listen) {
+            c.tftp_auto = false;
             c.tftp_listen = match socket_addr(&v) {
                 Ok(mut a) => {
                     if a.port() == 0 && !v.contains(':') {
@@ -325,7 +331,8 @@ mod tests {
         let c = Config::from_raw(&RawConfig::default(), None, &RawConfig::default()).unwrap();
         assert_eq!(c.http_listen.port(), 9090);
         assert_eq!(c.dhcp_mode, DhcpMode::Off);
-        assert_eq!(c.tftp_listen, None);
+        assert_eq!(c.tftp_listen.map(|a| a.port()), Some(69));
+        assert!(c.tftp_auto);
         assert_eq!(c.data_dir, PathBuf::from("data"));
     }
 

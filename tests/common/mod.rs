@@ -49,6 +49,9 @@ impl Gopxe {
             "--images".into(),
             dir.join("images").display().to_string(),
         ];
+        if !extra.contains(&"--tftp-listen") {
+            args.extend(["--tftp-listen".into(), "127.0.0.1:0".into()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         Self::start_args(dir, args)
     }
