@@ -158,7 +158,7 @@ runs = {l: json.load(open(f"{work}/{l}.json")) for l in labels}
 names = {"gopxe": "gopxe", "classic": "dnsmasq+nginx"}
 cols = [names[l] for l in labels]
 if len(labels) == 2:
-    cols.append("ratio c/g")
+    cols.append("classic/gopxe")
 print()
 print(f"{'':<22}" + "".join(f"{c:>16}" for c in cols))
 def row(title, vals, ratio=True, fmt="{:.1f}"):

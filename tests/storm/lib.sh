@@ -184,3 +184,76 @@ run_storm() {
         --dhcp "$SRV_IP:67" --relay "$CLI_IP:67" --tftp-bind "$CLI_IP" \
         --label "$label" --json "$WORK/$label.json" "$@"
 }
+
+# Fault scenarios: the usual start (root, build, namespaces, images, gopxe,
+# N records). fault_setup N LOADER KERNEL INITRD
+fault_setup() {
+    need_root
+    trap storm_cleanup EXIT
+    build_all
+    netns_up
+    prepare_images "$WORK/images" "$2" "$3" "$4"
+    clients_file "$1"
+    start_gopxe "$WORK/gopxe-data" "$WORK/images"
+    create_records
+}
+
+# check_leases N: every client MAC holds exactly one lease, no address is
+# held by two MACs, and every machine record is there and `installed`.
+check_leases_and_records() {
+    local n=$1 auth="Authorization: Bearer $TOKEN"
+    srv_curl -sf -H "$auth" "http://$SRV_IP/leases" >"$WORK/leases.json"
+    srv_curl -sf -H "$auth" "http://$SRV_IP/pxeboot" >"$WORK/machines.json"
+    python3 - "$n" "$WORK/leases.json" "$WORK/machines.json" "$WORK/clients.txt" <<'PY'
+import json, sys
+n = int(sys.argv[1])
+leases = json.load(open(sys.argv[2]))
+if isinstance(leases, dict):
+    leases = leases.get("leases", list(leases.values()))
+machines = json.load(open(sys.argv[3]))
+if isinstance(machines, dict):
+    machines = machines.get("machines", list(machines.values()))
+clients = {l.split()[1].lower() for l in open(sys.argv[4])}
+def field(d, *names):
+    for k in names:
+        if k in d and d[k] is not None:
+            return str(d[k]).lower()
+    return None
+by_mac, by_ip, bad = {}, {}, []
+for l in leases:
+    mac = field(l, "mac", "chaddr", "hwaddr")
+    ip = field(l, "ip", "address", "addr", "yiaddr")
+    if mac is None or ip is None:
+        bad.append(f"lease without mac/ip: {l}")
+        continue
+    mac = mac.replace("-", ":")
+    by_mac.setdefault(mac, set()).add(ip)
+    by_ip.setdefault(ip, set()).add(mac)
+for m in clients:
+    if len(by_mac.get(m, ())) != 1:
+        bad.append(f"{m} holds {sorted(by_mac.get(m, ()))}")
+for ip, macs in by_ip.items():
+    if len(macs) > 1:
+        bad.append(f"{ip} held by {sorted(macs)}")
+states = {}
+for m in machines:
+    states[m.get("state")] = states.get(m.get("state"), 0) + 1
+if len(machines) != n:
+    bad.append(f"{len(machines)} machine records, expected {n}")
+if states.get("installed", 0) != n:
+    bad.append(f"machine states {states}, expected {n} installed")
+for b in bad[:20]:
+    print("  " + b)
+print(f"leases: {len(leases)} for {len(by_mac)} MACs, {len(by_ip)} addresses; records: {len(machines)} {states}")
+sys.exit(1 if bad else 0)
+PY
+}
+
+verdict() {
+    if [[ $1 == 0 ]]; then
+        echo "PASS: $2"
+        exit 0
+    fi
+    echo "FAIL: $2"
+    exit 1
+}

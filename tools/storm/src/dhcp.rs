@@ -353,10 +353,10 @@ fn exchange(
         if attempt > 0 {
             retrans.fetch_add(1, Ordering::Relaxed);
         }
-        relay
-            .sock
-            .send_to(pkt, relay.server)
-            .map_err(|e| format!("send: {e}"))?;
+        // A failed send is a lost packet: the timeout recovers from it.
+        if !crate::impair::on_send() && relay.sock.send_to(pkt, relay.server).is_err() {
+            crate::SEND_ERRORS.fetch_add(1, Ordering::Relaxed);
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -364,6 +364,7 @@ fn exchange(
                 break;
             }
             match rx.recv_timeout(left) {
+                Ok(_) if crate::impair::on_recv() => continue,
                 Ok(r) if accept(&r).is_some() => return Ok(r),
                 Ok(_) => continue,
                 Err(mpsc::RecvTimeoutError::Timeout) => break,

@@ -8,6 +8,7 @@
 
 mod dhcp;
 mod http;
+mod impair;
 mod tftp;
 
 use std::fmt::Write as _;
@@ -16,6 +17,9 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// UDP sends that failed (counted as lost packets).
+pub(crate) static SEND_ERRORS: AtomicU64 = AtomicU64::new(0);
 
 const USAGE: &str = "\
 gopxe-storm — simulate a rack of PXE clients booting at once
@@ -60,6 +64,9 @@ Retries (per packet / per phase):
   --attempts N           tries of a whole phase (backoff 0.5 s, x2)  [4]
   --http-timeout-ms MS   connect/read timeout of a request          [5000]
   --deadline S           give up on everything after S seconds      [600]
+Impairment (client side, UDP only; for kernels without tc netem):
+  --loss PCT             drop PCT % of sent and of received packets  [0]
+  --jitter-ms MS         delay each sent and received packet 0..MS  [0]
 Output:
   --label NAME           name of this run in the report           [storm]
   --json FILE            also write the report as JSON (- = stdout only)
@@ -94,6 +101,7 @@ struct Opts {
     attempts: u32,
     http_timeout: Duration,
     deadline: Duration,
+    impair: impair::Impair,
     label: String,
     json: Option<String>,
     errors: usize,
@@ -134,6 +142,7 @@ impl Default for Opts {
             attempts: 4,
             http_timeout: Duration::from_millis(5000),
             deadline: Duration::from_secs(600),
+            impair: impair::Impair::default(),
             label: "storm".into(),
             json: None,
             errors: 10,
@@ -265,6 +274,15 @@ fn parse_args(args: &[String]) -> Result<(Cmd, Opts), String> {
             "--attempts" => o.attempts = (num(val()?)? as u32).max(1),
             "--http-timeout-ms" => o.http_timeout = ms(val()?)?,
             "--deadline" => o.deadline = Duration::from_secs(num(val()?)?),
+            "--loss" => {
+                let v = val()?;
+                let pct: f64 = v.parse().map_err(|_| format!("--loss: bad number `{v}`"))?;
+                if !(0.0..=100.0).contains(&pct) {
+                    return Err("--loss: 0..=100".into());
+                }
+                o.impair.loss_bp = (pct * 100.0).round() as u32;
+            }
+            "--jitter-ms" => o.impair.jitter = ms(val()?)?,
             "--label" => o.label = val()?,
             "--json" => o.json = Some(val()?),
             "--errors" => o.errors = num(val()?)? as usize,
@@ -371,6 +389,8 @@ struct Stats {
     malformed: AtomicU64,
     bytes: AtomicU64,
     errors: Mutex<Vec<String>>,
+    /// Why an attempt that was tried again failed.
+    retry_errors: Mutex<Vec<String>>,
     done: AtomicUsize,
 }
 
@@ -405,7 +425,15 @@ fn phase<T>(
                 }
                 return Ok(v);
             }
-            Err(e) => last = e,
+            Err(e) => {
+                if attempt + 1 < o.attempts
+                    && let Ok(mut r) = st.retry_errors.lock()
+                    && r.len() < 1000
+                {
+                    r.push(format!("{} {} {}: {e}", c.hostname, c.mac(':'), PHASES[p]));
+                }
+                last = e;
+            }
         }
         if Instant::now() >= give_up {
             break;
@@ -625,7 +653,7 @@ fn boot(
     Ok(())
 }
 
-fn next_nonce() -> u32 {
+pub(crate) fn next_nonce() -> u32 {
     static N: AtomicU64 = AtomicU64::new(0);
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -678,6 +706,7 @@ fn json_str(s: &str) -> String {
 }
 
 fn run(o: Opts) -> ExitCode {
+    impair::set(o.impair);
     let relay = match (o.skip_dhcp, o.dhcp) {
         (false, Some(server)) => match dhcp::Relay::bind(o.relay, server, o.giaddr) {
             Ok(r) => Some(r),
@@ -758,12 +787,13 @@ fn report(o: &Opts, st: &Stats, wall: Duration, relay: Option<&dhcp::Relay>) -> 
     let mut js = String::new();
     let _ = write!(
         js,
-        "{{\"label\":{},\"clients\":{},\"concurrency\":{},\"done\":{done},\"failed\":{failed},\"wall_s\":{:.3},\"tftp_bytes\":{bytes},\"malformed\":{},\"stray_dhcp\":{},\"phases\":{{",
+        "{{\"label\":{},\"clients\":{},\"concurrency\":{},\"done\":{done},\"failed\":{failed},\"wall_s\":{:.3},\"tftp_bytes\":{bytes},\"malformed\":{},\"send_errors\":{},\"stray_dhcp\":{},\"phases\":{{",
         json_str(&o.label),
         o.clients,
         o.concurrency.min(o.clients),
         wall.as_secs_f64(),
         st.malformed.load(Ordering::Relaxed),
+        SEND_ERRORS.load(Ordering::Relaxed),
         relay.map(|r| r.stray.load(Ordering::Relaxed)).unwrap_or(0),
     );
     for (p, name) in PHASES.iter().enumerate() {
@@ -790,19 +820,32 @@ fn report(o: &Opts, st: &Stats, wall: Duration, relay: Option<&dhcp::Relay>) -> 
         );
     }
     let errors = st.errors.lock().map(|e| e.clone()).unwrap_or_default();
+    let retried = st
+        .retry_errors
+        .lock()
+        .map(|e| e.clone())
+        .unwrap_or_default();
     let _ = write!(js, "}},\"errors\":[");
     for (k, e) in errors.iter().take(100).enumerate() {
+        let _ = write!(js, "{}{}", if k > 0 { "," } else { "" }, json_str(e));
+    }
+    js.push_str("],\"retry_errors\":[");
+    for (k, e) in retried.iter().take(100).enumerate() {
         let _ = write!(js, "{}{}", if k > 0 { "," } else { "" }, json_str(e));
     }
     js.push_str("]}");
     let _ = writeln!(
         txt,
-        "malformed or stray packets: {}",
+        "malformed or stray packets: {}, failed sends: {}",
         st.malformed.load(Ordering::Relaxed)
-            + relay.map(|r| r.stray.load(Ordering::Relaxed)).unwrap_or(0)
+            + relay.map(|r| r.stray.load(Ordering::Relaxed)).unwrap_or(0),
+        SEND_ERRORS.load(Ordering::Relaxed)
     );
     for e in errors.iter().take(o.errors) {
         let _ = writeln!(txt, "  failure: {e}");
+    }
+    for e in retried.iter().take(o.errors) {
+        let _ = writeln!(txt, "  tried again after: {e}");
     }
     match o.json.as_deref() {
         Some("-") => println!("{js}"),

@@ -12,6 +12,19 @@ use std::time::Instant;
 
 use crate::dhcp::Retry;
 
+/// `send_to` through the impairment. A failed send (a firewall's EPERM, a
+/// full buffer) is counted and treated as a lost packet: the timeout and
+/// retransmission recover from it, as they would on the wire.
+fn send(sock: &UdpSocket, b: &[u8], to: SocketAddr) -> std::io::Result<usize> {
+    if crate::impair::on_send() {
+        return Ok(b.len());
+    }
+    sock.send_to(b, to).or_else(|_| {
+        crate::SEND_ERRORS.fetch_add(1, Ordering::Relaxed);
+        Ok(0)
+    })
+}
+
 const RRQ: u16 = 1;
 const DATA: u16 = 3;
 const ACK: u16 = 4;
@@ -134,8 +147,7 @@ pub fn get(t: &Transfer, file: &str, keep: bool, c: &Counters) -> Result<Got, St
     } = *t;
     let sock = UdpSocket::bind(bind).map_err(|e| format!("bind: {e}"))?;
     let req = rrq(file, o);
-    sock.send_to(&req, server)
-        .map_err(|e| format!("send: {e}"))?;
+    send(&sock, &req, server).map_err(|e| format!("send: {e}"))?;
     let mut got = Got::default();
     let mut peer: Option<SocketAddr> = None;
     let mut blksize = 512usize;
@@ -170,8 +182,8 @@ pub fn get(t: &Transfer, file: &str, keep: bool, c: &Counters) -> Result<Got, St
                 }
                 c.retrans.fetch_add(1, Ordering::Relaxed);
                 match peer {
-                    None => sock.send_to(&req, server),
-                    Some(p) => sock.send_to(&ack(next.wrapping_sub(1)), p),
+                    None => send(&sock, &req, server),
+                    Some(p) => send(&sock, &ack(next.wrapping_sub(1)), p),
                 }
                 .map_err(|e| format!("send: {e}"))?;
                 in_window = 0;
@@ -180,6 +192,9 @@ pub fn get(t: &Transfer, file: &str, keep: bool, c: &Counters) -> Result<Got, St
             }
             Err(e) => return Err(format!("recv: {e}")),
         };
+        if crate::impair::on_recv() {
+            continue;
+        }
         if peer.is_some_and(|p| p != from) || from.ip() != server.ip() {
             c.malformed.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -220,8 +235,7 @@ pub fn get(t: &Transfer, file: &str, keep: bool, c: &Counters) -> Result<Got, St
                 }
                 timeouts = 0;
                 timeout = retry.timeout;
-                sock.send_to(&ack(0), from)
-                    .map_err(|e| format!("send: {e}"))?;
+                send(&sock, &ack(0), from).map_err(|e| format!("send: {e}"))?;
             }
             Packet::Data(block, data) => {
                 peer = Some(from);
@@ -244,8 +258,7 @@ pub fn get(t: &Transfer, file: &str, keep: bool, c: &Counters) -> Result<Got, St
                     in_window += 1;
                     let last = data.len() < blksize;
                     if last || in_window >= window {
-                        sock.send_to(&ack(block), from)
-                            .map_err(|e| format!("send: {e}"))?;
+                        send(&sock, &ack(block), from).map_err(|e| format!("send: {e}"))?;
                         in_window = 0;
                     }
                     if last {
@@ -259,14 +272,13 @@ pub fn get(t: &Transfer, file: &str, keep: bool, c: &Counters) -> Result<Got, St
                     if !gap_acked {
                         gap_acked = true;
                         c.retrans.fetch_add(1, Ordering::Relaxed);
-                        sock.send_to(&ack(next.wrapping_sub(1)), from)
+                        send(&sock, &ack(next.wrapping_sub(1)), from)
                             .map_err(|e| format!("send: {e}"))?;
                         in_window = 0;
                     }
                 } else if window == 1 && block == next.wrapping_sub(1) {
                     // Our ACK was lost and the server sent the block again.
-                    sock.send_to(&ack(block), from)
-                        .map_err(|e| format!("send: {e}"))?;
+                    send(&sock, &ack(block), from).map_err(|e| format!("send: {e}"))?;
                 }
             }
         }
