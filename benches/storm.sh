@@ -13,7 +13,9 @@
 #
 # Both get identical files: the pxelinux configs and kickstarts of the
 # classic stack are the ones gopxe renders for the same records, with the
-# ks= URL pointed at nginx's copy. Both TFTP servers allow 256 concurrent
+# ks= URL pointed at nginx's copy. In gopxe the kickstart fetch and the
+# call-back are each a durable record write (as in production); nginx
+# serves a static file and answers the call-back with `return 204`. Both TFTP servers allow 256 concurrent
 # transfers. dnsmasq runs with --no-ping (its ICMP probe before each offer
 # would only add delay here). dnsmasq does not fsync its lease file; gopxe
 # fsyncs each group of leases before the ACKs and each record change (the
@@ -69,6 +71,11 @@ while read -r idx mac uuid host; do
     sed "s|ks=[^ ]*|ks=http://$SRV_IP/ks/$dashed.ks|" "$WORK/cfg" \
         >"$WORK/classic-tftp/pxelinux.cfg/01-$dashed"
     echo "$mac,$host" >>"$WORK/dnsmasq.hosts"
+    # Fetching the kickstart moved the machine to `installing`: back to
+    # `install`, so that the storm's fetch makes the durable state change
+    # a real installer's fetch makes.
+    srv_curl -sf -o /dev/null -X POST -H "Authorization: Bearer $TOKEN" \
+        "http://$SRV_IP/pxeboot/01-$dashed/reinstall"
 done <"$WORK/clients.txt"
 : "${idx:=}" "${uuid:=}"
 log "saved $N configs and kickstarts for the classic stack"

@@ -6,6 +6,7 @@ oversized HTTP requests). Prints how many of each it sent."""
 import os, random, socket, struct, sys, time
 
 server, seconds, rate = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+mode = sys.argv[4] if len(sys.argv) > 4 else "udp"  # udp: DHCP + TFTP; http
 rnd = random.Random(7)
 udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 udp.setblocking(False)
@@ -59,7 +60,7 @@ HTTP = [
 
 def http_once():
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(0.5)
+    s.settimeout(0.2)
     try:
         s.connect((server, 80))
         s.sendall(rnd.choice(HTTP))
@@ -76,11 +77,11 @@ end = time.monotonic() + seconds
 interval = 1.0 / rate
 next_t = time.monotonic()
 while time.monotonic() < end:
-    r = rnd.random()
+    r = rnd.random() if mode == "udp" else 1.0
     try:
-        if r < 0.45:
+        if r < 0.5:
             udp.sendto(dhcp_like(), (server, 67)); sent["dhcp"] += 1
-        elif r < 0.9:
+        elif r <= 1.0 and mode == "udp":
             udp.sendto(tftp_like(), (server, 69)); sent["tftp"] += 1
         else:
             http_once(); sent["http"] += 1

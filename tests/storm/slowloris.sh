@@ -41,9 +41,10 @@ done
 wait "$STORM_PID" || rc=$?
 forget_pid "$STORM_PID"
 cat "$WORK/storm.out"
-held=$(grep -c . "$WORK/loris.out" || true)
 log "/health: 20 probes, $bad not 200, $slow slower than ${MAX_MS} ms, worst ${worst} ms"
-kill -0 "$LORIS_PID" 2>/dev/null || log "note: slow-loris client already ended ($held lines)"
+wait "$LORIS_PID" || true
+forget_pid "$LORIS_PID"
+cat "$WORK/loris.out"
 [[ $bad == 0 && $slow == 0 ]] || verdict 1 "slowloris: /health failed $bad times, slow $slow times (worst ${worst} ms) with $CONNS idle connections"
 [[ $rc == 0 ]] || verdict 1 "slowloris: storm exit $rc"
 verdict 0 "slowloris: /health answered 20/20 within ${MAX_MS} ms (worst ${worst} ms) with $CONNS slow connections; $N/$N clients done"
