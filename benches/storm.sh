@@ -84,9 +84,11 @@ RESULTS=()
 if [[ $SERVERS == *gopxe* ]]; then
     log "storm against gopxe: N=$N C=$C kernel=$KERNEL_SIZE initrd=$INITRD_SIZE windowsize=$WINDOWSIZE"
     rc=0
+    cpu0=$(cpu_secs "$GOPXE_PID")
     run_storm gopxe "${storm_args[@]}" || rc=$?
+    cpu1=$(cpu_secs "$GOPXE_PID")
     rss=$(peak_rss_kib "$GOPXE_PID")
-    echo "gopxe $rss $rc" >>"$WORK/rss.txt"
+    echo "gopxe $rss $rc $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }')" >>"$WORK/rss.txt"
     RESULTS+=(gopxe)
     leases=$(srv_curl -sf -H "Authorization: Bearer $TOKEN" "http://$SRV_IP/leases" | python3 -c 'import sys,json; v=json.load(sys.stdin); print(len(v if isinstance(v,list) else v.get("leases",[])))' || echo "?")
     log "gopxe: storm exit $rc, peak RSS $rss KiB, $leases leases"
@@ -143,13 +145,15 @@ EOF
     kill -0 "$DNSMASQ_PID" || { cat "$WORK/dnsmasq.out" "$WORK/dnsmasq.log" >&2; exit 1; }
     log "storm against dnsmasq + nginx"
     rc=0
-    run_storm classic "${storm_args[@]}" || rc=$?
     nginx_pids=("$NGINX_PID")
     mapfile -t workers < <(ps --ppid "$NGINX_PID" -o pid= | tr -d ' ')
     nginx_pids+=("${workers[@]}")
+    cpu0=$(cpu_secs "$DNSMASQ_PID" "${nginx_pids[@]}")
+    run_storm classic "${storm_args[@]}" || rc=$?
+    cpu1=$(cpu_secs "$DNSMASQ_PID" "${nginx_pids[@]}")
     rss_d=$(peak_rss_kib "$DNSMASQ_PID")
     rss_n=$(peak_rss_kib "${nginx_pids[@]}")
-    echo "classic $((rss_d + rss_n)) $rc $rss_d $rss_n" >>"$WORK/rss.txt"
+    echo "classic $((rss_d + rss_n)) $rc $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { print b - a }') $rss_d $rss_n" >>"$WORK/rss.txt"
     RESULTS+=(classic)
     log "classic: storm exit $rc, peak RSS dnsmasq $rss_d KiB + nginx $rss_n KiB (${#nginx_pids[@]} processes)"
 fi
@@ -157,10 +161,11 @@ fi
 python3 - "$WORK" "${RESULTS[@]}" <<'EOF'
 import json, sys
 work, labels = sys.argv[1], sys.argv[2:]
-rss = {}
+rss, cpu = {}, {}
 for line in open(f"{work}/rss.txt"):
     f = line.split()
     rss[f[0]] = int(f[1])
+    cpu[f[0]] = float(f[3])
 runs = {l: json.load(open(f"{work}/{l}.json")) for l in labels}
 names = {"gopxe": "gopxe", "classic": "dnsmasq+nginx"}
 cols = [names[l] for l in labels]
@@ -171,7 +176,7 @@ print(f"{'':<22}" + "".join(f"{c:>16}" for c in cols))
 def row(title, vals, ratio=True, fmt="{:.1f}"):
     cells = [fmt.format(v) for v in vals]
     if len(vals) == 2:
-        cells.append(f"{vals[1]/vals[0]:.2f}x" if ratio and vals[0] else "")
+        cells.append(f"{vals[1]/vals[0]:.3g}x" if ratio and vals[0] else "")
     print(f"{title:<22}" + "".join(f"{c:>16}" for c in cells))
 r = [runs[l] for l in labels]
 row("clients done", [x["done"] for x in r], False, "{}")
@@ -183,8 +188,10 @@ for p in ["dhcp", "tftp-loader", "tftp-config", "tftp-kernel", "tftp-initrd", "h
 row("phase failures", [sum(v["fail"] for k, v in x["phases"].items() if k != "total") for x in r], False, "{}")
 row("retransmissions", [sum(v["retrans"] for v in x["phases"].values()) for x in r], False, "{}")
 row("peak RSS MiB", [rss[l] / 1024 for l in labels], True, "{:.1f}")
+row("server CPU s (storm)", [cpu[l] for l in labels], True, "{:.2f}")
+print("(classic/gopxe > 1: gopxe faster or smaller; peak RSS is VmHWM, nginx master + workers summed)")
 EOF
-if grep -q ' [1-9][0-9]*' <(awk '{print " " $3}' "$WORK/rss.txt"); then
+if awk '$3 != 0 { bad = 1 } END { exit !bad }' "$WORK/rss.txt"; then
     echo "some storm failed (see the failures above)" >&2
     exit 1
 fi

@@ -176,6 +176,17 @@ peak_rss_kib() {
     echo "$sum"
 }
 
+# CPU seconds (user + system) used so far by PIDs, summed.
+cpu_secs() {
+    local tck ticks=0 p t
+    tck=$(getconf CLK_TCK)
+    for p in "$@"; do
+        t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+        ticks=$((ticks + ${t:-0}))
+    done
+    awk -v t="$ticks" -v h="$tck" 'BEGIN { printf "%.2f", t / h }'
+}
+
 # run_storm LABEL [extra gopxe-storm flags...]: from $NS_CLI as the relay
 run_storm() {
     local label=$1
