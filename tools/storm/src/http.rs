@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const MAX_BODY: usize = 4 << 20;
 
@@ -86,10 +86,18 @@ pub fn request(
     let mut out = req.into_bytes();
     out.extend_from_slice(body);
     s.write_all(&out).map_err(|e| format!("send: {e}"))?;
-    read_response(&mut s)
+    // A server trickling bytes may not hold a client longer than 3 timeouts.
+    read_response(&mut s, Instant::now() + timeout * 3)
 }
 
-fn read_response(s: &mut TcpStream) -> Result<Response, String> {
+fn read_some(s: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> Result<usize, String> {
+    if Instant::now() >= deadline {
+        return Err("response too slow".into());
+    }
+    s.read(buf).map_err(|e| format!("read: {e}"))
+}
+
+fn read_response(s: &mut TcpStream, deadline: Instant) -> Result<Response, String> {
     let mut buf = Vec::with_capacity(8192);
     let mut chunk = [0u8; 16384];
     let head_end = loop {
@@ -99,7 +107,7 @@ fn read_response(s: &mut TcpStream) -> Result<Response, String> {
         if buf.len() > 64 * 1024 {
             return Err("response head too large".into());
         }
-        let n = s.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
+        let n = read_some(s, &mut chunk, deadline)?;
         if n == 0 {
             return Err("connection closed before the response head".into());
         }
@@ -135,7 +143,7 @@ fn read_response(s: &mut TcpStream) -> Result<Response, String> {
             return Err("body too large".into());
         }
         while body.len() < l {
-            let n = s.read(&mut chunk).map_err(|e| format!("read body: {e}"))?;
+            let n = read_some(s, &mut chunk, deadline)?;
             if n == 0 {
                 return Err(format!("body cut at {} of {l} bytes", body.len()));
             }
@@ -147,7 +155,7 @@ fn read_response(s: &mut TcpStream) -> Result<Response, String> {
             if body.len() > MAX_BODY {
                 return Err("body too large".into());
             }
-            let n = s.read(&mut chunk).map_err(|e| format!("read body: {e}"))?;
+            let n = read_some(s, &mut chunk, deadline)?;
             if n == 0 {
                 break;
             }

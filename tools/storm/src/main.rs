@@ -934,3 +934,50 @@ mod tests {
         assert_eq!((p.p50, p.p99, p.max), (50.0, 99.0, 100.0));
     }
 }
+
+#[cfg(test)]
+mod no_panic {
+    /// Random and mutated input to every decoder of server replies: an
+    /// error value, never a panic.
+    #[test]
+    fn decoders_take_any_bytes() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let seed_dhcp = {
+            let id = crate::dhcp::Identity {
+                mac: [2; 6],
+                uuid: [3; 16],
+            };
+            let mut b = crate::dhcp::build(2, &id, 9, 0, std::net::Ipv4Addr::LOCALHOST, None);
+            b[0] = 2;
+            b
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 600) as usize;
+            let mut b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let _ = crate::dhcp::parse(&b);
+            let _ = crate::tftp::parse(&b);
+            let _ = crate::parse_config(&String::from_utf8_lossy(&b));
+            let _ = crate::find_done_url(&String::from_utf8_lossy(&b));
+            b.truncate(b.len().min(8));
+            let _ = crate::http::parse_url(&String::from_utf8_lossy(&b));
+            let mut m = seed_dhcp.clone();
+            for _ in 0..4 {
+                let i = (next() as usize) % m.len();
+                m[i] = next() as u8;
+            }
+            m.truncate(240 + (next() as usize) % (m.len() - 239));
+            let _ = crate::dhcp::parse(&m);
+            let mut t = b"\0\x06blksize\x001468\0tsize\x0012\0".to_vec();
+            let i = (next() as usize) % t.len();
+            t[i] = next() as u8;
+            t.truncate((next() as usize) % (t.len() + 1));
+            let _ = crate::tftp::parse(&t);
+        }
+    }
+}
