@@ -62,7 +62,7 @@ create_records
 mkdir -p "$WORK/classic-tftp/pxelinux.cfg" "$WORK/classic-www/ks"
 cp -r "$WORK/images/." "$WORK/classic-tftp/"
 : >"$WORK/dnsmasq.hosts"
-while read -r idx mac uuid host; do
+while read -r _ mac _ host; do
     dashed=${mac//:/-}
     srv_curl -sf "http://$SRV_IP/pxelinux/01-$dashed" >"$WORK/cfg"
     ks=$(grep -o 'ks=[^ ]*' "$WORK/cfg" | head -1 | cut -d= -f2-)
@@ -77,7 +77,6 @@ while read -r idx mac uuid host; do
     srv_curl -sf -o /dev/null -X POST -H "Authorization: Bearer $TOKEN" \
         "http://$SRV_IP/pxeboot/01-$dashed/reinstall"
 done <"$WORK/clients.txt"
-: "${idx:=}" "${uuid:=}"
 log "saved $N configs and kickstarts for the classic stack"
 
 RESULTS=()

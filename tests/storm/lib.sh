@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by benches/storm.sh and tests/storm/*.sh (sourced, not run).
 #
 # Topology: two network namespaces joined by a veth pair, both created here
@@ -82,8 +83,7 @@ netns_up() {
     ip -n "$NS_CLI" link set lo up
     ip -n "$NS_SRV" link set "$VETH_S" up
     ip -n "$NS_CLI" link set "$VETH_C" up
-    local i
-    for i in $(seq 1 50); do
+    for _ in $(seq 1 50); do
         if ip -n "$NS_CLI" -o link show "$VETH_C" | grep -q LOWER_UP &&
             ip -n "$NS_SRV" -o link show "$VETH_S" | grep -q LOWER_UP; then
             return 0
@@ -129,8 +129,8 @@ start_gopxe() {
         "$@" >>"$WORK/gopxe.out" 2>>"$WORK/gopxe.err" &
     GOPXE_PID=$!
     PIDS+=("$GOPXE_PID")
-    local i
-    for i in $(seq 1 100); do
+    local _
+    for _ in $(seq 1 100); do
         if srv_curl -sf -o /dev/null "http://$SRV_IP/health"; then
             return 0
         fi
@@ -156,8 +156,8 @@ create_records() {
     srv_curl -sf -o /dev/null -H "$auth" -H 'Content-Type: application/json' \
         -X POST "$base/bootaction/storm" \
         -d '{"kernel":"k/vmlinuz","initrd":"k/initrd.img","ksdevice":"link","ip":"dhcp"}'
-    local idx mac uuid host n=0
-    while read -r idx mac uuid host; do
+    local mac host n=0
+    while read -r _ mac _ host; do
         srv_curl -sf -o /dev/null -H "$auth" -H 'Content-Type: application/json' \
             -X POST "$base/pxeboot" \
             -d "{\"bootaction\":\"storm\",\"ksfile\":\"default\",\"os\":\"centos-7\",\"version\":\"7.9.2009\",\"mac\":\"$mac\",\"hostname\":\"$host\"}"

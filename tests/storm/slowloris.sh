@@ -29,7 +29,7 @@ STORM_TIMEOUT=60 run_storm slowloris --clients "$N" --concurrency 10 \
 STORM_PID=$!
 PIDS+=("$STORM_PID")
 worst=0 slow=0 bad=0
-for i in $(seq 1 20); do
+for _ in $(seq 1 20); do
     out=$(cli_curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 5 "http://$SRV_IP/health" || true)
     code=${out%% *}
     ms=$(awk -v t="${out##* }" 'BEGIN { printf "%d", t * 1000 }')
