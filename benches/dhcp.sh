@@ -2,24 +2,30 @@
 # DHCP benchmark: DORA exchanges per second and drop rate at rising offered
 # rates, for gopxe, Kea (memfile, persistent) and dnsmasq (with its lease
 # file), each started and stopped here. perfdhcp (Debian package kea-admin)
-# acts as a relay agent on loopback: server on 127.0.0.1:$SERVER_PORT,
-# perfdhcp on 127.0.0.1:$RELAY_PORT with giaddr 127.0.0.1. The server is
-# pinned to CPU 0 and perfdhcp to CPU 1 (lock-step UDP results are bimodal
+# acts as a relay agent. As root, the servers run in a network namespace
+# this script creates (10.96.0.1/16 on a veth) and perfdhcp in a second one
+# (10.96.0.2, the giaddr), joined by the veth pair; both are deleted on
+# exit. dnsmasq does not serve relayed requests from 127.0.0.1 on lo, so
+# without root only gopxe and Kea run, on loopback. The server is pinned to
+# CPU 0 and perfdhcp to CPU 1 (lock-step UDP results are bimodal
 # otherwise). gopxe fsyncs its lease log once per batch before any ACK of
-# the batch leaves; Kea's memfile appends to its CSV without fsync.
-#
-# dnsmasq (2.90) answers "no address available" to requests relayed from
-# 127.0.0.1 on lo, so it is only run when asked for (SERVERS=... dnsmasq);
-# its column then shows 100 % drops rather than a rate.
+# the batch leaves; Kea's memfile appends to its CSV without fsync; dnsmasq
+# rewrites its lease file on changes.
 #
 # Usage: benches/dhcp.sh            (all servers, default rates)
 #        RATES="1000 4000" PERIOD=5 SERVERS="gopxe kea" benches/dhcp.sh
-#        GOPXE_BIN=path/to/binary   (a server taking the example's flags)
+#        GOPXE_BIN=path/to/gopxe     (default: the release build)
 set -euo pipefail
 
 RATES=${RATES:-"500 1000 2000 4000 8000 12000 16000"}
 PERIOD=${PERIOD:-10}
-SERVERS=${SERVERS:-"gopxe kea"}
+if [ "$(id -u)" -eq 0 ] && [ "${NETNS:-1}" = 1 ]; then
+    NETNS=1
+    SERVERS=${SERVERS:-"gopxe kea dnsmasq"}
+else
+    NETNS=0
+    SERVERS=${SERVERS:-"gopxe kea"}
+fi
 SERVER_PORT=${SERVER_PORT:-6767}
 RELAY_PORT=${RELAY_PORT:-6768}
 SERVER_CPU=${SERVER_CPU:-0}
@@ -27,15 +33,42 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/gopxe-dhcp-bench.XXXXXX)
 PID=""
+NS_SRV=gopxe-bdhcp-srv-$$
+NS_CLI=gopxe-bdhcp-cli-$$
 
 cleanup() {
     if [[ -n "$PID" ]] && kill -0 "$PID" 2>/dev/null; then
         kill "$PID" 2>/dev/null || true
         wait "$PID" 2>/dev/null || true
     fi
+    if [ "$NETNS" = 1 ]; then
+        ip netns del "$NS_SRV" 2>/dev/null || true
+        ip netns del "$NS_CLI" 2>/dev/null || true
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+if [ "$NETNS" = 1 ]; then
+    ip netns add "$NS_SRV"
+    ip netns add "$NS_CLI"
+    ip link add bdh-s type veth peer name bdh-c
+    ip link set bdh-s netns "$NS_SRV"
+    ip link set bdh-c netns "$NS_CLI"
+    ip -n "$NS_SRV" addr add 10.96.0.1/16 dev bdh-s
+    ip -n "$NS_CLI" addr add 10.96.0.2/16 dev bdh-c
+    for ns in "$NS_SRV" "$NS_CLI"; do ip -n "$ns" link set lo up; done
+    ip -n "$NS_SRV" link set bdh-s up
+    ip -n "$NS_CLI" link set bdh-c up
+    SRV_IP=10.96.0.1 CLI_IP=10.96.0.2 SRV_IF=bdh-s
+    POOL_FIRST=10.96.1.1 POOL_LAST=10.96.254.254 POOL_MASK=255.255.0.0 SUBNET=10.96.0.0/16
+    IN_SRV=(ip netns exec "$NS_SRV")
+    IN_CLI=(ip netns exec "$NS_CLI")
+else
+    SRV_IP=127.0.0.1 CLI_IP=127.0.0.1 SRV_IF=lo
+    POOL_FIRST=127.1.0.1 POOL_LAST=127.254.255.254 POOL_MASK=255.0.0.0 SUBNET=127.0.0.0/8
+    IN_SRV=() IN_CLI=()
+fi
 
 need() { command -v "$1" >/dev/null || { echo "missing $1 ($2)" >&2; exit 2; }; }
 need perfdhcp "apt-get install kea-admin"
@@ -44,14 +77,15 @@ need taskset "util-linux"
 start_gopxe() {
     local bin=${GOPXE_BIN:-}
     if [[ -z "$bin" ]]; then
-        (cd "$ROOT" && cargo build -q --release --example dhcp_server)
-        bin="$ROOT/target/release/examples/dhcp_server"
+        (cd "$ROOT" && cargo build -q --release)
+        bin="$ROOT/target/release/gopxe"
     fi
     mkdir -p "$WORK/gopxe"
-    taskset -c "$SERVER_CPU" "$bin" --listen "127.0.0.1:$SERVER_PORT" \
-        --relay-port "$RELAY_PORT" --server 127.0.0.1 \
-        --dhcp-range 127.1.0.1,127.254.255.254,255.0.0.0,12h \
-        --data-dir "$WORK/gopxe" >"$WORK/gopxe.log" 2>&1 &
+    RUST_LOG=warn "${IN_SRV[@]}" taskset -c "$SERVER_CPU" "$bin" serve --dhcp-mode authoritative \
+        --dhcp-listen "$SRV_IP:$SERVER_PORT" --dhcp-relay-port "$RELAY_PORT" \
+        --advertise-addr "$SRV_IP" --http-listen 127.0.0.1:0 --tftp-listen off \
+        --dhcp-range "$POOL_FIRST,$POOL_LAST,$POOL_MASK,12h" \
+        --data-dir "$WORK/gopxe" --images "$WORK/gopxe" >"$WORK/gopxe.log" 2>&1 &
     PID=$!
 }
 
@@ -60,18 +94,18 @@ start_kea() {
     mkdir -p "$WORK/kea"
     cat >"$WORK/kea/kea.json" <<EOF
 {"Dhcp4": {
-  "interfaces-config": {"interfaces": ["lo/127.0.0.1"], "dhcp-socket-type": "udp"},
+  "interfaces-config": {"interfaces": ["$SRV_IF/$SRV_IP"], "dhcp-socket-type": "udp"},
   "lease-database": {"type": "memfile", "persist": true,
                      "name": "$WORK/kea/leases.csv", "lfc-interval": 0},
   "valid-lifetime": 43200,
-  "subnet4": [{"id": 1, "subnet": "127.0.0.0/8",
-               "pools": [{"pool": "127.1.0.1 - 127.254.255.254"}]}],
+  "subnet4": [{"id": 1, "subnet": "$SUBNET",
+               "pools": [{"pool": "$POOL_FIRST - $POOL_LAST"}]}],
   "loggers": [{"name": "kea-dhcp4", "severity": "WARN",
                "output_options": [{"output": "$WORK/kea/log"}]}]
 }}
 EOF
     KEA_PIDFILE_DIR="$WORK/kea" KEA_LOCKFILE_DIR="$WORK/kea" \
-        taskset -c "$SERVER_CPU" kea-dhcp4 -c "$WORK/kea/kea.json" \
+        "${IN_SRV[@]}" taskset -c "$SERVER_CPU" kea-dhcp4 -c "$WORK/kea/kea.json" \
         -p "$SERVER_PORT" -P "$RELAY_PORT" >"$WORK/kea.log" 2>&1 &
     PID=$!
 }
@@ -80,10 +114,10 @@ start_dnsmasq() {
     need dnsmasq "apt-get install dnsmasq"
     mkdir -p "$WORK/dnsmasq"
     touch "$WORK/dnsmasq/leases"
-    taskset -c "$SERVER_CPU" dnsmasq --keep-in-foreground --conf-file=/dev/null \
+    "${IN_SRV[@]}" taskset -c "$SERVER_CPU" dnsmasq --keep-in-foreground --conf-file=/dev/null \
         --port=0 --pid-file= --dhcp-alternate-port="$SERVER_PORT,$RELAY_PORT" \
-        --interface=lo --bind-interfaces \
-        --dhcp-range=127.1.0.1,127.254.255.254,255.0.0.0,12h \
+        --interface="$SRV_IF" --bind-interfaces \
+        --dhcp-range="$POOL_FIRST,$POOL_LAST,$POOL_MASK,12h" \
         --dhcp-lease-max=20000000 --dhcp-leasefile="$WORK/dnsmasq/leases" \
         --log-facility="$WORK/dnsmasq/log" >"$WORK/dnsmasq.log" 2>&1 &
     PID=$!
@@ -98,9 +132,9 @@ stop_server() {
 # One perfdhcp run: prints "dora_per_s drop_percent".
 measure() {
     local rate=$1 out
-    out=$(taskset -c "$CLIENT_CPU" perfdhcp -4 -l 127.0.0.1 -L "$RELAY_PORT" \
+    out=$("${IN_CLI[@]}" taskset -c "$CLIENT_CPU" perfdhcp -4 -l "$CLI_IP" -L "$RELAY_PORT" \
         -N "$SERVER_PORT" -r "$rate" -R 100000000 -p "$PERIOD" -W 2000000 \
-        127.0.0.1 2>&1) || true
+        "$SRV_IP" 2>&1) || true
     echo "$out" >>"$WORK/perfdhcp.log"
     echo "$out" | awk -v period="$PERIOD" '
         /Statistics for: DISCOVER-OFFER/ { sect = "do" }
@@ -131,7 +165,8 @@ for server in $SERVERS; do
     stop_server
 done
 
-printf '\nDORA/s achieved (drop %%) at each offered rate, %ss per step\n' "$PERIOD"
+printf '\nDORA/s achieved (drop %%) at each offered rate, %ss per step (%s)\n' "$PERIOD" \
+    "$([ "$NETNS" = 1 ] && echo "veth between two namespaces" || echo loopback)"
 printf '%-8s' rate
 for server in $SERVERS; do printf '%22s' "$server"; done
 printf '\n'

@@ -35,7 +35,7 @@ errors() { awk '/Non-2xx|Socket errors/ {print}' ; }
 
 # gopxe, pinned to core 0 (wrk gets core 1).
 mkdir -p "$WORK/images"
-taskset -c 0 "$BIN" --http-listen 127.0.0.1:0 --data-dir "$WORK/data" --images "$WORK/images" \
+taskset -c 0 "$BIN" --http-listen 127.0.0.1:0 --tftp-listen off --data-dir "$WORK/data" --images "$WORK/images" \
     --advertise-addr 192.0.2.1 >"$WORK/gopxe.out" 2>"$WORK/gopxe.log" &
 GPID=$!; PIDS+=("$GPID")
 for _ in $(seq 100); do grep -q "listening on" "$WORK/gopxe.out" 2>/dev/null && break; sleep 0.05; done

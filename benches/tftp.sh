@@ -43,8 +43,8 @@ if [ ! -x "$TOOLS/bin/tftpd" ]; then
     echo "installing rs-tftpd (cargo install tftpd)" >&2
     cargo install --quiet --locked tftpd --root "$TOOLS" || exit 1
 fi
-(cd "$HERE" && cargo build --quiet --release --example tftp_serve) || exit 1
-GOPXE="$HERE/target/release/examples/tftp_serve"
+(cd "$HERE" && cargo build --quiet --release) || exit 1
+GOPXE="$HERE/target/release/gopxe"
 
 mkdir -p "$WORK/root"
 head -c $((SIZE_MIB << 20)) /dev/urandom >"$WORK/root/big.bin"
@@ -70,7 +70,9 @@ sample_rss() { # pid outfile
 start() { # server -> sets SPID, SPORT; returns 1 if it cannot run
     SPORT=$PORT
     case $1 in
-    gopxe) "$GOPXE" "127.0.0.1:$SPORT" "$WORK/root" 256 2>/dev/null & ;;
+    gopxe) "$GOPXE" serve --tftp-listen "127.0.0.1:$SPORT" --tftp-max-transfers 256 \
+        --images "$WORK/root" --data-dir "$WORK/gopxe-data" --http-listen 127.0.0.1:0 \
+        --advertise-addr 127.0.0.1 >/dev/null 2>&1 & ;;
     tftpd-hpa) in.tftpd -L -a "127.0.0.1:$SPORT" -u root -s "$WORK/root" 2>/dev/null & ;;
     rs-tftpd) "$TOOLS/bin/tftpd" -i 127.0.0.1 -p "$SPORT" -d "$WORK/root" -r -q >/dev/null 2>&1 & ;;
     dnsmasq)

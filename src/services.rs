@@ -119,6 +119,21 @@ pub fn on_dhcp_event(app: &App, e: &dhcp::Event) {
     } else {
         None
     };
+    // Unknown clients: their offers and acks are logged at info, the rest
+    // at debug. The text is built only when someone will read it, so a
+    // storm of unknown clients with logging at warn costs no formatting.
+    let noisy = matches!(
+        e.kind,
+        dhcp::EventKind::OfferSent | dhcp::EventKind::AckSent | dhcp::EventKind::DiscoverSeen
+    );
+    let unknown_level = if noisy {
+        log::Level::Info
+    } else {
+        log::Level::Debug
+    };
+    if id.is_none() && !log::log_enabled!(unknown_level) {
+        return;
+    }
     let mut detail = format!("{msg} {outcome} mac {}", format_mac(&mac, ":"));
     if let Some(ip) = e.ip {
         detail.push_str(&format!(" ip {ip}"));
@@ -139,11 +154,7 @@ pub fn on_dhcp_event(app: &App, e: &dhcp::Event) {
             };
             app.event_at(level, id, EventKind::Dhcp, format!("dhcp {detail}"));
         }
-        None if matches!(
-            e.kind,
-            dhcp::EventKind::OfferSent | dhcp::EventKind::AckSent | dhcp::EventKind::DiscoverSeen
-        ) =>
-        {
+        None if noisy => {
             let uuid = e
                 .uuid
                 .map(|u| crate::model::format_uuid(&u))
