@@ -62,6 +62,8 @@ storm_cleanup() {
         log "work dir kept: $WORK"
     fi
 }
+# Set here so that the work dir goes even when a script exits early.
+trap storm_cleanup EXIT
 
 # Forget a PID we stopped ourselves.
 forget_pid() {
