@@ -41,6 +41,17 @@ if [ -x tests/appliance/run.sh ]; then
     tests/appliance/run.sh
 fi
 
+if [ -x tests/storm/run.sh ]; then
+    log "boot storm under faults (loss and jitter, SIGKILL, floods, slow clients)"
+    rc=0
+    tests/storm/run.sh || rc=$?
+    case $rc in
+    0) ;;
+    77) echo "WARNING: the storm fault scenarios needing root were SKIPPED" >&2 ;;
+    *) exit "$rc" ;;
+    esac
+fi
+
 if [ -x tests/e2e/run.sh ]; then
     log "end-to-end (real firmware in a network namespace)"
     rc=0

@@ -492,11 +492,13 @@ fn authoritative(cx: &Ctx, out: &mut Outcome) {
                 out.reply = finish(cx, ReplyKind::Offer, &msg, destination(req, ip, false));
             }
             None => {
-                log::warn!(
-                    "dhcp: no free address for {} (giaddr {})",
-                    req.mac,
-                    req.giaddr
-                );
+                // No pool for the relay's subnet is a misrouted (or forged)
+                // packet: debug. A full pool is the admin's business: warn.
+                if pools_for(cx).is_empty() {
+                    log::debug!("dhcp: no pool for giaddr {} ({})", req.giaddr, req.mac);
+                } else {
+                    log::warn!("dhcp: pool exhausted, no free address for {} (giaddr {})", req.mac, req.giaddr);
+                }
                 out.events
                     .push(cx.event(EventKind::PoolExhausted, None, None));
             }

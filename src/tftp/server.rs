@@ -229,8 +229,12 @@ where
         local_ip: socket.get_ref().local_addr()?.ip(),
         active: RefCell::new(HashSet::new()),
     });
-    let ex = LocalExecutor::new();
-    ex.run(async {
+    // The request loop is a task of its own: the future handed to `run` is
+    // polled on every wake-up of the executor (each packet of each
+    // transfer), which would retry the listening socket each time.
+    let ex = Rc::new(LocalExecutor::new());
+    let spawner = ex.clone();
+    let requests = ex.spawn(async move {
         let mut buf = vec![0u8; 4096];
         loop {
             let (n, peer) = match socket.recv_from(&mut buf).await {
@@ -242,14 +246,14 @@ where
                 Err(e) => return Err(e),
             };
             let datagram = buf.get(..n).unwrap_or_default();
-            if let Some(reply) = on_request(&ex, &shared, datagram, peer)
+            if let Some(reply) = on_request(&spawner, &shared, datagram, peer)
                 && let Err(e) = socket.send_to(&reply, peer).await
             {
                 debug!("tftp: send to {peer}: {e}");
             }
         }
-    })
-    .await
+    });
+    ex.run(requests).await
 }
 
 /// Errors a UDP socket can report for one datagram (e.g. an ICMP error for
