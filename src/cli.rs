@@ -240,7 +240,8 @@ fn serve(config: Config) -> Result<(), String> {
     log::info!("http listening on {bound}; advertised as {}", app.urls.base);
     // The accept loop is a task of its own: the future given to `run` is
     // polled on every wake-up of the executor, a task only when it is woken.
-    ex.spawn(crate::http::serve(ex.clone(), app, listener)).detach();
+    ex.spawn(crate::http::serve(ex.clone(), app, listener))
+        .detach();
     smol::block_on(ex.run(futures_lite::future::pending::<()>()));
     Ok(())
 }

@@ -27,6 +27,20 @@ fn keep_alive_serves_many_requests_on_one_connection() {
         .unwrap();
     assert_eq!(read_response(&mut r).status, 200);
     assert_eq!(read_response(&mut r).status, 404);
+    // Pipelined responses that nearly fill the write buffer, then headers
+    // that no longer fit in what is left of it.
+    for size in [3000usize, 3500, 3900, 4096, 5000] {
+        std::fs::write(dir.join(format!("images/f{size}")), vec![b'x'; size]).unwrap();
+    }
+    for size in [3000usize, 3500, 3900, 4096, 5000] {
+        let req = format!(
+            "GET /images/f{size} HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+        );
+        w.write_all(req.as_bytes()).unwrap();
+        let r1 = read_response(&mut r);
+        assert_eq!((r1.status, r1.body.len()), (200, size));
+        assert_eq!(read_response(&mut r).status, 200);
+    }
     // A connection idle past the 1 s park point still serves the next request.
     std::thread::sleep(Duration::from_millis(1500));
     w.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")

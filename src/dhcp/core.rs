@@ -497,7 +497,11 @@ fn authoritative(cx: &Ctx, out: &mut Outcome) {
                 if pools_for(cx).is_empty() {
                     log::debug!("dhcp: no pool for giaddr {} ({})", req.giaddr, req.mac);
                 } else {
-                    log::warn!("dhcp: pool exhausted, no free address for {} (giaddr {})", req.mac, req.giaddr);
+                    log::warn!(
+                        "dhcp: pool exhausted, no free address for {} (giaddr {})",
+                        req.mac,
+                        req.giaddr
+                    );
                 }
                 out.events
                     .push(cx.event(EventKind::PoolExhausted, None, None));

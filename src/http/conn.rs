@@ -50,15 +50,18 @@ impl picoserve::io::Error for IoError {
     }
 }
 
-/// A session's write buffer: allocated (and zeroed) once, on the first
-/// write of the session, then filled in place, so a response costs no
-/// allocation or clearing. Freed with the session (idle connections are
-/// parked without one).
-#[derive(Default)]
-pub struct WriteBuf {
-    data: Vec<u8>,
-    filled: usize,
-}
+/// The write buffer: allocated on the first write of a response, filled in
+/// place, and freed once sent, so an idle connection holds none. Only the
+/// bytes written (plus one [`MIN_SPARE`] window while picoserve formats a
+/// header) are ever touched, which keeps resident memory low when many
+/// responses are in flight.
+pub type WriteBuf = Vec<u8>;
+
+/// Room kept free for picoserve to format one header line into. picoserve
+/// retries a format that does not fit after a `flush`, so `flush` drains
+/// whenever less than this is free: a header line shorter than this always
+/// fits after a flush (gopxe's are well under 200 bytes).
+const MIN_SPARE: usize = 1024;
 
 /// One picoserve session on a connection: the stream (owned by the
 /// connection task, which may start several sessions on it, see
@@ -73,26 +76,30 @@ pub struct SmolSocket<'s> {
 }
 
 impl<'s> SmolSocket<'s> {
-    pub fn new(stream: &'s Async<TcpStream>, write_buffer: usize, keep_alive: &'s Cell<bool>) -> Self {
-        SmolSocket { stream, wbuf: RefCell::new(WriteBuf::default()), capacity: write_buffer, keep_alive }
+    pub fn new(
+        stream: &'s Async<TcpStream>,
+        write_buffer: usize,
+        keep_alive: &'s Cell<bool>,
+    ) -> Self {
+        SmolSocket {
+            stream,
+            wbuf: RefCell::new(Vec::new()),
+            capacity: write_buffer.max(2 * MIN_SPARE),
+            keep_alive,
+        }
     }
 }
 
 /// Sends whatever is buffered. The buffer is taken out of the cell for the
-/// duration of the write so no borrow is held across an `.await`.
+/// duration of the write so no borrow is held across an `.await`, and is
+/// dropped afterwards.
 async fn drain(stream: &Async<TcpStream>, cell: &RefCell<WriteBuf>) -> Result<(), IoError> {
-    let (data, filled) = {
-        let mut w = cell.borrow_mut();
-        if w.filled == 0 {
-            return Ok(());
-        }
-        let filled = std::mem::take(&mut w.filled);
-        (std::mem::take(&mut w.data), filled)
-    };
+    let data = cell.take();
+    if data.is_empty() {
+        return Ok(());
+    }
     let mut s = stream;
-    let sent = s.write_all(data.get(..filled).unwrap_or_default()).await.map_err(IoError);
-    cell.borrow_mut().data = data;
-    sent
+    s.write_all(&data).await.map_err(IoError)
 }
 
 /// Read half: sends any pending response before it waits for input.
@@ -125,45 +132,40 @@ impl ErrorType for WriteHalf<'_> {
 }
 
 impl WriteHalf<'_> {
-    fn buffered(&self) -> usize {
-        self.buf.borrow().filled
+    fn free(&self) -> usize {
+        self.capacity.saturating_sub(self.buf.borrow().len())
     }
 
-    /// The unfilled part of the buffer, allocating it on first use.
-    fn with_spare<T>(&self, f: impl FnOnce(&mut [u8]) -> (T, usize)) -> T {
-        let mut w = self.buf.borrow_mut();
-        if w.data.len() < self.capacity {
-            w.data.resize(self.capacity, 0);
+    fn reserve(&self) {
+        let mut b = self.buf.borrow_mut();
+        if b.capacity() < self.capacity {
+            let more = self.capacity - b.len();
+            b.reserve_exact(more);
         }
-        let start = w.filled;
-        let (out, n) = f(w.data.get_mut(start..).unwrap_or_default());
-        w.filled = (start + n).min(self.capacity);
-        out
     }
 }
 
 impl BaseWrite for WriteHalf<'_> {
     async fn write(&mut self, data: &[u8]) -> Result<usize, IoError> {
-        if self.buffered() + data.len() > self.capacity {
+        if data.len() > self.free() {
             drain(self.stream, self.buf).await?;
         }
         if data.len() >= self.capacity {
             let mut s = self.stream;
             return s.write(data).await.map_err(IoError);
         }
-        self.with_spare(|spare| match spare.get_mut(..data.len()) {
-            Some(dst) => {
-                dst.copy_from_slice(data);
-                ((), data.len())
-            }
-            None => ((), 0),
-        });
+        self.reserve();
+        self.buf.borrow_mut().extend_from_slice(data);
         Ok(data.len())
     }
 
     /// Deferred: the buffer goes out when it fills, before the next read,
-    /// or at shutdown (see the module docs).
+    /// or at shutdown (see the module docs); here only when less than
+    /// [`MIN_SPARE`] is free.
     async fn flush(&mut self) -> Result<(), IoError> {
+        if self.free() < MIN_SPARE {
+            drain(self.stream, self.buf).await?;
+        }
         Ok(())
     }
 }
@@ -173,15 +175,21 @@ impl Write for WriteHalf<'_> {
         &mut self,
         f: F,
     ) -> Result<R, IoError> {
-        if self.buffered() >= self.capacity {
+        if self.free() < MIN_SPARE {
             drain(self.stream, self.buf).await?;
         }
-        Ok(self.with_spare(|spare| {
+        self.reserve();
+        let mut b = self.buf.borrow_mut();
+        let start = b.len();
+        b.resize(start + MIN_SPARE, 0);
+        let (out, n) = {
+            let spare = b.get_mut(start..).unwrap_or_default();
             let mut bb = picoserve::mem::BorrowedBuffer::new(spare);
             let out = f(bb.unfilled());
-            let n = bb.filled().len();
-            (out, n)
-        }))
+            (out, bb.filled().len())
+        };
+        b.truncate(start + n);
+        Ok(out)
     }
 }
 
