@@ -358,17 +358,17 @@ impl<R: BufRead, W: Write> Console<R, W> {
             self.opts.config.display()
         );
         let raw = self.load();
-        let cfg = raw
+        let cfg = match raw
             .as_ref()
-            .and_then(|r| Config::from_raw(r, Some(&self.opts.config), &RawConfig::default()).ok());
-        if raw.is_some() && cfg.is_none() {
-            if let Some(Err(e)) = raw
-                .as_ref()
-                .map(|r| Config::from_raw(r, Some(&self.opts.config), &RawConfig::default()))
-            {
+            .map(|r| Config::from_raw(r, Some(&self.opts.config), &RawConfig::default()))
+        {
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
                 say!(self, " ! configuration problem: {e}");
+                None
             }
-        }
+            None => None,
+        };
         let cfg = cfg.unwrap_or_default();
         let addrs = interface_addresses();
         let iface = cfg.interface.clone();
@@ -516,7 +516,7 @@ impl<R: BufRead, W: Write> Console<R, W> {
                 ))
             })
             .collect();
-        recent.sort_by(|a, b| b.0.cmp(&a.0));
+        recent.sort_by_key(|r| std::cmp::Reverse(r.0));
         if !recent.is_empty() {
             say!(self, " recent boots:");
         }
