@@ -273,10 +273,12 @@ say "boot 1: serving after $B1 s: $(tr -s ' \n' ' ' <"$WORK/health1.json")"
 grep -q '"status": *"ok"' "$WORK/health1.json" || fail "boot 1: /health is not ok"
 # (kernel messages may interleave with the init scripts' lines)
 for want in "Loading modules" "mounted /dev/vda (LABEL=GOPXE-DATA) on /var/lib/gopxe" \
-    "seeded /var/lib/gopxe/gopxe.toml" "Starting gopxe: " "gopxe is running (pid"; do
+    "seeded /var/lib/gopxe/gopxe.toml" "Starting gopxe: "; do
     grep -qF "$want" "$WORK/boot1.serial" || { tail -30 "$WORK/boot1.serial" >&2; fail "boot 1: serial console lacks '$want'"; }
 done
 if grep -qF "FAIL (see" "$WORK/boot1.serial"; then fail "boot 1: S50gopxe start reported FAIL"; fi
+# gopxe console on the serial port finds the service running
+console_wait 1 'service    up' 60
 say "boot 1: init ran S30gopxe-data (data disk mounted) and S50gopxe"
 
 # the firmware's boot loaders were copied into the images tree
