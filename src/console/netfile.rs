@@ -27,7 +27,7 @@ impl Cidr {
     pub fn mask(&self) -> Ipv4Addr {
         Ipv4Addr::from(
             u32::MAX
-                .checked_shl(32 - u32::from(self.prefix))
+                .checked_shl(32u32.saturating_sub(u32::from(self.prefix)))
                 .unwrap_or(0),
         )
     }
