@@ -228,11 +228,18 @@ pub struct Console<R: BufRead, W: Write> {
     opts: Options,
 }
 
+/// One line to the terminal (write errors on a serial line are ignored).
+#[inline(never)]
+fn emit<W: Write>(out: &mut W, args: std::fmt::Arguments<'_>) {
+    let _ = out.write_fmt(args);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
 macro_rules! say {
-    ($c:expr, $($arg:tt)*) => {{
-        let _ = writeln!($c.out, $($arg)*);
-        let _ = $c.out.flush();
-    }};
+    ($c:expr, $($arg:tt)*) => {
+        emit(&mut $c.out, format_args!($($arg)*))
+    };
 }
 
 impl<R: BufRead, W: Write> Console<R, W> {
