@@ -18,6 +18,8 @@ gopxe — network-boot appliance: DHCP, TFTP, HTTP API and kickstarts in one pro
 
 Usage: gopxe [serve] [options]
        gopxe check-config [--config FILE] [options]
+       gopxe console --config FILE [--apply-command CMD]   (serial console)
+       gopxe firstboot --interface IF --out FILE ...       (plug-in default)
        gopxe --help | --version
 
 Options (each also a key in the config file, with _ for -):
@@ -50,6 +52,10 @@ Logging: RUST_LOG=debug|info|warn (default info).
 pub enum Command {
     Serve,
     CheckConfig,
+    /// `gopxe console ...`: the arguments after `console`.
+    Console(Vec<std::ffi::OsString>),
+    /// `gopxe firstboot ...`: the arguments after `firstboot`.
+    Firstboot(Vec<std::ffi::OsString>),
     Help,
     Version,
 }
@@ -97,6 +103,15 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<
                     Some("serve") => Command::Serve,
                     Some("check-config") => Command::CheckConfig,
                     Some("help") => Command::Help,
+                    Some(sub @ ("console" | "firstboot")) => {
+                        let rest = p.raw_args().map_err(|e| e.to_string())?.collect();
+                        out.command = if sub == "console" {
+                            Command::Console(rest)
+                        } else {
+                            Command::Firstboot(rest)
+                        };
+                        break;
+                    }
                     _ => return Err(format!("unknown command {v:?}; try --help")),
                 }
             }
@@ -402,6 +417,8 @@ pub fn main() -> i32 {
             println!("gopxe {}", env!("CARGO_PKG_VERSION"));
             return 0;
         }
+        Command::Console(rest) => return crate::console::main(rest),
+        Command::Firstboot(rest) => return crate::console::firstboot::main(rest),
         _ => {}
     }
     let config = match load_config(&args) {

@@ -14,6 +14,7 @@ pub mod app;
 pub mod boot;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod dhcp;
 pub mod http;
 pub mod metrics;

@@ -5,23 +5,32 @@
 # GOPXE-DATA) -> S50gopxe -> supervise -> gopxe serve.
 #
 # Then: the firmware's boot loaders are served over HTTP, an API write is
-# made, QEMU is killed (a power cut), the appliance boots again from the same
-# data disk and the record is still there. Prints boot-to-serving seconds
-# (QEMU start -> first 200 from GET /health) of both boots.
+# made, a second QEMU machine (SeaBIOS + iPXE ROM, on tap1 of the same
+# bridge) network-boots from the appliance VM (its authoritative DHCP, TFTP
+# and HTTP) to the kickstart marker, QEMU is killed (a power cut), the
+# appliance boots again from the same data disk and the record is still
+# there; on its serial console `gopxe console` shows the status, changes the
+# DHCP mode (applied without a reboot), and is left for a login. Prints
+# boot-to-serving seconds (QEMU start -> first 200 from GET /health) of both
+# boots and the client's power-on-to-kickstart-marker seconds.
 #
 #   sudo tests/appliance/boot.sh
 #
 # Topology: namespace gopxe-appl-<pid>; bridge br0 = 10.98.0.1/24; tap0 on
 # it for the appliance VM (10.98.0.2/24 from the kernel command line,
-# gopxe.ip=), tap1 free for a client VM (client_hook). Nothing leaves the namespace; the trap kills only the QEMU
+# gopxe.ip=; authoritative DHCP 10.98.0.100-200 on its eth0), tap1 for the
+# client VM. Nothing leaves the namespace; the trap kills only the QEMU
 # processes started here and deletes the namespace.
 #
 # Environment:
 #   APPLIANCE_BOOT_TIMEOUT=S     per boot (default 240 under TCG, 90 with KVM)
 #   APPLIANCE_KEEP=1             keep the work dir (logs, serial output)
-#   APPLIANCE_CLIENT_HOOK=FILE   run FILE (bash) after the first boot, with the
-#                                appliance serving; see client_hook below
-#   APPLIANCE_EXTRA_IMAGES=DIR   added to the image's boot files (for the hook)
+#   APPLIANCE_CLIENT=0           no client VM (default: boot one; the e2e
+#                                kernel and initrd come from scripts/fetch-images.sh)
+#   APPLIANCE_CLIENT_TIMEOUT=S   client power-on to kickstart marker (default
+#                                300 under TCG, 120 with KVM)
+#   APPLIANCE_CLIENT_HOOK=FILE   run FILE (bash) instead of the built-in client
+#                                VM, with the appliance serving; see client_hook
 #
 # Exit: 0 pass, 1 fail, 77 skip (not root).
 set -Eeuo pipefail
@@ -67,9 +76,24 @@ HOSTIP=10.98.0.1
 URL=http://$SERVER:9090
 QEMU_PIDS=()
 FAILED=0
+CLIENT=${APPLIANCE_CLIENT:-1}
+[ -n "${APPLIANCE_CLIENT_HOOK:-}" ] && CLIENT=0
+CLIENT_SECONDS=
+MODE1=off   # the appliance's DHCP mode (authoritative for the client VM)
+[ "$CLIENT" = 1 ] && MODE1=authoritative
+
+# The end-to-end harness (boot_bios, wait_for_marker, ...) for the client VM;
+# its QEMU processes are in E2E_PIDS, stopped by cleanup below.
+E2E_NS=$NS
+E2E_WORK=$WORK
+E2E_TAP=tap1
+E2E_TIMES=$WORK/times.tsv
+# shellcheck source=tests/e2e/lib.sh
+. tests/e2e/lib.sh
 
 cleanup() {
     local p
+    for p in "${E2E_PIDS[@]}"; do stop_pid "$p"; done
     for p in "${QEMU_PIDS[@]}"; do
         kill -KILL "$p" 2>/dev/null || true
         wait "$p" 2>/dev/null || true
@@ -85,8 +109,24 @@ trap cleanup EXIT
 trap 'FAILED=1' ERR
 
 # ---- image with a known API token -------------------------------------------
-say "building the image into $WORK/image (token set for the test)"
-OUT=$WORK/image APPLIANCE_API_TOKEN=$TOKEN scripts/build-appliance-image.sh >"$WORK/build.log" 2>&1 ||
+build_env=()
+if [ "$CLIENT" = 1 ]; then
+    # The client's kernel and initrd in the appliance's images tree, and a
+    # configuration with authoritative DHCP on the appliance's eth0.
+    if [ ! -f images/e2e/initrd.img ] || [ ! -f images/e2e/vmlinuz ]; then
+        say "fetching the e2e kernel and initrd (scripts/fetch-images.sh)"
+        timeout 1200 scripts/fetch-images.sh >"$WORK/fetch-images.log" 2>&1 ||
+            { tail -20 "$WORK/fetch-images.log" >&2; fail "scripts/fetch-images.sh failed"; }
+    fi
+    mkdir -p "$WORK/extra/e2e"
+    cp images/e2e/vmlinuz images/e2e/initrd.img "$WORK/extra/e2e/"
+    sed -e '/^dhcp_mode/d' buildroot-overlay/etc/gopxe/gopxe.toml >"$WORK/appliance.toml"
+    printf '\n# boot.sh: the client VM boots from the appliance.\ndhcp_mode = "authoritative"\ndhcp_range = ["10.98.0.100,10.98.0.200,255.255.255.0,1h"]\n' \
+        >>"$WORK/appliance.toml"
+    build_env=(APPLIANCE_EXTRA_IMAGES="$WORK/extra" APPLIANCE_CONFIG="$WORK/appliance.toml")
+fi
+say "building the image into $WORK/image (token set for the test${build_env:+, authoritative DHCP, e2e kernel and initrd})"
+env OUT="$WORK/image" APPLIANCE_API_TOKEN="$TOKEN" "${build_env[@]}" scripts/build-appliance-image.sh >"$WORK/build.log" 2>&1 ||
     { tail -20 "$WORK/build.log" >&2; fail "image build failed"; }
 grep -E '^(kernel|gopxe|initramfs)' "$WORK/image/MANIFEST" | sed 's/^/appliance-boot:   /'
 
@@ -168,23 +208,56 @@ power_cut() {
     ! kill -0 "$1" 2>/dev/null || fail "QEMU (pid $1) is still running after SIGKILL"
 }
 
-# A second machine network-booting from the appliance (wired by the lead
-# once DHCP and TFTP are in gopxe). The hook runs with the appliance serving
-# (first boot) and gets NS (the namespace), BRIDGE=br0, CLIENT_TAP=tap1 (a
-# free tap on br0), SERVER (appliance address), URL (its API), TOKEN (API
+# api_post PATH JSON: an API write to the appliance, with the token; fails
+# the test unless 2xx.
+api_post() {
+    local code
+    code=$(nsx curl -sS --max-time 20 -o "$WORK/api.out" -w '%{http_code}' -XPOST \
+        -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+        --data-binary "$2" "$URL$1") || fail "POST $1 failed"
+    case $code in 2??) ;; *) fail "POST $1 answered $code: $(cat "$WORK/api.out")" ;; esac
+}
+
+# client_vm: a second machine on tap1 of the same bridge network-boots from
+# the appliance VM (its DHCP, TFTP, HTTP) to the kickstart marker. Sets
+# CLIENT_SECONDS (power-on to marker).
+client_vm() {
+    local name=client1 mac=52:54:00:98:00:31 uuid=5a6e8f1c-2b3d-4e5f-8a9b-0c1d2e3f4a31
+    local host=client1.appliance.lab t rc=0
+    if [ "$ACCEL" = kvm ]; then t=${APPLIANCE_CLIENT_TIMEOUT:-120}; else t=${APPLIANCE_CLIENT_TIMEOUT:-300}; fi
+    # the original README's calls (as tests/e2e/gopxe.sh makes them)
+    api_post /bootaction/appliance-client '{"default": "linux", "label": "linux", "menu": "e2e",
+        "kernel": "e2e/vmlinuz", "ksdevice": "link", "ip": "dhcp", "load_ramdisk": "1",
+        "initrd": "e2e/initrd.img"}'
+    api_post /pxeboot "{\"bootaction\": \"appliance-client\", \"ksfile\": \"default\",
+        \"os\": \"centos-7\", \"version\": \"7.5.1804\", \"hostname\": \"$host\", \"uuid\": \"$uuid\"}"
+    say "client VM: boot action and machine $uuid created; powering on (SeaBIOS + iPXE ROM, tap1)"
+    boot_bios "$name" "$mac" "$uuid" "$t"
+    wait_for_marker "${VM_LOG[$name]}" "$MARK_KS_END|$MARK_KS_FAIL|$BOOT_FAIL_RE" "$t" "$name" || rc=$?
+    CLIENT_SECONDS=$MARKER_SECS
+    if [ $rc -ne 0 ] || ! serial_has "${VM_LOG[$name]}" "$MARK_KS_END"; then
+        vm_kill "$name"
+        serial_text "${VM_LOG[$name]}" | grep -av '^[[:space:]]*$' | tail -25 | sed 's/^/  > /' >&2
+        fail "client VM: no kickstart marker (wait status $rc) — serial log ${VM_LOG[$name]}"
+    fi
+    serial_has "${VM_LOG[$name]}" "$MARK_KS_FAIL" && fail "client VM: the initrd could not fetch its kickstart"
+    kickstart_text "${VM_LOG[$name]}" >"$WORK/$name.ks"
+    grep -q '=== GOPXE KICKSTART BEGIN ===' "$WORK/$name.ks" || fail "client VM: no kickstart begin marker"
+    grep -qF "$host" "$WORK/$name.ks" || fail "client VM: the kickstart lacks its hostname $host"
+    wait_for_marker "${VM_LOG[$name]}" "$MARK_DONE" 40 "$name" || true
+    vm_kill "$name"
+    nsx curl -fsS --max-time 20 "$URL/pxeboot/$uuid" >"$WORK/client-machine.json" ||
+        fail "client VM: GET /pxeboot/$uuid failed"
+    say "client VM: kickstart marker ${CLIENT_SECONDS} s after power-on; machine $(grep -o '"state": *"[a-z]*"' "$WORK/client-machine.json")"
+}
+
+# APPLIANCE_CLIENT_HOOK=FILE replaces client_vm: it runs with the appliance
+# serving (first boot) and gets NS (the namespace), BRIDGE=br0, CLIENT_TAP=tap1
+# (a free tap on br0), SERVER (appliance address), URL (its API), TOKEN (API
 # token), WORK (scratch dir); it must exit 0 on success.
-# TODO(lead), once DHCP/TFTP land:
-#  - build the image with the client's files and a DHCP-serving config:
-#    APPLIANCE_EXTRA_IMAGES=images (after scripts/fetch-images.sh; they appear
-#    as /var/lib/gopxe/images/e2e/{vmlinuz,initrd.img} in the appliance) and
-#    APPLIANCE_CONFIG=<buildroot-overlay/etc/gopxe/gopxe.toml with
-#    dhcp_mode = "authoritative", dhcp_range = ["10.98.0.100,10.98.0.200,255.255.255.0,1h"]>;
-#  - in the hook: POST /bootaction and /pxeboot with "Authorization: Bearer
-#    $TOKEN" to $URL, then with tests/e2e/lib.sh sourced and E2E_NS=$NS
-#    E2E_WORK=$WORK E2E_TAP=$CLIENT_TAP: boot_bios NAME MAC UUID 180 and
-#    wait_for_marker up to "=== GOPXE KICKSTART END ===".
 client_hook() {
-    [ -n "${APPLIANCE_CLIENT_HOOK:-}" ] || { say "client VM: no APPLIANCE_CLIENT_HOOK (TODO: wired once DHCP/TFTP land)"; return 0; }
+    if [ "$CLIENT" = 1 ]; then client_vm; return; fi
+    [ -n "${APPLIANCE_CLIENT_HOOK:-}" ] || { say "client VM: skipped (APPLIANCE_CLIENT=0)"; return 0; }
     say "client VM: running $APPLIANCE_CLIENT_HOOK"
     NS=$NS BRIDGE=br0 CLIENT_TAP=tap1 SERVER=$SERVER URL=$URL TOKEN=$TOKEN WORK=$WORK \
         bash "$APPLIANCE_CLIENT_HOOK" || fail "client hook $APPLIANCE_CLIENT_HOOK failed"
@@ -200,10 +273,12 @@ say "boot 1: serving after $B1 s: $(tr -s ' \n' ' ' <"$WORK/health1.json")"
 grep -q '"status": *"ok"' "$WORK/health1.json" || fail "boot 1: /health is not ok"
 # (kernel messages may interleave with the init scripts' lines)
 for want in "Loading modules" "mounted /dev/vda (LABEL=GOPXE-DATA) on /var/lib/gopxe" \
-    "seeded /var/lib/gopxe/gopxe.toml" "Starting gopxe: " "gopxe is running (pid"; do
+    "seeded /var/lib/gopxe/gopxe.toml" "Starting gopxe: "; do
     grep -qF "$want" "$WORK/boot1.serial" || { tail -30 "$WORK/boot1.serial" >&2; fail "boot 1: serial console lacks '$want'"; }
 done
 if grep -qF "FAIL (see" "$WORK/boot1.serial"; then fail "boot 1: S50gopxe start reported FAIL"; fi
+# gopxe console on the serial port finds the service running
+console_wait 1 'service    up' 60
 say "boot 1: init ran S30gopxe-data (data disk mounted) and S50gopxe"
 
 # the firmware's boot loaders were copied into the images tree
@@ -241,11 +316,30 @@ nsx curl -fsS --max-time 20 "$URL/bootaction/survives-reboot" | grep -q 'e2e/vml
     fail "boot 2: the boot action written before the power cut is gone"
 say "boot 2: the record and the configuration survived the power cut"
 
-# The serial console (login prompt while `gopxe console` does not exist),
-# a crash of gopxe inside the appliance, and a clean power-off.
+# The serial console: `gopxe console` shows the status and changes the DHCP
+# mode (applied without a reboot); leaving it gives a login prompt. Then a
+# crash of gopxe inside the appliance, and a clean power-off.
 # (Markers are computed by the shell, $((..)), so the echo of the typed
 # line never matches.)
-console_wait 2 'gopxe login:|FALLBACK' 60
+console_wait 2 'choice> ' 90
+for want in "API token  $TOKEN" "eth0 $SERVER/24" "dhcp       $MODE1" "service    up"; do
+    grep -qF "$want" "$WORK/boot2.serial" || { tail -30 "$WORK/boot2.serial" >&2; fail "boot 2: the console's status lacks '$want'"; }
+done
+if [ "$CLIENT" = 1 ]; then
+    grep -qF "client1.appliance.lab" "$WORK/boot2.serial" || fail "boot 2: the console does not list the client machine"
+fi
+say "boot 2: gopxe console on the serial port: address, DHCP mode, API URL and token, machines"
+console_send 2
+console_wait 2 'DHCP mode: off, proxy' 20
+console_send sometimes
+console_wait 2 'unknown DHCP mode' 20
+console_send proxy
+console_wait 2 'applied: gopxe is serving, dhcp proxy' 90
+nsx curl -fsS --max-time 20 "$URL/health" | grep -q '"dhcp_mode": *"proxy"' ||
+    fail "boot 2: /health does not report the DHCP mode set on the console"
+say "boot 2: console: bad mode refused, proxy saved and applied (S50gopxe restart), /health says proxy"
+console_send q
+console_wait 2 'gopxe login:' 60
 console_send root
 # login and the shell flush what is typed early: retype until it is run.
 deadline=$(($(date +%s) + 60))
@@ -255,7 +349,7 @@ until grep -q 'LOGGED-IN-42' "$WORK/boot2.serial"; do
     # shellcheck disable=SC2016 # expanded by the appliance's shell
     console_send 'echo LOGGED-IN-$((6*7))'
 done
-say "boot 2: serial console: banner and login prompt, logged in"
+say "boot 2: left the console for a login prompt, logged in"
 # shellcheck disable=SC2016 # expanded by the appliance's shell
 console_send 'p1=$(cat /var/run/gopxe.pid); kill -9 $p1; sleep 4; p2=$(cat /var/run/gopxe.pid); [ -n "$p2" ] && [ "$p2" != "$p1" ] && kill -0 $p2 && echo RESPAWNED-$((6*7)) $p1 $p2'
 console_wait 2 'RESPAWNED-42' 40
@@ -279,4 +373,4 @@ if command -v e2fsck >/dev/null; then
 fi
 say "boot 2: poweroff stopped gopxe and left the data file system clean"
 
-say "PASS: boot-to-serving $B1 s (first boot), $B2 s (second boot), accel $ACCEL; gopxe idle RSS $RSS KiB"
+say "PASS: boot-to-serving $B1 s (first boot), $B2 s (second boot), accel $ACCEL; gopxe idle RSS $RSS KiB${CLIENT_SECONDS:+; client VM power-on to kickstart marker $CLIENT_SECONDS s}"

@@ -144,10 +144,11 @@ say "bad configuration refused: $(echo "$out" | grep -m1 dhcp_mode)"
 if command -v script >/dev/null; then
     cp "$WORK/factory.toml" "$WORK/state/gopxe.toml"
     echo "GOPXE_CONSOLE_FALLBACK=shell" >>"$WORK/default"
-    # On a pseudo-terminal: the wrapper reopens it by name, prints the banner,
-    # then starts the fallback shell, which runs what we type and exits.
+    # On a pseudo-terminal: the wrapper reopens it by name, runs gopxe
+    # console (its banner; `q` leaves it), then starts the fallback shell,
+    # which runs what we type and exits.
     # shellcheck disable=SC2016 # expanded by the inner shell
-    out=$( { sleep 3; echo 'echo FALLBACK-SHELL-OK; exit'; sleep 1; } |
+    out=$( { sleep 3; echo q; sleep 2; echo 'echo FALLBACK-SHELL-OK; exit'; sleep 1; } |
         timeout 20 script -q -e -c "$SH -c '$SH $OVL/usr/libexec/gopxe/console \$(tty)'" /dev/null 2>&1 || true)
     echo
     case $out in

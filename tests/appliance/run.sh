@@ -4,11 +4,11 @@
 # Each prints PASS, FAIL or SKIP; exit 1 if any failed (77 = skipped, e.g. not
 # root, is reported but does not fail unless APPLIANCE_STRICT=1).
 #
-#   tests/appliance/run.sh [NAME...]     NAME: initscript systemd aarch64 boot
+#   tests/appliance/run.sh [NAME...]     NAME: initscript systemd aarch64 plugin-default boot
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(initscript systemd aarch64 boot)
+[ ${#tests[@]} -gt 0 ] || tests=(initscript systemd aarch64 plugin-default boot)
 summary=()
 failed=0
 for t in "${tests[@]}"; do
