@@ -83,7 +83,10 @@ kvm_args() {
     local mods=""
     if command -v lsmod >/dev/null 2>&1; then mods=$(lsmod 2>/dev/null)
     elif [ -r /proc/modules ]; then mods=$(cat /proc/modules); fi
-    if [ -w /dev/kvm ] && grep -Eq '^(kvm_intel|kvm_amd)[[:space:]]' <<<"$mods"; then
+    # /sys/module also shows modules built into the kernel, and is there
+    # where lsmod and /proc/modules are not.
+    if [ -w /dev/kvm ] && { grep -Eq '^(kvm_intel|kvm_amd)[[:space:]]' <<<"$mods" \
+            || [ -d /sys/module/kvm_intel ] || [ -d /sys/module/kvm_amd ]; }; then
         echo "-accel kvm -cpu host"
     else
         echo "-accel tcg"
