@@ -66,8 +66,9 @@ for c in apt-get apt-cache dpkg-deb depmod modprobe cpio gzip find; do
 done
 
 # ---- gopxe ----------------------------------------------------------------
-if [ ! -x "$BIN" ]; then
-    log "no $BIN: building it"
+if [ -z "${GOPXE_X86_64_BIN:-}" ] || [ ! -x "$BIN" ]; then
+    # Always through cargo (a no-op when up to date): never a stale binary.
+    log "building $BIN"
     scripts/build-release.sh x86_64-unknown-linux-musl >&2
 fi
 file -b "$BIN" 2>/dev/null | grep -q 'x86-64' || die "$BIN is not an x86-64 executable"

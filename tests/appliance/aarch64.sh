@@ -36,7 +36,7 @@ if [ -z "$QEMU" ]; then
 fi
 command -v curl >/dev/null || fail "curl missing"
 
-if [ ! -x "$BIN" ]; then
+if [ -z "${GOPXE_AARCH64_BIN:-}" ] || [ ! -x "$BIN" ]; then
     say "building $BIN"
     scripts/build-release.sh "$T"
 fi

@@ -278,7 +278,7 @@ for want in "Loading modules" "mounted /dev/vda (LABEL=GOPXE-DATA) on /var/lib/g
 done
 if grep -qF "FAIL (see" "$WORK/boot1.serial"; then fail "boot 1: S50gopxe start reported FAIL"; fi
 # gopxe console on the serial port finds the service running
-console_wait 1 'service    up' 60
+console_wait 1 'service    up' 180
 say "boot 1: init ran S30gopxe-data (data disk mounted) and S50gopxe"
 
 # the firmware's boot loaders were copied into the images tree
@@ -339,7 +339,7 @@ nsx curl -fsS --max-time 20 "$URL/health" | grep -q '"dhcp_mode": *"proxy"' ||
     fail "boot 2: /health does not report the DHCP mode set on the console"
 say "boot 2: console: bad mode refused, proxy saved and applied (S50gopxe restart), /health says proxy"
 console_send q
-console_wait 2 'gopxe login:' 60
+console_wait 2 'gopxe login:' 180
 console_send root
 # login and the shell flush what is typed early: retype until it is run.
 deadline=$(($(date +%s) + 60))

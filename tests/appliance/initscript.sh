@@ -25,7 +25,7 @@ fail() { printf 'initscript: FAIL: %s\n' "$*" >&2; exit 1; }
 BB=$(command -v busybox || true)
 [ -n "$BB" ] || { say "SKIP: no busybox (apt-get install busybox-static)"; exit 77; }
 BIN=${GOPXE_X86_64_BIN:-${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/gopxe}
-if [ ! -x "$BIN" ]; then scripts/build-release.sh x86_64-unknown-linux-musl; fi
+if [ -z "${GOPXE_X86_64_BIN:-}" ] || [ ! -x "$BIN" ]; then scripts/build-release.sh x86_64-unknown-linux-musl; fi
 BIN=$(realpath "$BIN")
 
 WORK=$(mktemp -d /tmp/gopxe-initscript.XXXXXX)

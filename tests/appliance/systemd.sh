@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 say() { printf 'systemd: %s\n' "$*"; }
 command -v systemd-analyze >/dev/null || { say "SKIP: no systemd-analyze"; exit 77; }
 BIN=${GOPXE_X86_64_BIN:-${CARGO_TARGET_DIR:-target}/x86_64-unknown-linux-musl/release/gopxe}
-[ -x "$BIN" ] || scripts/build-release.sh x86_64-unknown-linux-musl
+if [ -z "${GOPXE_X86_64_BIN:-}" ] || [ ! -x "$BIN" ]; then scripts/build-release.sh x86_64-unknown-linux-musl; fi
 BIN=$(realpath "$BIN")
 WORK=$(mktemp -d /tmp/gopxe-systemd.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
