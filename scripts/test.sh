@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 log() { printf '\n=== %s ===\n' "$*"; }
 
 install_deps() {
-    local pkgs=(curl atftp tftp-hpa)
+    local pkgs=(curl atftp tftp-hpa iproute2 nftables python3)
     local missing=()
     for p in "${pkgs[@]}"; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
