@@ -90,14 +90,7 @@ impl fmt::Display for Mac {
 /// Format 16 UUID bytes as text, in the byte order they came on the wire
 /// (opt 97 carries SMBIOS order; pxelinux prints them the same way).
 pub fn uuid_text(u: &[u8; 16]) -> String {
-    let mut s = String::with_capacity(36);
-    for (i, b) in u.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
-        }
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+    crate::model::format_uuid(u)
 }
 
 /// A checked client request.
