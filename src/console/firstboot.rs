@@ -58,25 +58,11 @@ pub struct Options {
 }
 
 fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, String> {
-    use lexopt::prelude::*;
-    let mut p = lexopt::Parser::from_args(args);
+    let mut f = super::flags::Flags::new(args, "firstboot");
     let (mut iface, mut out, mut netout, mut base, mut lease, mut subnet) =
         (None, None, None, None, None, None);
-    loop {
-        let arg = match p.next().map_err(|e| e.to_string())? {
-            None => break,
-            Some(Short(c)) => format!("-{c}"),
-            Some(Long(l)) => format!("--{l}"),
-            Some(Value(v)) => {
-                return Err(format!("firstboot: unexpected argument {v:?}; try --help"));
-            }
-        };
-        let mut val = |name: &str| -> Result<String, String> {
-            p.value()
-                .map_err(|e| e.to_string())?
-                .into_string()
-                .map_err(|_| format!("--{name}: the value is not valid UTF-8"))
-        };
+    while let Some(arg) = f.next_option()? {
+        let mut val = |name: &str| f.value(name);
         match arg.as_str() {
             "-h" | "--help" => return Ok(None),
             "--interface" => {
@@ -93,7 +79,7 @@ fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, String> {
             "--subnet" => {
                 subnet = Some(parse_cidr(&val("subnet")?).map_err(|e| format!("--subnet: {e}"))?)
             }
-            other => return Err(format!("firstboot: unknown option {other}; try --help")),
+            other => return Err(f.unknown(other)),
         }
     }
     let out = out.ok_or("firstboot: give the configuration to write with --out FILE")?;

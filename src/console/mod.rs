@@ -20,6 +20,7 @@
 
 pub mod client;
 pub mod firstboot;
+pub mod flags;
 pub mod netfile;
 pub mod toml_out;
 
@@ -72,31 +73,17 @@ fn default_if_exists(script: &str) -> Option<String> {
 
 /// Parses the console's arguments (after `console`).
 pub fn parse_args(args: Vec<OsString>) -> Result<Option<Options>, String> {
-    use lexopt::prelude::*;
-    let mut p = lexopt::Parser::from_args(args);
+    let mut f = flags::Flags::new(args, "console");
     let (mut config, mut apply, mut net, mut netfile) = (None, None, None, None);
-    loop {
-        let arg = match p.next().map_err(|e| e.to_string())? {
-            None => break,
-            Some(Short(c)) => format!("-{c}"),
-            Some(Long(l)) => format!("--{l}"),
-            Some(Value(v)) => {
-                return Err(format!("console: unexpected argument {v:?}; try --help"));
-            }
-        };
-        let mut val = |name: &str| -> Result<String, String> {
-            p.value()
-                .map_err(|e| e.to_string())?
-                .into_string()
-                .map_err(|_| format!("--{name}: the value is not valid UTF-8"))
-        };
+    while let Some(arg) = f.next_option()? {
+        let mut val = |name: &str| f.value(name);
         match arg.as_str() {
             "-h" | "--help" => return Ok(None),
             "--config" => config = Some(PathBuf::from(val("config")?)),
             "--apply-command" => apply = Some(val("apply-command")?),
             "--network-command" => net = Some(val("network-command")?),
             "--network-file" => netfile = Some(PathBuf::from(val("network-file")?)),
-            other => return Err(format!("console: unknown option {other}; try --help")),
+            other => return Err(f.unknown(other)),
         }
     }
     let config = config
