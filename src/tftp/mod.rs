@@ -10,6 +10,7 @@
 //!   limit) and the [`server::FileProvider`] hook for real and virtual files.
 
 pub mod path;
+pub mod pump;
 pub mod server;
 pub mod transfer;
 pub mod wire;

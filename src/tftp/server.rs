@@ -3,42 +3,34 @@
 //! per transfer).
 //!
 //! [`serve`] reads requests on the listening socket. A read request is
-//! checked ([`sanitize`]), opened through a [`FileProvider`], and run in its
-//! own task on a `LocalExecutor` owned by `serve` (so nothing here needs to
-//! be `Send`; run `serve` on any executor, or on its own thread with
-//! `smol::block_on`). Each transfer binds a socket to the listening
-//! address's IP, port 0. Refused: write requests (error 2), names that fail
+//! checked ([`sanitize`]) and opened through a [`FileProvider`] here, on
+//! the caller's executor (so the provider need not be `Send`); the
+//! negotiated transfer then runs on the data thread ([`super::pump`]),
+//! which hands it back to be reported when it ends. Each transfer binds a
+//! socket to the listening address's IP, port 0. Refused: write requests (error 2), names that fail
 //! [`sanitize`] (error 2), missing files (error 1), requests past
 //! [`ServerConfig::max_transfers`] (error 0 "server busy"). A repeated RRQ
 //! from the same client port for the same file while its transfer runs is
 //! ignored. Packets from a foreign TID get error 5 and are otherwise ignored.
 //!
-//! Files are read in chunks with positional reads (`FileExt::read_at`) on
-//! the blocking thread pool (`smol::unblock`), at most [`READ_CHUNK`] bytes
-//! or one window ahead; never whole.
+//! Files are streamed by the data thread in chunks, never read whole.
 
-use std::cell::RefCell;
-use std::collections::HashSet;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_io::{Async, Timer};
+use async_io::Async;
 use futures_lite::future;
 use log::{debug, info, warn};
-use smol::LocalExecutor;
 
 use super::path::{RelativePath, sanitize};
+use super::pump::{Content, Finished, Job, Pump, outcome_of};
 use super::transfer::{Outcome, Transfer, TransferConfig, netascii_len};
 use super::wire::{ErrorCode, Mode, Packet, Request, error_packet};
-
-/// Read-ahead size for files when the window needs less.
-pub const READ_CHUNK: usize = 64 * 1024;
 
 /// Driver settings.
 #[derive(Debug, Clone)]
@@ -166,8 +158,10 @@ struct Shared<P, R> {
     provider: P,
     on_report: R,
     local_ip: std::net::IpAddr,
-    /// (client, file) of running transfers.
-    active: RefCell<HashSet<(SocketAddr, String)>>,
+    pump: Pump,
+    /// (client, file) of running transfers, by job id.
+    active: RefCell<HashMap<u64, (SocketAddr, String)>>,
+    next_id: Cell<u64>,
 }
 
 impl<P, R: Fn(&TransferReport)> Shared<P, R> {
@@ -219,22 +213,23 @@ pub async fn serve<P, R>(
     on_report: R,
 ) -> io::Result<()>
 where
-    P: FileProvider + 'static,
-    R: Fn(&TransferReport) + 'static,
+    P: FileProvider,
+    R: Fn(&TransferReport),
 {
-    let shared = Rc::new(Shared {
+    let (finished_tx, finished) = smol::channel::unbounded::<Finished>();
+    let pump = Pump::start(move |f| {
+        let _ = finished_tx.try_send(f);
+    })?;
+    let shared = Shared {
         cfg,
         provider,
         on_report,
         local_ip: socket.get_ref().local_addr()?.ip(),
-        active: RefCell::new(HashSet::new()),
-    });
-    // The request loop is a task of its own: the future handed to `run` is
-    // polled on every wake-up of the executor (each packet of each
-    // transfer), which would retry the listening socket each time.
-    let ex = Rc::new(LocalExecutor::new());
-    let spawner = ex.clone();
-    let requests = ex.spawn(async move {
+        pump,
+        active: RefCell::new(HashMap::new()),
+        next_id: Cell::new(0),
+    };
+    let requests = async {
         let mut buf = vec![0u8; 4096];
         loop {
             let (n, peer) = match socket.recv_from(&mut buf).await {
@@ -246,14 +241,20 @@ where
                 Err(e) => return Err(e),
             };
             let datagram = buf.get(..n).unwrap_or_default();
-            if let Some(reply) = on_request(&spawner, &shared, datagram, peer)
+            if let Some(reply) = on_request(&shared, datagram, peer)
                 && let Err(e) = socket.send_to(&reply, peer).await
             {
                 debug!("tftp: send to {peer}: {e}");
             }
         }
-    });
-    ex.run(requests).await
+    };
+    let reports = async {
+        while let Ok(f) = finished.recv().await {
+            shared.finished(f);
+        }
+        Err(io::Error::other("tftp data thread stopped"))
+    };
+    future::or(requests, reports).await
 }
 
 /// Errors a UDP socket can report for one datagram (e.g. an ICMP error for
@@ -278,15 +279,10 @@ pub fn blksize_for_mtu(mtu: u32) -> u16 {
 
 /// Handle one datagram on the listening socket; returns an ERROR to send
 /// from it, if any.
-fn on_request<P, R>(
-    ex: &LocalExecutor<'_>,
-    shared: &Rc<Shared<P, R>>,
-    datagram: &[u8],
-    peer: SocketAddr,
-) -> Option<Vec<u8>>
+fn on_request<P, R>(shared: &Shared<P, R>, datagram: &[u8], peer: SocketAddr) -> Option<Vec<u8>>
 where
-    P: FileProvider + 'static,
-    R: Fn(&TransferReport) + 'static,
+    P: FileProvider,
+    R: Fn(&TransferReport),
 {
     let request = match Packet::decode(datagram) {
         Ok(Packet::Rrq(r)) => r,
@@ -317,8 +313,12 @@ where
             return Some(error_packet(ErrorCode::AccessViolation, &msg));
         }
     };
-    let key = (peer, path.as_str().to_owned());
-    if shared.active.borrow().contains(&key) {
+    let duplicate = shared
+        .active
+        .borrow()
+        .values()
+        .any(|(p, f)| *p == peer && f == path.as_str());
+    if duplicate {
         debug!("tftp: {peer}: duplicate request for {path} ignored");
         return None;
     }
@@ -328,7 +328,7 @@ where
         shared.refused(path.to_string(), peer, ErrorCode::NotDefined, msg);
         return Some(error_packet(ErrorCode::NotDefined, msg));
     }
-    match start_transfer(ex, shared, &request, path.clone(), peer) {
+    match start_transfer(shared, &request, path.clone(), peer) {
         Ok(()) => None,
         Err((code, msg)) => {
             shared.refused(path.to_string(), peer, code, msg);
@@ -337,17 +337,17 @@ where
     }
 }
 
-/// Open the file, negotiate, bind the transfer's socket and spawn its task.
+/// Open the file, negotiate, bind the transfer's socket and hand it to
+/// the data thread.
 fn start_transfer<P, R>(
-    ex: &LocalExecutor<'_>,
-    shared: &Rc<Shared<P, R>>,
+    shared: &Shared<P, R>,
     request: &Request<'_>,
     path: RelativePath,
     peer: SocketAddr,
 ) -> Result<(), (ErrorCode, &'static str)>
 where
-    P: FileProvider + 'static,
-    R: Fn(&TransferReport) + 'static,
+    P: FileProvider,
+    R: Fn(&TransferReport),
 {
     let source = shared.provider.open(&path, peer).map_err(|e| match e {
         OpenError::NotFound => (ErrorCode::FileNotFound, "file not found"),
@@ -365,207 +365,56 @@ where
         (Source::File { .. }, _) => None,
     };
     let t = Transfer::new(request.mode, &request.options, tsize, &shared.cfg.transfer)?;
-    let sock = Async::<UdpSocket>::bind(SocketAddr::new(shared.local_ip, 0)).map_err(|e| {
+    let socket = UdpSocket::bind(SocketAddr::new(shared.local_ip, 0)).map_err(|e| {
         warn!("tftp: cannot bind a transfer socket: {e}");
         (ErrorCode::NotDefined, "no transfer socket")
     })?;
     debug!("tftp: {peer}: {path} started, {:?}", t.negotiated());
-    let key = (peer, path.as_str().to_owned());
-    shared.active.borrow_mut().insert(key.clone());
-    let shared = shared.clone();
-    ex.spawn(async move {
-        let started = Instant::now();
-        let t = run_transfer(sock, peer, t, Reader::new(source)).await;
-        shared.active.borrow_mut().remove(&key);
+    let id = shared.next_id.get();
+    shared.next_id.set(id.wrapping_add(1));
+    let content = match source {
+        Source::Virtual(v) => Content::Memory(v),
+        Source::File { file, .. } => Content::File(file),
+    };
+    let job = Job {
+        id,
+        socket,
+        peer,
+        transfer: t,
+        content,
+    };
+    shared
+        .active
+        .borrow_mut()
+        .insert(id, (peer, path.as_str().to_owned()));
+    shared.pump.submit(job).map_err(|e| {
+        warn!("tftp: {e}");
+        shared.active.borrow_mut().remove(&id);
+        (ErrorCode::NotDefined, "server busy, try again later")
+    })
+}
+
+impl<P, R: Fn(&TransferReport)> Shared<P, R> {
+    /// A transfer the data thread finished: forget it and report it.
+    fn finished(&self, f: Finished) {
+        let Some((client, file)) = self.active.borrow_mut().remove(&f.id) else {
+            return;
+        };
+        let t: &Transfer = &f.transfer;
         let stats = t.stats();
         let neg = t.negotiated();
-        shared.report(TransferReport {
-            file: key.1,
-            client: peer,
+        self.report(TransferReport {
+            file,
+            client,
             bytes: stats.bytes,
             blocks: stats.blocks,
             retransmissions: stats.retransmissions,
             blksize: neg.blksize,
             windowsize: neg.windowsize,
-            duration: started.elapsed(),
-            outcome: t.outcome().cloned().unwrap_or(Outcome::TimedOut),
+            duration: f.duration,
+            outcome: outcome_of(t),
         });
-    })
-    .detach();
-    Ok(())
-}
-
-enum Event {
-    Packet(usize, SocketAddr),
-    Timeout,
-}
-
-/// Drive one transfer to its end; returns the finished core.
-async fn run_transfer(
-    sock: Async<UdpSocket>,
-    peer: SocketAddr,
-    mut t: Transfer,
-    mut reader: Reader,
-) -> Transfer {
-    let mut out = Vec::with_capacity(usize::from(t.negotiated().blksize) + 4);
-    let mut buf = vec![0u8; 1024];
-    // One timer for the whole transfer, moved only when the core's deadline
-    // comes earlier than where it is set (a deadline moves on every packet
-    // sent; moving the timer each time would cost reactor work per packet).
-    // When it fires early, it is set again to the current deadline.
-    let mut timer = Timer::never();
-    let mut armed: Option<Instant> = None;
-    loop {
-        while let Some(req) = t.poll_read() {
-            match reader.read(req.offset, req.len).await {
-                Ok(data) => t.supply(req.offset, data),
-                Err(e) => {
-                    warn!("tftp: read error for {peer}: {e}");
-                    t.abort(ErrorCode::NotDefined, "read error");
-                }
-            }
-        }
-        let now = Instant::now();
-        while t.poll_transmit(now, &mut out) {
-            if let Err(e) = sock.send_to(&out, peer).await {
-                // Treated like a lost packet: the timer retransmits.
-                debug!("tftp: send to {peer}: {e}");
-            }
-        }
-        if t.outcome().is_some() {
-            return t;
-        }
-        let Some(deadline) = t.poll_timeout() else {
-            t.abort(ErrorCode::NotDefined, "internal error: transfer stalled");
-            continue;
-        };
-        if armed.is_none_or(|a| deadline < a) {
-            timer.set_at(deadline);
-            armed = Some(deadline);
-        }
-        let recv = async {
-            // Wait for readiness first: right after a send the answer is
-            // almost never there yet, so trying to read first would cost a
-            // failed system call per packet.
-            loop {
-                if let Err(e) = sock.readable().await {
-                    debug!("tftp: wait for {peer}: {e}");
-                    return future::pending().await;
-                }
-                match sock.get_ref().recv_from(&mut buf) {
-                    Ok((n, from)) => return Event::Packet(n, from),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => {
-                        debug!("tftp: recv from {peer}: {e}");
-                        return future::pending().await;
-                    }
-                }
-            }
-        };
-        let fired = async {
-            (&mut timer).await;
-            Event::Timeout
-        };
-        match future::or(recv, fired).await {
-            Event::Packet(_, from) if from != peer => {
-                debug!("tftp: packet from unknown TID {from} (transfer with {peer})");
-                let err = error_packet(ErrorCode::UnknownTid, "unknown transfer ID");
-                let _ = sock.send_to(&err, from).await;
-            }
-            Event::Packet(n, _) => match Packet::decode(buf.get(..n).unwrap_or_default()) {
-                Ok(p) => t.handle(Instant::now(), &p),
-                Err(e) => debug!("tftp: bad packet from {peer}: {e}"),
-            },
-            Event::Timeout => {
-                armed = None;
-                t.handle_timeout(Instant::now());
-            }
-        }
     }
-}
-
-/// Supplies the core's read requests from memory or from a file.
-enum Reader {
-    Virtual(Vec<u8>),
-    File {
-        file: Arc<File>,
-        buf: Vec<u8>,
-        /// Source offset of `buf[0]`.
-        start: u64,
-        /// `buf` ends at end of file.
-        eof: bool,
-    },
-}
-
-impl Reader {
-    fn new(source: Source) -> Reader {
-        match source {
-            Source::Virtual(v) => Reader::Virtual(v),
-            Source::File { file, .. } => Reader::File {
-                file: Arc::new(file),
-                buf: Vec::new(),
-                start: 0,
-                eof: false,
-            },
-        }
-    }
-
-    async fn read(&mut self, offset: u64, len: usize) -> io::Result<&[u8]> {
-        match self {
-            Reader::Virtual(v) => {
-                let from = usize::try_from(offset).unwrap_or(usize::MAX).min(v.len());
-                let to = from.saturating_add(len).min(v.len());
-                Ok(v.get(from..to).unwrap_or_default())
-            }
-            Reader::File {
-                file,
-                buf,
-                start,
-                eof,
-            } => {
-                let end = offset.saturating_add(len as u64);
-                let buf_end = *start + buf.len() as u64;
-                let hit = offset >= *start && (end <= buf_end || *eof);
-                if !hit {
-                    let want = len.max(READ_CHUNK);
-                    let mut b = std::mem::take(buf);
-                    let f = file.clone();
-                    let (b, res) = smol::unblock(move || {
-                        b.resize(want, 0);
-                        let res = read_full(&f, offset, &mut b);
-                        (b, res)
-                    })
-                    .await;
-                    *buf = b;
-                    let n = res?;
-                    buf.truncate(n);
-                    *start = offset;
-                    *eof = n < want;
-                }
-                let from = usize::try_from(offset - *start).unwrap_or(usize::MAX);
-                let from = from.min(buf.len());
-                let to = from.saturating_add(len).min(buf.len());
-                Ok(buf.get(from..to).unwrap_or_default())
-            }
-        }
-    }
-}
-
-/// Fill `buf` from `offset`, stopping early only at end of file.
-fn read_full(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-    let mut done = 0;
-    while let Some(rest) = buf.get_mut(done..) {
-        if rest.is_empty() {
-            break;
-        }
-        match file.read_at(rest, offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
 }
 
 #[cfg(test)]
