@@ -9,7 +9,7 @@
 //! instead of two, which halves the send calls per request. TCP_NODELAY is
 //! set on accept so that segment is not held back by Nagle's algorithm.
 
-use async_io::{Async, Timer};
+use async_io::Async;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use picoserve::io::{BaseWrite, ErrorKind, ErrorType, Read, Write};
 use std::cell::{Cell, RefCell};
@@ -18,13 +18,14 @@ use std::net::{Shutdown, TcpStream};
 /// The runtime marker type for picoserve's generic `Server`.
 pub struct SmolRuntime;
 
-/// picoserve timer backed by `async_io::Timer`.
+/// picoserve timer backed by [`super::coarse`] deadlines.
 #[derive(Clone, Copy, Default)]
 pub struct SmolTimer;
 
 impl picoserve::Timer<SmolRuntime> for SmolTimer {
     async fn delay(&self, duration: picoserve::time::Duration) {
-        Timer::after(std::time::Duration::from_millis(duration.as_millis())).await;
+        super::coarse::Deadline::after(std::time::Duration::from_millis(duration.as_millis()))
+            .await;
     }
 }
 

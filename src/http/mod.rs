@@ -12,6 +12,7 @@
 //! are closed at once).
 
 pub mod api;
+mod coarse;
 mod conn;
 pub mod reply;
 
@@ -228,7 +229,7 @@ async fn serve_connection(app: Rc<App>, stream: Async<std::net::TcpStream>, peer
     let mut idle = IDLE_TIMEOUT;
     loop {
         let readable = futures_lite::future::or(async { Some(stream.readable().await) }, async {
-            async_io::Timer::after(idle).await;
+            coarse::Deadline::after(idle).await;
             None
         });
         if !matches!(readable.await, Some(Ok(()))) {
@@ -261,6 +262,7 @@ pub async fn serve(
     listener: Async<TcpListener>,
 ) {
     let active = Rc::new(Cell::new(0usize));
+    ex.spawn(coarse::ticker()).detach();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
