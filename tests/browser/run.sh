@@ -75,7 +75,9 @@ for _ in $(seq 1 100); do
     kill -0 "$PID" 2>/dev/null || fail "gopxe exited at start"
     sleep 0.1
 done
-[ -n "$PORT" ] && [ -n "$TFTP" ] || fail "gopxe did not announce its ports: $(cat "$WORK/stdout")"
+if [ -z "$PORT" ] || [ -z "$TFTP" ]; then
+    fail "gopxe did not announce its ports: $(cat "$WORK/stdout")"
+fi
 BASE="http://127.0.0.1:$PORT"
 echo "gopxe on $BASE (tftp port $TFTP), log $LOGFILE"
 
@@ -159,7 +161,7 @@ PNG="$OUT/status.png"
 [ -s "$PNG" ] || fail "no screenshot"
 [ "$(head -c 8 "$PNG" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "not a PNG"
 read -r W H < <(od -An -tu1 -j16 -N8 "$PNG" | awk '{print $1*16777216+$2*65536+$3*256+$4, $5*16777216+$6*65536+$7*256+$8}')
-[ "$W" = 1280 ] && [ "$H" = 900 ] || fail "screenshot is ${W}x$H, not 1280x900"
+if [ "$W" != 1280 ] || [ "$H" != 900 ]; then fail "screenshot is ${W}x$H, not 1280x900"; fi
 SIZE=$(stat -c %s "$PNG")
 [ "$SIZE" -gt 20000 ] || fail "screenshot is only $SIZE bytes: blank page?"
 echo "  ok: $PNG (${W}x$H, $SIZE bytes)"
