@@ -36,6 +36,17 @@ cargo clippy --all-targets -- -D warnings
 log "cargo test"
 cargo test --all-targets 2>&1
 
+if [ -x tests/browser/run.sh ]; then
+    log "status page in headless chromium (DOM, screenshot, form actions)"
+    rc=0
+    GOPXE_BIN="${GOPXE_BIN:-$PWD/target/debug/gopxe}" tests/browser/run.sh || rc=$?
+    case $rc in
+    0) ;;
+    77) echo "WARNING: the browser test of the status page was SKIPPED (no chromium; run as root to install it)" >&2 ;;
+    *) exit "$rc" ;;
+    esac
+fi
+
 if [ -x tests/appliance/run.sh ]; then
     log "appliance (service scripts, aarch64 under qemu-user, the image booted in QEMU)"
     tests/appliance/run.sh

@@ -63,6 +63,8 @@ pub struct App {
     macs: RefCell<HashMap<MachineId, [u8; 6]>>,
     /// DHCP lease state when DHCP runs (for `GET /leases`).
     pub dhcp: RefCell<Option<std::rc::Rc<crate::dhcp::DhcpState>>>,
+    /// The bound sockets, `service address` (for the status page).
+    pub listening: RefCell<Vec<String>>,
     write_lock: async_lock::Mutex<()>,
 }
 
@@ -93,6 +95,7 @@ impl App {
             clients: RefCell::new(HashMap::new()),
             macs: RefCell::new(HashMap::new()),
             dhcp: RefCell::new(None),
+            listening: RefCell::new(Vec::new()),
             write_lock: async_lock::Mutex::new(()),
         }
     }
@@ -120,6 +123,15 @@ impl App {
 
     pub fn learned_mac(&self, id: &MachineId) -> Option<[u8; 6]> {
         self.macs.borrow().get(id).copied()
+    }
+
+    /// Where each machine was last seen (for the status page).
+    pub fn seen_addresses(&self) -> HashMap<MachineId, IpAddr> {
+        self.clients
+            .borrow()
+            .iter()
+            .map(|(ip, id)| (*id, *ip))
+            .collect()
     }
 
     /// The machine last seen at `ip`: remembered, or a record with that address.

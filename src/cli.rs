@@ -244,6 +244,7 @@ fn serve(config: Config) -> Result<(), String> {
         log::warn!("no api_token configured: API writes are accepted from loopback only");
     }
     let app = Rc::new(App::new(config, urls, store));
+    app.listening.borrow_mut().push(format!("http {bound}"));
     let ex = Rc::new(smol::LocalExecutor::new());
     start_dhcp(&ex, &app)?;
     start_tftp(&ex, &app)?;
@@ -334,6 +335,7 @@ fn start_tftp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<()
         inner: images,
     };
     announce(&format!("gopxe: tftp listening on {local}"));
+    app.listening.borrow_mut().push(format!("tftp {local}"));
     log::info!(
         "tftp on {local}, blksize up to {}, {} transfers at once",
         cfg.transfer.max_blksize,
@@ -380,6 +382,10 @@ fn start_dhcp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<()
         pxe.map(|p| format!(" and {p}")).unwrap_or_default(),
         app.config.interface.as_deref().unwrap_or("any")
     );
+    app.listening.borrow_mut().push(format!(
+        "dhcp {local}{}",
+        pxe.map(|p| format!(" and {p}")).unwrap_or_default()
+    ));
     *app.dhcp.borrow_mut() = Some(state.clone());
     let lookup = Rc::new(crate::services::StoreLookup(app.clone()));
     let app = app.clone();
@@ -432,7 +438,8 @@ pub fn main() -> i32 {
         println!("gopxe: configuration is valid: {config:#?}");
         return 0;
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // env_logger, also keeping recent lines for the status page.
+    crate::logring::init();
     match serve(config) {
         Ok(()) => 0,
         Err(e) => {

@@ -17,6 +17,7 @@ pub mod config;
 pub mod console;
 pub mod dhcp;
 pub mod http;
+pub mod logring;
 pub mod metrics;
 pub mod model;
 pub mod services;

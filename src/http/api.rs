@@ -17,6 +17,8 @@
 //! GET  /boot.ipxe?mac=..&uuid=..   (iPXE script)
 //! GET  /images/{path}              GET /localrepo/{path}         (files, streamed)
 //! GET  /leases
+//! GET  /                           (status page, HTML; JSON with `Accept: application/json`)
+//! POST /ui/pxeboot/{id}/reinstall  POST /ui/pxeboot/{id}/delete  (status-page forms)
 //! ```
 
 use super::reply::{Body, Reply};
@@ -44,6 +46,11 @@ pub struct Req<'a> {
     pub may_write: bool,
     /// The caller's address (file downloads become events of its machine).
     pub peer: std::net::IpAddr,
+    /// The `Accept` header (`GET /` serves HTML unless JSON is asked for).
+    pub accept: Option<&'a str>,
+    /// A browser says the request comes from another site (status-page
+    /// form posts are refused then; see `status::cross_site`).
+    pub cross_site: bool,
 }
 
 fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
@@ -140,6 +147,7 @@ pub fn route_label(segments: &[String]) -> &'static str {
         ["kstemplate", ..] => "/kstemplate/",
         ["boot.ipxe"] => "/boot.ipxe",
         ["leases"] => "/leases",
+        ["ui", ..] => "/ui/",
         ["images", ..] => "/images/",
         ["localrepo", ..] => "/localrepo/",
         _ => "other",
@@ -157,14 +165,21 @@ pub async fn handle(app: &App, req: &Req<'_>) -> Reply {
 async fn route(app: &App, req: &Req<'_>) -> Reply {
     let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let write = !matches!(req.method, "GET" | "HEAD");
-    if write && !req.may_write && !matches!(segs.as_slice(), ["pxeboot", _, "done"]) {
+    // Status-page forms check the token themselves (it may be a form field).
+    let self_checked = matches!(segs.as_slice(), ["pxeboot", _, "done"] | ["ui", ..]);
+    if write && !req.may_write && !self_checked {
         return forbidden_write();
     }
     match segs.as_slice() {
+        [] | [""] if !super::status::wants_json(req.accept) => match req.method {
+            "GET" | "HEAD" => super::status::page(app),
+            _ => method_not_allowed("GET"),
+        },
         [] | [""] => Reply::json(
             200,
             &json!({"service": "gopxe", "health": "/health", "docs": "see README"}),
         ),
+        ["ui", rest @ ..] => super::status::ui(app, req, rest).await,
         ["health"] => health(app),
         ["metrics"] => match req.method {
             "GET" => metrics(app),

@@ -15,6 +15,7 @@ pub mod api;
 mod coarse;
 mod conn;
 pub mod reply;
+pub mod status;
 
 use crate::app::App;
 use async_io::Async;
@@ -113,6 +114,8 @@ impl Service {
             .get("authorization")
             .and_then(|v| v.as_str().ok());
         let allowed = may_write(&self.app, self.peer, auth);
+        let headers = request.parts.headers();
+        let header = |name: &str| headers.get(name).and_then(|v| v.as_str().ok());
         let raw_path = path.encoded();
 
         let mut body = Vec::new();
@@ -177,6 +180,12 @@ impl Service {
                 body: &body,
                 may_write: allowed,
                 peer: self.peer,
+                accept: header("accept"),
+                cross_site: status::cross_site(
+                    header("origin"),
+                    header("host"),
+                    header("sec-fetch-site"),
+                ),
             };
             api::handle(&self.app, &req).await
         };

@@ -1,0 +1,246 @@
+//! The recent log lines, kept in memory for the status page's live tail.
+//!
+//! Layer: service (logging). No RFC; it follows the `log` crate's `Log`
+//! trait. [`TeeLogger`] wraps env_logger's logger: every record env_logger
+//! prints (same `RUST_LOG` filter) is also formatted as one line and pushed
+//! into a [`LogRing`]. The ring is bounded twice: at most
+//! [`LogRing::MAX_LINES`] lines and [`LogRing::MAX_BYTES`] bytes in total,
+//! each line cut at [`LogRing::MAX_LINE`] bytes, the oldest lines falling
+//! off first. TFTP transfers and DHCP run on other threads than HTTP, so
+//! the ring sits behind a `std::sync::Mutex`; a poisoned lock is recovered
+//! (a panic elsewhere must not silence the log). Lines are kept as logged
+//! and are untrusted (they quote file names and paths from the network):
+//! whoever shows them must escape them.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::{Mutex, MutexGuard};
+
+struct Lines {
+    lines: VecDeque<String>,
+    bytes: usize,
+}
+
+/// A bounded, thread-safe buffer of recent log lines.
+pub struct LogRing {
+    inner: Mutex<Lines>,
+}
+
+impl Default for LogRing {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LogRing {
+    /// Most lines kept.
+    pub const MAX_LINES: usize = 300;
+    /// Most bytes kept, all lines together.
+    pub const MAX_BYTES: usize = 64 * 1024;
+    /// Longer lines are cut here (at a character boundary) and end in `…`.
+    pub const MAX_LINE: usize = 1024;
+
+    pub const fn new() -> LogRing {
+        LogRing {
+            inner: Mutex::new(Lines {
+                lines: VecDeque::new(),
+                bytes: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Lines> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends a line, dropping the oldest ones past the bounds.
+    pub fn push(&self, mut line: String) {
+        if line.len() > Self::MAX_LINE {
+            let mut cut = Self::MAX_LINE;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+            line.push('…');
+        }
+        let mut g = self.lock();
+        g.bytes += line.len();
+        g.lines.push_back(line);
+        while g.lines.len() > Self::MAX_LINES || g.bytes > Self::MAX_BYTES {
+            match g.lines.pop_front() {
+                Some(old) => g.bytes -= old.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// The kept lines, oldest first.
+    pub fn snapshot(&self) -> Vec<String> {
+        self.lock().lines.iter().cloned().collect()
+    }
+
+    /// Bytes currently kept.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+}
+
+/// The process's ring, filled by [`TeeLogger`] once [`init`] ran.
+pub static RING: LogRing = LogRing::new();
+
+/// `2026-11-26 01:54:01` (UTC) for Unix milliseconds. Proleptic Gregorian
+/// calendar from the day count (the usual era-of-400-years arithmetic).
+pub fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// env_logger's logger, also feeding [`RING`].
+pub struct TeeLogger {
+    inner: env_logger::Logger,
+    ring: &'static LogRing,
+}
+
+impl TeeLogger {
+    pub fn new(inner: env_logger::Logger, ring: &'static LogRing) -> TeeLogger {
+        TeeLogger { inner, ring }
+    }
+}
+
+/// One ring line: `2026-11-26 01:54:01 INFO  gopxe::tftp: message`.
+pub fn format_line(
+    at_ms: u64,
+    level: log::Level,
+    target: &str,
+    args: &std::fmt::Arguments,
+) -> String {
+    let mut line = String::with_capacity(96);
+    let _ = write!(line, "{} {level:<5} {target}: {args}", utc(at_ms));
+    line
+}
+
+impl log::Log for TeeLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.inner.matches(record) {
+            return;
+        }
+        self.inner.log(record);
+        self.ring.push(format_line(
+            crate::app::now_ms(),
+            record.level(),
+            record.target(),
+            record.args(),
+        ));
+    }
+
+    fn flush(&self) {
+        self.inner.flush();
+    }
+}
+
+/// Installs env_logger (filter from `RUST_LOG`, default `info`) teed into
+/// [`RING`]. A second call leaves the first logger in place.
+pub fn init() {
+    let inner =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    let max = inner.filter();
+    if log::set_boxed_logger(Box::new(TeeLogger::new(inner, &RING))).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_is_bounded_in_lines() {
+        let r = LogRing::new();
+        for i in 0..(LogRing::MAX_LINES + 50) {
+            r.push(format!("line {i}"));
+        }
+        let s = r.snapshot();
+        assert_eq!(s.len(), LogRing::MAX_LINES);
+        assert_eq!(s.first().unwrap(), "line 50", "oldest lines fall off");
+        assert_eq!(
+            s.last().unwrap(),
+            &format!("line {}", LogRing::MAX_LINES + 49)
+        );
+        assert_eq!(r.bytes(), s.iter().map(String::len).sum::<usize>());
+    }
+
+    #[test]
+    fn ring_is_bounded_in_bytes_and_cuts_long_lines() {
+        let r = LogRing::new();
+        // 200 lines of ~1 KiB exceed MAX_BYTES long before MAX_LINES.
+        for i in 0..200 {
+            r.push(format!("{i:04}{}", "é".repeat(2000)));
+        }
+        assert!(r.bytes() <= LogRing::MAX_BYTES);
+        let s = r.snapshot();
+        assert!(s.len() < 200 && s.len() >= LogRing::MAX_BYTES / (LogRing::MAX_LINE + 3));
+        for l in &s {
+            assert!(l.len() <= LogRing::MAX_LINE + '…'.len_utf8(), "{}", l.len());
+            assert!(l.ends_with('…'));
+        }
+        assert!(s.last().unwrap().starts_with("0199"));
+        // One huge line alone still fits.
+        r.push("x".repeat(10 * LogRing::MAX_BYTES));
+        assert!(r.bytes() <= LogRing::MAX_BYTES);
+    }
+
+    #[test]
+    fn ring_takes_lines_from_many_threads() {
+        static R: LogRing = LogRing::new();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for i in 0..100 {
+                        R.push(format!("t{t} {i}"));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let s = R.snapshot();
+        assert_eq!(s.len(), LogRing::MAX_LINES);
+        assert_eq!(R.bytes(), s.iter().map(String::len).sum::<usize>());
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_709_251_199_999), "2024-02-29 23:59:59");
+        assert_eq!(utc(1_795_658_041_000), "2026-11-26 01:54:01");
+        assert_eq!(utc(4_102_444_800_000), "2100-01-01 00:00:00");
+    }
+
+    #[test]
+    fn line_format() {
+        let l = format_line(0, log::Level::Warn, "gopxe::tftp", &format_args!("a <b>"));
+        assert_eq!(l, "1970-01-01 00:00:00 WARN  gopxe::tftp: a <b>");
+    }
+}
