@@ -8,7 +8,8 @@
 //!   whose body validates against the documented schema.
 //! - The documented error statuses happen: 401 without the token on the
 //!   operations that need it (and not on the others), 400 for a body field
-//!   that does not exist or an id that is not one, 413 for an oversized
+//!   that does not exist, an id that is not one or a malformed query
+//!   parameter (each named in `field`), 413 for an oversized
 //!   body, 404 for missing records and files, 422 for a machine naming a
 //!   missing boot action; and every path answers 405 with an `Allow` header
 //!   listing exactly its documented methods (or 404 "no such resource").
@@ -306,6 +307,11 @@ fn document_and_table_agree() {
     let g = start();
     let doc = fetch_doc(&g);
     assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(
+        doc["info"]["version"],
+        g.get("/health").json()["version"],
+        "api/openapi.json info.version follows Cargo.toml"
+    );
     let bearer = &doc["components"]["securitySchemes"]["bearerAuth"];
     assert_eq!(bearer["type"], "http");
     assert_eq!(bearer["scheme"], "bearer");
@@ -464,6 +470,21 @@ fn documented_errors_happen() {
             assert_eq!(r.status, 400, "{what} bad id: {}", r.text());
             assert!(documented(o, 400), "{what}: 400 not documented");
             assert_eq!(r.json()["field"], "id");
+            seen(400);
+        }
+        // Query parameters: each one malformed in turn names itself.
+        for q in params(&doc, &o.op)
+            .into_iter()
+            .filter(|p| p["in"] == "query")
+        {
+            let name = q["name"].as_str().unwrap_or_default();
+            let mut query = form_query();
+            query.append_pair(name, "not valid!");
+            let u = format!("{}?{}", o.path, query.finish());
+            let r = send(&g, &o.method, &u, None, true);
+            assert_eq!(r.status, 400, "{what} bad {name}: {}", r.text());
+            assert!(documented(o, 400), "{what}: 400 not documented");
+            assert_eq!(r.json()["field"], name, "{what}");
             seen(400);
         }
         let path_params = params(&doc, &o.op).iter().any(|p| p["in"] == "path");
