@@ -134,7 +134,7 @@ if [ "$(realpath "$bin")" != "$(realpath -m "$ROOT/$rel")" ]; then
     mkdir -p "$ctx/$(dirname "$rel")" "$ctx/conf"
     cp "$bin" "$ctx/$rel"
     cp "$ROOT/conf/container.toml" "$ctx/conf/"
-    cp "$ROOT/.containerignore" "$ctx/"
+    cp "$ROOT/.dockerignore" "$ctx/"
 fi
 log "podman build ($platform, context $ctx)"
 t0=$(date +%s%N)
