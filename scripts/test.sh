@@ -63,6 +63,17 @@ if [ -x tests/storm/run.sh ]; then
     esac
 fi
 
+if [ -x tests/container/run.sh ]; then
+    log "container image (podman, --net=host, /health and TFTP through it)"
+    rc=0
+    tests/container/run.sh || rc=$?
+    case $rc in
+    0) ;;
+    77) echo "WARNING: the container image test was SKIPPED (it needs root and a working podman)" >&2 ;;
+    *) exit "$rc" ;;
+    esac
+fi
+
 if [ -x tests/e2e/run.sh ]; then
     log "end-to-end (real firmware in a network namespace)"
     rc=0

@@ -16,10 +16,23 @@
 //! GET  /kstemplate                 PUT|GET|DELETE /kstemplate/{name}
 //! GET  /boot.ipxe?mac=..&uuid=..   (iPXE script)
 //! GET  /images/{path}              GET /localrepo/{path}         (files, streamed)
-//! GET  /leases
+//! GET  /leases                   GET /openapi.json             (this list, described)
 //! GET  /                           (status page, HTML; JSON with `Accept: application/json`)
 //! POST /ui/pxeboot/{id}/reinstall  POST /ui/pxeboot/{id}/delete  (status-page forms)
 //! ```
+//!
+//! The route list is enumerable: [`ROUTES`] holds every (method, path
+//! pattern) the router answers, and `api/openapi.json` (served at
+//! `/openapi.json`, compiled in) describes exactly those. Adding a route is
+//! an arm in `route`, a label in [`route_label`], one line in [`ROUTES`] and
+//! its operation in `api/openapi.json`. Three checks keep them in step: the
+//! unit tests below feed a sample path of every table entry to the router
+//! (it must answer, and answer 405 to the methods the table does not list);
+//! `tests/openapi.rs` compares the table with the document's paths and calls
+//! every documented operation on the real server; and in debug builds (all
+//! tests) a 2xx answer from a route missing from the table is turned into a
+//! 500 naming the missing entry, so a new route's own tests fail until it is
+//! listed.
 
 use super::reply::{Body, Reply};
 use crate::app::{App, AppError};
@@ -128,6 +141,75 @@ fn parse_id(s: &str) -> Result<MachineId, Reply> {
         .map_err(|e| Reply::error(400, Some("id"), &e.to_string()))
 }
 
+/// Every route the router answers: (method, path pattern). The patterns are
+/// the paths of `api/openapi.json`: `{x}` stands for one segment, a final
+/// `{path}` for one or more; a trailing `/` is optional when matching.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/health"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/bootaction"),
+    ("GET", "/bootaction/{name}"),
+    ("POST", "/bootaction/{name}"),
+    ("PUT", "/bootaction/{name}"),
+    ("DELETE", "/bootaction/{name}"),
+    ("GET", "/pxeboot"),
+    ("POST", "/pxeboot"),
+    ("GET", "/pxeboot/{id}"),
+    ("PUT", "/pxeboot/{id}"),
+    ("DELETE", "/pxeboot/{id}"),
+    ("POST", "/pxeboot/{id}/done"),
+    ("POST", "/pxeboot/{id}/reinstall"),
+    ("GET", "/pxeboot/{id}/events"),
+    ("GET", "/pxelinux/"),
+    ("GET", "/pxelinux/{file}"),
+    ("GET", "/pxelinux.cfg/"),
+    ("GET", "/pxelinux.cfg/{file}"),
+    ("GET", "/kickstart/"),
+    ("GET", "/kickstart/{id}"),
+    ("GET", "/kstemplate"),
+    ("GET", "/kstemplate/{name}"),
+    ("PUT", "/kstemplate/{name}"),
+    ("POST", "/kstemplate/{name}"),
+    ("DELETE", "/kstemplate/{name}"),
+    ("GET", "/boot.ipxe"),
+    ("GET", "/leases"),
+    ("GET", "/images/{path}"),
+    ("GET", "/localrepo/{path}"),
+    ("POST", "/ui/pxeboot/{id}/reinstall"),
+    ("POST", "/ui/pxeboot/{id}/delete"),
+];
+
+/// The OpenAPI 3.1 description of [`ROUTES`], served at `/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../../api/openapi.json");
+
+/// The message of the 404 for a path no route knows (tests tell it apart
+/// from a 404 for a missing record).
+pub const UNKNOWN_ROUTE: &str = "no such resource";
+
+/// Whether decoded path `segments` match a [`ROUTES`] pattern.
+pub fn pattern_matches(pattern: &str, segments: &[&str]) -> bool {
+    fn trim<'a, 'b>(s: &'a [&'b str]) -> &'a [&'b str] {
+        match s {
+            [rest @ .., ""] => rest,
+            _ => s,
+        }
+    }
+    let pat: Vec<&str> = pattern.split('/').skip(1).collect();
+    let (pat, segs) = (trim(&pat), trim(segments));
+    if let [head @ .., "{path}"] = pat {
+        return segs.len() > head.len() && head_matches(head, segs);
+    }
+    pat.len() == segs.len() && head_matches(pat, segs)
+}
+
+fn head_matches(pat: &[&str], segs: &[&str]) -> bool {
+    pat.iter()
+        .zip(segs)
+        .all(|(p, s)| (p.starts_with('{') && p.ends_with('}')) || p == s)
+}
+
 /// The route pattern of a path, as a metrics label (bounded set).
 pub fn route_label(segments: &[String]) -> &'static str {
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
@@ -148,6 +230,7 @@ pub fn route_label(segments: &[String]) -> &'static str {
         ["boot.ipxe"] => "/boot.ipxe",
         ["leases"] => "/leases",
         ["ui", ..] => "/ui/",
+        ["openapi.json"] => "/openapi.json",
         ["images", ..] => "/images/",
         ["localrepo", ..] => "/localrepo/",
         _ => "other",
@@ -157,8 +240,33 @@ pub fn route_label(segments: &[String]) -> &'static str {
 /// Routes one request and counts it.
 pub async fn handle(app: &App, req: &Req<'_>) -> Reply {
     let reply = route(app, req).await;
+    #[cfg(debug_assertions)]
+    let reply = listed_or_500(req, reply);
     app.metrics
         .http_request(route_label(&req.segments), reply.status);
+    reply
+}
+
+/// Debug builds: a route that answers 2xx must be in [`ROUTES`] (and so in
+/// `api/openapi.json`); otherwise its tests see this 500.
+#[cfg(debug_assertions)]
+fn listed_or_500(req: &Req<'_>, reply: Reply) -> Reply {
+    let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+    let listed = ROUTES
+        .iter()
+        .any(|(m, p)| *m == req.method && pattern_matches(p, &segs));
+    if (200..300).contains(&reply.status) && !listed {
+        let path = req.segments.join("/");
+        return Reply::error(
+            500,
+            None,
+            &format!(
+                "debug build: `{} /{path}` answered {} but matches no entry of api::ROUTES; \
+                 add it there and to api/openapi.json",
+                req.method, reply.status
+            ),
+        );
+    }
     reply
 }
 
@@ -172,15 +280,25 @@ async fn route(app: &App, req: &Req<'_>) -> Reply {
     }
     match segs.as_slice() {
         [] | [""] if !super::status::wants_json(req.accept) => match req.method {
-            "GET" | "HEAD" => super::status::page(app),
+            "GET" => super::status::page(app),
             _ => method_not_allowed("GET"),
         },
-        [] | [""] => Reply::json(
-            200,
-            &json!({"service": "gopxe", "health": "/health", "docs": "see README"}),
-        ),
+        [] | [""] => match req.method {
+            "GET" => Reply::json(
+                200,
+                &json!({"service": "gopxe", "health": "/health", "docs": "/openapi.json"}),
+            ),
+            _ => method_not_allowed("GET"),
+        },
         ["ui", rest @ ..] => super::status::ui(app, req, rest).await,
-        ["health"] => health(app),
+        ["health"] => match req.method {
+            "GET" => health(app),
+            _ => method_not_allowed("GET"),
+        },
+        ["openapi.json"] => match req.method {
+            "GET" => Reply::bytes(200, "application/json", OPENAPI_JSON.as_bytes().to_vec()),
+            _ => method_not_allowed("GET"),
+        },
         ["metrics"] => match req.method {
             "GET" => metrics(app),
             _ => method_not_allowed("GET"),
@@ -269,7 +387,7 @@ async fn route(app: &App, req: &Req<'_>) -> Reply {
         ["localrepo", rest @ ..] if req.method == "GET" => {
             serve_file(app.localrepo_root.as_deref(), rest).await
         }
-        _ => Reply::error(404, None, "no such resource"),
+        _ => Reply::error(404, None, UNKNOWN_ROUTE),
     }
 }
 
@@ -428,7 +546,7 @@ async fn machine_action(app: &App, req: &Req<'_>, id: &str, action: &str) -> Rep
         ),
         (_, "events") => return method_not_allowed("GET"),
         (_, "done" | "reinstall") => return method_not_allowed("POST"),
-        _ => return Reply::error(404, None, "no such resource"),
+        _ => return Reply::error(404, None, UNKNOWN_ROUTE),
     };
     match app.set_state(&id, state, kind, detail).await {
         Ok(m) => Reply::json(200, &machine_json(app, &m)),
@@ -552,7 +670,7 @@ async fn kstemplate(app: &App, req: &Req<'_>, name: &str) -> Reply {
             Ok(()) => Reply::no_content(),
             Err(e) => app_error(e),
         },
-        _ => method_not_allowed("GET, PUT, DELETE"),
+        _ => method_not_allowed("GET, PUT, POST, DELETE"),
     }
 }
 
@@ -639,5 +757,195 @@ async fn serve_file(root: Option<&Path>, segments: &[&str]) -> Reply {
             }
         }
         _ => not_found(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boot::Urls;
+    use crate::config::Config;
+    use crate::store::Store;
+    use std::collections::BTreeSet;
+
+    const METHODS: [&str; 6] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"];
+
+    /// An app with an empty in-memory store. The requests below carry a
+    /// body that is neither JSON nor UTF-8, so no write reaches the disk.
+    fn app() -> App {
+        App::new(
+            Config::default(),
+            Urls::new(std::net::Ipv4Addr::LOCALHOST, 9090),
+            Store::default(),
+        )
+    }
+
+    /// A concrete path for a pattern, as the router sees it.
+    fn sample(pattern: &str) -> String {
+        pattern
+            .replace("{name}", "sample")
+            .replace("{id}", "42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69")
+            .replace("{file}", "default")
+            .replace("{path}", "dir/file.bin")
+    }
+
+    fn segments(path: &str) -> Vec<String> {
+        path.split('/').skip(1).map(str::to_string).collect()
+    }
+
+    fn call(app: &App, method: &str, path: &str) -> Reply {
+        let req = Req {
+            method,
+            segments: segments(path),
+            query: "",
+            body: b"\xff{",
+            may_write: true,
+            peer: std::net::Ipv4Addr::LOCALHOST.into(),
+            accept: None,
+            cross_site: false,
+        };
+        smol::block_on(handle(app, &req))
+    }
+
+    fn is_unknown_route(r: &Reply) -> bool {
+        let Body::Bytes(b) = &r.body else {
+            return false;
+        };
+        let v: serde_json::Value = serde_json::from_slice(b).unwrap_or_default();
+        r.status == 404 && v["error"] == UNKNOWN_ROUTE
+    }
+
+    fn patterns() -> BTreeSet<&'static str> {
+        ROUTES.iter().map(|(_, p)| *p).collect()
+    }
+
+    #[test]
+    fn every_listed_route_answers() {
+        let app = app();
+        for (method, pattern) in ROUTES {
+            let path = sample(pattern);
+            let r = call(&app, method, &path);
+            assert!(
+                r.status != 405 && !is_unknown_route(&r) && r.status != 500,
+                "{method} {path} (ROUTES entry {pattern}) answered {}",
+                r.status
+            );
+            assert_ne!(route_label(&segments(&path)), "other", "{pattern}");
+        }
+    }
+
+    #[test]
+    fn methods_not_listed_are_refused_and_allow_agrees() {
+        let app = app();
+        for pattern in patterns() {
+            let listed: BTreeSet<&str> = ROUTES
+                .iter()
+                .filter(|(_, p)| *p == pattern)
+                .map(|(m, _)| *m)
+                .collect();
+            let path = sample(pattern);
+            for method in METHODS.iter().filter(|m| !listed.contains(*m)) {
+                let r = call(&app, method, &path);
+                assert!(
+                    r.status == 405 || is_unknown_route(&r),
+                    "{method} {path} is not in ROUTES but answered {}",
+                    r.status
+                );
+                if let Some(("Allow", allow)) = r.header.as_ref().map(|(k, v)| (*k, v)) {
+                    let allow: BTreeSet<&str> = allow.split(", ").collect();
+                    assert_eq!(allow, listed, "Allow of {pattern} vs ROUTES");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn paths_outside_the_table_are_unknown() {
+        let app = app();
+        for path in [
+            "/nope",
+            "/health/x",
+            "/bootaction/a/b",
+            "/pxeboot/42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69/nope",
+            "/kickstart/a/b",
+            "/openapi.json/x",
+        ] {
+            let segs = segments(path);
+            let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+            assert!(
+                !ROUTES.iter().any(|(_, p)| pattern_matches(p, &segs)),
+                "{path} matches the table"
+            );
+            for method in METHODS {
+                let r = call(&app, method, path);
+                assert!(is_unknown_route(&r), "{method} {path}: {}", r.status);
+            }
+        }
+    }
+
+    #[test]
+    fn patterns_match_segments() {
+        let m = |p: &str, path: &str| {
+            let segs = segments(path);
+            let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+            pattern_matches(p, &segs)
+        };
+        assert!(m("/", "/"));
+        assert!(!m("/", "/health"));
+        assert!(m("/bootaction", "/bootaction/"));
+        assert!(m("/pxelinux/", "/pxelinux"));
+        assert!(m("/bootaction/{name}", "/bootaction/x"));
+        assert!(!m("/bootaction/{name}", "/bootaction/x/y"));
+        assert!(m("/pxeboot/{id}/done", "/pxeboot/x/done"));
+        assert!(!m("/pxeboot/{id}/done", "/pxeboot/x/events"));
+        assert!(m("/images/{path}", "/images/a/b/c"));
+        assert!(m("/images/{path}", "/images/a"));
+        assert!(!m("/images/{path}", "/images/"));
+        assert!(!m("/images/{path}", "/localrepo/a"));
+    }
+
+    #[test]
+    fn document_paths_are_the_table() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+        let mut documented = BTreeSet::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for method in ops.as_object().unwrap().keys() {
+                documented.insert((method.to_ascii_uppercase(), path.clone()));
+            }
+        }
+        let table: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(table.len(), ROUTES.len(), "ROUTES has duplicates");
+        let missing: Vec<_> = table.difference(&documented).collect();
+        let extra: Vec<_> = documented.difference(&table).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "not documented: {missing:?}; documented but not routed: {extra:?}"
+        );
+    }
+
+    #[test]
+    fn unlisted_success_is_a_500_in_debug_builds() {
+        let req = Req {
+            method: "GET",
+            segments: segments("/not-a-route"),
+            query: "",
+            body: b"",
+            may_write: false,
+            peer: std::net::Ipv4Addr::LOCALHOST.into(),
+            accept: None,
+            cross_site: false,
+        };
+        let r = listed_or_500(&req, Reply::text(200, "hi"));
+        assert_eq!(r.status, 500);
+        let r = listed_or_500(&req, Reply::error(404, None, UNKNOWN_ROUTE));
+        assert_eq!(r.status, 404);
+        let req = Req {
+            segments: segments("/health"),
+            ..req
+        };
+        assert_eq!(listed_or_500(&req, Reply::text(200, "hi")).status, 200);
     }
 }

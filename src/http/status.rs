@@ -390,7 +390,10 @@ pub async fn ui(app: &App, req: &Req<'_>, rest: &[&str]) -> Reply {
         } else {
             "no API token is configured, so changes are accepted from loopback only"
         };
-        return message(401, "Not allowed", why);
+        // The message page has no buttons, so it needs no framing guard;
+        // a 401 carries its challenge instead (RFC 9110 §11.6.1).
+        return message(401, "Not allowed", why)
+            .with_header("WWW-Authenticate", "Bearer realm=\"gopxe\"".into());
     }
     let id: MachineId = match id.parse() {
         Ok(i) => i,
