@@ -63,6 +63,8 @@ pub struct App {
     macs: RefCell<HashMap<MachineId, [u8; 6]>>,
     /// DHCP lease state when DHCP runs (for `GET /leases`).
     pub dhcp: RefCell<Option<std::rc::Rc<crate::dhcp::DhcpState>>>,
+    /// Receivers told about every machine change (queued, never awaited).
+    pub webhooks: crate::webhook::Webhooks,
     write_lock: async_lock::Mutex<()>,
 }
 
@@ -81,6 +83,7 @@ impl App {
             .localrepo
             .as_ref()
             .and_then(|p| p.canonicalize().ok());
+        let webhooks = crate::webhook::Webhooks::new(&config.webhooks, Default::default());
         App {
             config,
             urls,
@@ -93,6 +96,7 @@ impl App {
             clients: RefCell::new(HashMap::new()),
             macs: RefCell::new(HashMap::new()),
             dhcp: RefCell::new(None),
+            webhooks,
             write_lock: async_lock::Mutex::new(()),
         }
     }
@@ -287,7 +291,20 @@ impl App {
             .await
             .map_err(AppError::Store)?;
         let id = m.id;
-        let created = self.store.borrow_mut().machines.insert(id, m).is_none();
+        let old = self
+            .store
+            .borrow_mut()
+            .machines
+            .insert(id, m.clone())
+            .map(|o| o.state);
+        let created = old.is_none();
+        let change = if created {
+            crate::webhook::Change::Created
+        } else {
+            crate::webhook::Change::Updated
+        };
+        self.webhooks
+            .notify(&self.metrics, change, &m, old, Some(m.state));
         self.event(
             id,
             if created {
@@ -307,8 +324,17 @@ impl App {
         }
         let path = self.store.borrow().path(Kind::Machine, &id.canonical());
         persist(path, None).await.map_err(AppError::Store)?;
-        self.store.borrow_mut().machines.remove(id);
+        let old = self.store.borrow_mut().machines.remove(id);
         self.events.borrow_mut().remove(id);
+        if let Some(m) = old {
+            self.webhooks.notify(
+                &self.metrics,
+                crate::webhook::Change::Deleted,
+                &m,
+                Some(m.state),
+                None,
+            );
+        }
         Ok(())
     }
 
@@ -329,6 +355,7 @@ impl App {
             .cloned()
             .ok_or_else(|| AppError::NotFound(format!("no machine `{id}`")))?;
         if m.state != state {
+            let old = m.state;
             m.state = state;
             m.updated_ms = now_ms();
             let path = self.store.borrow().path(Kind::Machine, &id.canonical());
@@ -336,6 +363,13 @@ impl App {
                 .await
                 .map_err(AppError::Store)?;
             self.store.borrow_mut().machines.insert(*id, m.clone());
+            self.webhooks.notify(
+                &self.metrics,
+                crate::webhook::Change::StateChanged,
+                &m,
+                Some(old),
+                Some(state),
+            );
         }
         self.event(*id, kind, format!("{detail}; state {state}"));
         Ok(m)
