@@ -6,7 +6,8 @@
 //! store, make the record durable off the executor (`smol::unblock`), and
 //! only then change memory and answer: nothing is acknowledged that a crash
 //! could lose. Events are kept in memory in a bounded log per machine; the
-//! state changes they accompany are durable.
+//! state changes they accompany are durable. A durable machine change is
+//! then queued for the webhooks (`crate::webhook`), never awaited.
 
 use crate::boot::{DefaultBoot, Urls};
 use crate::config::Config;
