@@ -6,7 +6,8 @@
 //! store, make the record durable off the executor (`smol::unblock`), and
 //! only then change memory and answer: nothing is acknowledged that a crash
 //! could lose. Events are kept in memory in a bounded log per machine; the
-//! state changes they accompany are durable.
+//! state changes they accompany are durable. A durable machine change is
+//! then queued for the webhooks (`crate::webhook`), never awaited.
 
 use crate::boot::{DefaultBoot, Urls};
 use crate::config::Config;
@@ -65,6 +66,8 @@ pub struct App {
     pub dhcp: RefCell<Option<std::rc::Rc<crate::dhcp::DhcpState>>>,
     /// The bound sockets, `service address` (for the status page).
     pub listening: RefCell<Vec<String>>,
+    /// Receivers told about every machine change (queued, never awaited).
+    pub webhooks: crate::webhook::Webhooks,
     write_lock: async_lock::Mutex<()>,
 }
 
@@ -83,6 +86,7 @@ impl App {
             .localrepo
             .as_ref()
             .and_then(|p| p.canonicalize().ok());
+        let webhooks = crate::webhook::Webhooks::new(&config.webhooks, Default::default());
         App {
             config,
             urls,
@@ -96,6 +100,7 @@ impl App {
             macs: RefCell::new(HashMap::new()),
             dhcp: RefCell::new(None),
             listening: RefCell::new(Vec::new()),
+            webhooks,
             write_lock: async_lock::Mutex::new(()),
         }
     }
@@ -299,7 +304,20 @@ impl App {
             .await
             .map_err(AppError::Store)?;
         let id = m.id;
-        let created = self.store.borrow_mut().machines.insert(id, m).is_none();
+        let old = self
+            .store
+            .borrow_mut()
+            .machines
+            .insert(id, m.clone())
+            .map(|o| o.state);
+        let created = old.is_none();
+        let change = if created {
+            crate::webhook::Change::Created
+        } else {
+            crate::webhook::Change::Updated
+        };
+        self.webhooks
+            .notify(&self.metrics, change, &m, old, Some(m.state));
         self.event(
             id,
             if created {
@@ -319,8 +337,17 @@ impl App {
         }
         let path = self.store.borrow().path(Kind::Machine, &id.canonical());
         persist(path, None).await.map_err(AppError::Store)?;
-        self.store.borrow_mut().machines.remove(id);
+        let old = self.store.borrow_mut().machines.remove(id);
         self.events.borrow_mut().remove(id);
+        if let Some(m) = old {
+            self.webhooks.notify(
+                &self.metrics,
+                crate::webhook::Change::Deleted,
+                &m,
+                Some(m.state),
+                None,
+            );
+        }
         Ok(())
     }
 
@@ -341,6 +368,7 @@ impl App {
             .cloned()
             .ok_or_else(|| AppError::NotFound(format!("no machine `{id}`")))?;
         if m.state != state {
+            let old = m.state;
             m.state = state;
             m.updated_ms = now_ms();
             let path = self.store.borrow().path(Kind::Machine, &id.canonical());
@@ -348,6 +376,13 @@ impl App {
                 .await
                 .map_err(AppError::Store)?;
             self.store.borrow_mut().machines.insert(*id, m.clone());
+            self.webhooks.notify(
+                &self.metrics,
+                crate::webhook::Change::StateChanged,
+                &m,
+                Some(old),
+                Some(state),
+            );
         }
         self.event(*id, kind, format!("{detail}; state {state}"));
         Ok(m)

@@ -43,6 +43,7 @@ Options (each also a key in the config file, with _ for -):
   --dhcp-relay-port N      UDP port of relay agents               [67]
   --max-body-bytes N       largest API request body               [65536]
   --max-connections N      open HTTP connections                  [4096]
+  --webhook URL            POST machine changes as JSON here (http:// only; repeatable)
 
 Logging: RUST_LOG=debug|info|warn (default info).
 ";
@@ -143,6 +144,10 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<
                 "dhcp-range" => {
                     let v = val("dhcp-range")?;
                     f.dhcp_range.get_or_insert_with(Vec::new).push(v);
+                }
+                "webhook" => {
+                    let v = val("webhook")?;
+                    f.webhook.get_or_insert_with(Vec::new).push(v);
                 }
                 "tftp-max-transfers" | "max-body-bytes" | "max-connections" | "dhcp-relay-port" => {
                     let v = val(&name)?;
@@ -248,6 +253,7 @@ fn serve(config: Config) -> Result<(), String> {
     let ex = Rc::new(smol::LocalExecutor::new());
     start_dhcp(&ex, &app)?;
     start_tftp(&ex, &app)?;
+    crate::webhook::spawn(&ex, &app);
     // Last: scripts that start gopxe on port 0 read up to this line.
     announce(&format!(
         "gopxe: http listening on {bound}, boot URLs use {}",
@@ -473,6 +479,11 @@ mod tests {
         assert_eq!(
             args(&["check-config"]).unwrap().command,
             Command::CheckConfig
+        );
+        let w = args(&["--webhook", "http://a/1", "--webhook=http://b/2"]).unwrap();
+        assert_eq!(
+            w.flags.webhook,
+            Some(vec!["http://a/1".into(), "http://b/2".into()])
         );
         assert!(args(&["bogus"]).is_err());
         assert!(args(&["--nope"]).is_err());

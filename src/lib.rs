@@ -23,3 +23,4 @@ pub mod model;
 pub mod services;
 pub mod store;
 pub mod tftp;
+pub mod webhook;

@@ -29,6 +29,8 @@ pub struct Metrics {
     tftp_bytes: Labelled,
     /// (error code name, "")
     tftp_errors: Labelled,
+    /// (outcome: delivered, retried, failed, dropped, "")
+    webhooks: Labelled,
 }
 
 fn status_class(status: u16) -> &'static str {
@@ -59,6 +61,10 @@ impl Metrics {
         bump(&self.tftp_errors, code, "", 1);
     }
 
+    pub fn webhook(&self, outcome: &'static str) {
+        bump(&self.webhooks, outcome, "", 1);
+    }
+
     /// Renders the exposition. `machines_by_state` and `info` come from
     /// the caller, which owns the store.
     pub fn render(&self, machines_by_state: &[(&str, usize)], uptime_s: u64) -> String {
@@ -84,7 +90,7 @@ impl Metrics {
         for (state, n) in machines_by_state {
             let _ = writeln!(out, "gopxe_machines{{state=\"{state}\"}} {n}");
         }
-        let families: [(&str, &str, &Labelled, [&str; 2]); 5] = [
+        let families: [(&str, &str, &Labelled, [&str; 2]); 6] = [
             (
                 "gopxe_http_requests_total",
                 "HTTP requests by route and status class.",
@@ -114,6 +120,12 @@ impl Metrics {
                 "TFTP requests refused, by error.",
                 &self.tftp_errors,
                 ["error", ""],
+            ),
+            (
+                "gopxe_webhooks_total",
+                "Webhook deliveries delivered, failed (given up) or dropped (queue full), and tries retried.",
+                &self.webhooks,
+                ["outcome", ""],
             ),
         ];
         for (name, help, map, labels) in families {

@@ -38,6 +38,7 @@ pub struct RawConfig {
     pub dhcp_dns: Option<Vec<String>>,
     pub max_body_bytes: Option<u64>,
     pub max_connections: Option<u64>,
+    pub webhook: Option<Vec<String>>,
 }
 
 /// A bad configuration value, with where it came from.
@@ -86,6 +87,8 @@ pub struct Config {
     pub dhcp_dns: Vec<Ipv4Addr>,
     pub max_body_bytes: usize,
     pub max_connections: usize,
+    /// Receivers of a JSON POST for every machine change.
+    pub webhooks: Vec<crate::webhook::HookUrl>,
 }
 
 impl Default for Config {
@@ -111,6 +114,7 @@ impl Default for Config {
             dhcp_dns: Vec::new(),
             max_body_bytes: 64 * 1024,
             max_connections: 4096,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -318,6 +322,15 @@ impl Config {
             }
             c.max_connections = v as usize;
         }
+        if let Some((v, o)) = pick!(webhook) {
+            if v.len() > crate::webhook::MAX_URLS {
+                return Err(err(o, format!("at most {} URLs", crate::webhook::MAX_URLS)));
+            }
+            c.webhooks = v
+                .iter()
+                .map(|u| crate::webhook::HookUrl::parse(u).map_err(|m| err(o.clone(), m)))
+                .collect::<Result<_, _>>()?;
+        }
         Ok(c)
     }
 }
@@ -359,6 +372,38 @@ mod tests {
         };
         let e = Config::from_raw(&RawConfig::default(), None, &flags).unwrap_err();
         assert_eq!(e.origin, "--dhcp-mode");
+    }
+
+    #[test]
+    fn webhook_urls_are_checked_naming_file_key_or_flag() {
+        let file: RawConfig =
+            basic_toml::from_str("webhook = [\"http://10.0.0.5:8080/hook\", \"http://h\"]\n")
+                .unwrap();
+        let c = Config::from_raw(&file, Some(Path::new("g.toml")), &RawConfig::default()).unwrap();
+        assert_eq!(c.webhooks.len(), 2);
+        assert_eq!(c.webhooks[0].port, 8080);
+        let bad: RawConfig =
+            basic_toml::from_str("webhook = [\"http://h/\", \"https://h/x\"]\n").unwrap();
+        let e =
+            Config::from_raw(&bad, Some(Path::new("g.toml")), &RawConfig::default()).unwrap_err();
+        assert_eq!(e.origin, "g.toml: key `webhook`");
+        assert!(e.message.contains("https is not supported"), "{e}");
+        let flags = RawConfig {
+            webhook: Some(vec!["10.0.0.5/hook".into()]),
+            ..Default::default()
+        };
+        let e = Config::from_raw(&file, Some(Path::new("g.toml")), &flags).unwrap_err();
+        assert_eq!(e.origin, "--webhook");
+        let many = RawConfig {
+            webhook: Some(vec!["http://h/".into(); 17]),
+            ..Default::default()
+        };
+        assert!(
+            Config::from_raw(&RawConfig::default(), None, &many)
+                .unwrap_err()
+                .message
+                .contains("at most 16")
+        );
     }
 
     #[test]

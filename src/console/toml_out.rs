@@ -66,6 +66,7 @@ pub fn render(raw: &RawConfig, header: &str) -> String {
     };
     list("dhcp_range", &raw.dhcp_range);
     list("dhcp_dns", &raw.dhcp_dns);
+    list("webhook", &raw.webhook);
     let mut n = |key: &str, v: Option<u64>| {
         if let Some(v) = v {
             let _ = writeln!(out, "{key} = {v}");
@@ -103,6 +104,7 @@ mod tests {
             dhcp_range: Some(vec!["10.0.0.10,10.0.0.20".into(), "x\ny".into()]),
             dhcp_dns: Some(vec![]),
             max_connections: Some(12),
+            webhook: Some(vec!["http://10.0.0.5:8080/hook".into()]),
             ..RawConfig::default()
         };
         let text = render_checked(&raw, "written by a test\nsecond line").unwrap();
@@ -111,6 +113,7 @@ mod tests {
         let back: RawConfig = basic_toml::from_str(&text).unwrap();
         assert_eq!(back.api_token.as_deref(), Some("a\"b\\c"));
         assert_eq!(back.dhcp_range.map(|r| r.len()), Some(2));
+        assert_eq!(back.webhook, raw.webhook);
         assert_eq!(quote("\u{1}"), "\"\\u0001\"");
     }
 }
