@@ -1,11 +1,12 @@
-//! The TFTP data plane: one thread that runs every transfer's packets.
+//! The TFTP data plane: a thread that runs the packets of many transfers.
 //!
 //! Layer: driver. The request socket, file opening and reporting stay on
 //! the smol executor ([`super::server`]); each accepted transfer — its
 //! [`Transfer`] core, its own UDP socket (RFC 1350 §4: one TID per
-//! transfer) and its content — is handed to this thread, which drives all
-//! of them from one level-triggered epoll set and hands each finished core
-//! back through a channel.
+//! transfer) and its content — is handed to one of these threads (the
+//! server starts them as concurrent transfers need them, up to four per
+//! core), which drives its transfers from one level-triggered epoll set
+//! and hands each finished core back through a channel.
 //!
 //! Why a thread of its own rather than a task per transfer: a lock-step
 //! transfer (RFC 1350, windowsize 1) is one round trip per block, so its

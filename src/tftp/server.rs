@@ -5,7 +5,7 @@
 //! [`serve`] reads requests on the listening socket. A read request is
 //! checked ([`sanitize`]) and opened through a [`FileProvider`] here, on
 //! the caller's executor (so the provider need not be `Send`); the
-//! negotiated transfer then runs on the data thread ([`super::pump`]),
+//! negotiated transfer then runs on a data thread ([`super::pump`]),
 //! which hands it back to be reported when it ends. Each transfer binds a
 //! socket to the listening address's IP, port 0. Refused: write requests (error 2), names that fail
 //! [`sanitize`] (error 2), missing files (error 1), requests past
@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub transfer: TransferConfig,
     /// Transfers running at once; requests past it get "server busy".
     pub max_transfers: usize,
+    /// Data threads the transfers are spread over (see [`super::pump`]).
+    pub data_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -45,8 +47,20 @@ impl Default for ServerConfig {
         ServerConfig {
             transfer: TransferConfig::default(),
             max_transfers: 128,
+            data_threads: default_data_threads(),
         }
     }
+}
+
+/// Data threads by default: four per core, at most 16. Lock-step
+/// transfers spend most of their time waiting for the client; several
+/// threads per core let a busy host's scheduler give TFTP a fair share
+/// when many clients compete for the same cores.
+pub fn default_data_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_mul(4)
+        .clamp(1, 16)
 }
 
 /// What a name resolves to.
@@ -158,7 +172,10 @@ struct Shared<P, R> {
     provider: P,
     on_report: R,
     local_ip: std::net::IpAddr,
-    pump: Pump,
+    /// The data threads, started as transfers need them; transfer `id`
+    /// runs on `pumps[id % pumps.len()]`.
+    pumps: RefCell<Vec<Pump>>,
+    finished_tx: smol::channel::Sender<Finished>,
     /// (client, file) of running transfers, by job id.
     active: RefCell<HashMap<u64, (SocketAddr, String)>>,
     next_id: Cell<u64>,
@@ -217,15 +234,13 @@ where
     R: Fn(&TransferReport),
 {
     let (finished_tx, finished) = smol::channel::unbounded::<Finished>();
-    let pump = Pump::start(move |f| {
-        let _ = finished_tx.try_send(f);
-    })?;
     let shared = Shared {
         cfg,
         provider,
         on_report,
         local_ip: socket.get_ref().local_addr()?.ip(),
-        pump,
+        pumps: RefCell::new(Vec::new()),
+        finished_tx,
         active: RefCell::new(HashMap::new()),
         next_id: Cell::new(0),
     };
@@ -387,7 +402,16 @@ where
         .active
         .borrow_mut()
         .insert(id, (peer, path.as_str().to_owned()));
-    shared.pump.submit(job).map_err(|e| {
+    let submitted = shared.start_pumps().and_then(|()| {
+        let pumps = shared.pumps.borrow();
+        let n = pumps.len().max(1);
+        let slot = usize::try_from(id % n as u64).unwrap_or(0);
+        match pumps.get(slot) {
+            Some(p) => p.submit(job),
+            None => Err(io::Error::other("no tftp data thread")),
+        }
+    });
+    submitted.map_err(|e| {
         warn!("tftp: {e}");
         shared.active.borrow_mut().remove(&id);
         (ErrorCode::NotDefined, "server busy, try again later")
@@ -395,6 +419,21 @@ where
 }
 
 impl<P, R: Fn(&TransferReport)> Shared<P, R> {
+    /// Starts data threads as transfers need them: as many as transfers
+    /// ever ran at once, up to `data_threads`.
+    fn start_pumps(&self) -> io::Result<()> {
+        let want = self.cfg.data_threads.max(1);
+        let running = self.active.borrow().len();
+        let mut pumps = self.pumps.borrow_mut();
+        while pumps.len() < want && pumps.len() < running {
+            let tx = self.finished_tx.clone();
+            pumps.push(Pump::start(move |f| {
+                let _ = tx.try_send(f);
+            })?);
+        }
+        Ok(())
+    }
+
     /// A transfer the data thread finished: forget it and report it.
     fn finished(&self, f: Finished) {
         let Some((client, file)) = self.active.borrow_mut().remove(&f.id) else {
