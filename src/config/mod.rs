@@ -7,6 +7,7 @@
 //! value came from (file and key, or flag) and what is wrong with it.
 
 use crate::boot::DefaultBoot;
+use crate::boot::installer::{self, InstallerSettings, Mirror};
 use crate::model::validate::check_token;
 use serde::Deserialize;
 use std::fmt;
@@ -38,6 +39,11 @@ pub struct RawConfig {
     pub dhcp_dns: Option<Vec<String>>,
     pub max_body_bytes: Option<u64>,
     pub max_connections: Option<u64>,
+    pub debian_mirror: Option<String>,
+    pub ubuntu_mirror: Option<String>,
+    pub installer_user: Option<String>,
+    pub installer_password_hash: Option<String>,
+    pub installer_ssh_key: Option<String>,
 }
 
 /// A bad configuration value, with where it came from.
@@ -86,6 +92,8 @@ pub struct Config {
     pub dhcp_dns: Vec<Ipv4Addr>,
     pub max_body_bytes: usize,
     pub max_connections: usize,
+    /// Mirror and account settings of the preseed and autoinstall files.
+    pub installer: InstallerSettings,
 }
 
 impl Default for Config {
@@ -111,6 +119,7 @@ impl Default for Config {
             dhcp_dns: Vec::new(),
             max_body_bytes: 64 * 1024,
             max_connections: 4096,
+            installer: InstallerSettings::default(),
         }
     }
 }
@@ -318,6 +327,22 @@ impl Config {
             }
             c.max_connections = v as usize;
         }
+        if let Some((v, o)) = pick!(debian_mirror) {
+            c.installer.debian_mirror = Mirror::parse(&v).map_err(|m| err(o, m))?;
+        }
+        if let Some((v, o)) = pick!(ubuntu_mirror) {
+            c.installer.ubuntu_mirror = Some(Mirror::parse(&v).map_err(|m| err(o, m))?);
+        }
+        if let Some((v, o)) = pick!(installer_user) {
+            c.installer.user = Some(installer::check_username(&v).map_err(|m| err(o, m))?);
+        }
+        if let Some((v, o)) = pick!(installer_password_hash) {
+            c.installer.password_hash =
+                Some(installer::check_password_hash(&v).map_err(|m| err(o, m))?);
+        }
+        if let Some((v, o)) = pick!(installer_ssh_key) {
+            c.installer.ssh_key = Some(installer::check_ssh_key(v.trim()).map_err(|m| err(o, m))?);
+        }
         Ok(c)
     }
 }
@@ -359,6 +384,42 @@ mod tests {
         };
         let e = Config::from_raw(&RawConfig::default(), None, &flags).unwrap_err();
         assert_eq!(e.origin, "--dhcp-mode");
+    }
+
+    #[test]
+    fn installer_keys_are_checked() {
+        let file: RawConfig = basic_toml::from_str(
+            "debian_mirror = \"http://10.0.0.1:3142/debian/\"\ninstaller_user = \"ops\"\ninstaller_password_hash = \"$6$s$h\"\ninstaller_ssh_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample ops@lab\"\n",
+        )
+        .unwrap();
+        let c = Config::from_raw(&file, Some(Path::new("g.toml")), &RawConfig::default()).unwrap();
+        assert_eq!(c.installer.debian_mirror.host, "10.0.0.1:3142");
+        assert_eq!(c.installer.debian_mirror.dir, "/debian");
+        assert_eq!(c.installer.user.as_deref(), Some("ops"));
+        assert_eq!(c.installer.ubuntu_mirror, None);
+        let d = Config::from_raw(&RawConfig::default(), None, &RawConfig::default()).unwrap();
+        assert_eq!(
+            d.installer.debian_mirror.url(),
+            "http://deb.debian.org/debian"
+        );
+        for (toml, key) in [
+            ("debian_mirror = \"deb.debian.org\"", "debian_mirror"),
+            ("ubuntu_mirror = \"http://a b/\"", "ubuntu_mirror"),
+            ("installer_user = \"root\"", "installer_user"),
+            (
+                "installer_password_hash = \"hunter2\"",
+                "installer_password_hash",
+            ),
+            (
+                "installer_ssh_key = \"ssh-rsa AAAA\\nB\"",
+                "installer_ssh_key",
+            ),
+        ] {
+            let raw: RawConfig = basic_toml::from_str(toml).unwrap();
+            let e = Config::from_raw(&raw, Some(Path::new("g.toml")), &RawConfig::default())
+                .unwrap_err();
+            assert_eq!(e.origin, format!("g.toml: key `{key}`"), "{toml}");
+        }
     }
 
     #[test]
