@@ -44,6 +44,11 @@ Options (each also a key in the config file, with _ for -):
   --max-body-bytes N       largest API request body               [65536]
   --max-connections N      open HTTP connections                  [4096]
   --webhook URL            POST machine changes as JSON here (http:// only; repeatable)
+  --debian-mirror URL      preseed mirror          [http://deb.debian.org/debian]
+  --ubuntu-mirror URL      autoinstall archive     [the installer's own]
+  --installer-user NAME    account preseed/autoinstall create [root / ubuntu]
+  --installer-password-hash HASH  its crypt(3) hash  [none: locked]
+  --installer-ssh-key KEY  its OpenSSH public key
 
 Logging: RUST_LOG=debug|info|warn (default info).
 ";
@@ -133,6 +138,13 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<
                 "interface" => f.interface = Some(val("interface")?),
                 "unknown-boot" => f.unknown_boot = Some(val("unknown-boot")?),
                 "repo-url" => f.repo_url = Some(val("repo-url")?),
+                "debian-mirror" => f.debian_mirror = Some(val("debian-mirror")?),
+                "ubuntu-mirror" => f.ubuntu_mirror = Some(val("ubuntu-mirror")?),
+                "installer-user" => f.installer_user = Some(val("installer-user")?),
+                "installer-password-hash" => {
+                    f.installer_password_hash = Some(val("installer-password-hash")?)
+                }
+                "installer-ssh-key" => f.installer_ssh_key = Some(val("installer-ssh-key")?),
                 "tftp-listen" => f.tftp_listen = Some(val("tftp-listen")?),
                 "dhcp-mode" => f.dhcp_mode = Some(val("dhcp-mode")?),
                 "dhcp-listen" => f.dhcp_listen = Some(val("dhcp-listen")?),
@@ -244,7 +256,7 @@ fn serve(config: Config) -> Result<(), String> {
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
     let listener = async_io::Async::new(listener).map_err(|e| e.to_string())?;
     let adv = advertise_addr(&config, bound);
-    let urls = Urls::new(adv, bound.port());
+    let urls = Urls::new(adv, bound.port()).with_dns(config.dhcp_dns.clone());
     if config.api_token.is_none() {
         log::warn!("no api_token configured: API writes are accepted from loopback only");
     }

@@ -8,10 +8,19 @@
 //! from the store with exactly the text `GET /pxelinux/{file}` returns.
 //! The `ks=` URL keeps the original GoPXE query form
 //! (`/kickstart/?name=..&os=..`) with URL-encoded values.
+//!
+//! A boot action's `installer` picks the per-machine kernel arguments
+//! ([`MachineArgs`]): `ks=<kickstart>` last on the line, as the original
+//! wrote it, or the preseed / autoinstall presets of [`installer`], which go
+//! *before* the action's `append` so that an admin's `--- console=...`
+//! (arguments after `---` are copied to the installed system) stays last.
 
+pub mod installer;
 pub mod kickstart;
 
-use crate::model::{BootAction, Loader, Machine, MachineId, MachineState, parse_mac, parse_uuid};
+use crate::model::{
+    BootAction, Installer, Loader, Machine, MachineId, MachineState, parse_mac, parse_uuid,
+};
 use crate::store::Store;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -32,6 +41,9 @@ pub struct Urls {
     /// The advertised address (also next-server and the TFTP server).
     pub addr: Ipv4Addr,
     pub base: String,
+    /// Name servers for debian-installer's kernel line when a record has
+    /// none (the config's `dhcp_dns`).
+    pub dns: Vec<Ipv4Addr>,
 }
 
 impl Urls {
@@ -41,7 +53,28 @@ impl Urls {
         } else {
             format!("http://{addr}:{port}")
         };
-        Urls { addr, base }
+        Urls {
+            addr,
+            base,
+            dns: Vec::new(),
+        }
+    }
+
+    /// The same, with name servers for installer kernel lines.
+    pub fn with_dns(mut self, dns: Vec<Ipv4Addr>) -> Self {
+        self.dns = dns;
+        self
+    }
+
+    /// A machine's debian-installer preseed (`id` canonical).
+    pub fn preseed(&self, id: &str) -> String {
+        format!("{}/preseed/{id}", self.base)
+    }
+
+    /// A machine's cloud-init NoCloud seed; cloud-init appends the file
+    /// names (`meta-data`, `user-data`, ...), so it ends in `/`.
+    pub fn seed(&self, id: &str) -> String {
+        format!("{}/cloud-init/{id}/", self.base)
     }
 
     /// The `ks=` URL for a machine: the original's query form.
@@ -149,25 +182,59 @@ fn kernel_args(a: &BootAction) -> String {
     args
 }
 
-/// The pxelinux config of an action; `ks` is the kickstart URL, if any.
-pub fn pxelinux_action(a: &BootAction, ks: Option<&str>) -> String {
-    let mut append = kernel_args(a);
-    if let Some(i) = &a.initrd {
-        let _ = write!(append, "initrd={i} ");
+/// A machine's own kernel arguments: where its installer finds its answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MachineArgs {
+    /// The kickstart URL, written last as `ks=<url>`.
+    Kickstart(String),
+    /// Preset arguments of another installer, written before `append`.
+    Preset(String),
+}
+
+/// The kernel arguments of machine `m` booting action `a`.
+pub fn machine_args(urls: &Urls, a: &BootAction, m: &Machine) -> MachineArgs {
+    let target = || installer::Target::new(m, a.storage, urls, None);
+    match a.installer {
+        Installer::Kickstart => MachineArgs::Kickstart(urls.kickstart(m)),
+        Installer::Preseed => {
+            MachineArgs::Preset(installer::preseed_args(&target(), urls, &urls.dns))
+        }
+        Installer::Autoinstall => {
+            MachineArgs::Preset(installer::autoinstall_args(&target(), urls, a.ip.is_some()))
+        }
+    }
+}
+
+/// The kernel command line after the kernel: the action's arguments, the
+/// initrd (`initrd_arg`, pxelinux only), the machine's arguments, `append`.
+fn command_line(a: &BootAction, initrd_arg: Option<&str>, extra: Option<&MachineArgs>) -> String {
+    let mut args = kernel_args(a);
+    if let Some(i) = initrd_arg {
+        let _ = write!(args, "initrd={i} ");
+    }
+    if let Some(MachineArgs::Preset(p)) = extra {
+        let _ = write!(args, "{p} ");
     }
     if let Some(x) = &a.append {
-        let _ = write!(append, "{x} ");
+        let _ = write!(args, "{x} ");
     }
-    if let Some(ks) = ks {
-        let _ = write!(append, "ks={ks}");
+    if let Some(MachineArgs::Kickstart(ks)) = extra {
+        let _ = write!(args, "ks={ks}");
     }
+    args.trim_end().to_string()
+}
+
+/// The pxelinux config of an action; `extra` are the machine's arguments.
+/// pxelinux hands the rest of the `APPEND` line to the kernel verbatim (no
+/// quoting, `;` is an ordinary character).
+pub fn pxelinux_action(a: &BootAction, extra: Option<&MachineArgs>) -> String {
     format!(
         "default {}\n label {}\n MENU LABEL {}\n KERNEL {}\n APPEND {}\n",
         a.default,
         a.label,
         a.menu,
         a.kernel,
-        append.trim_end()
+        command_line(a, a.initrd.as_deref(), extra)
     )
 }
 
@@ -177,7 +244,7 @@ pub fn pxelinux_machine(store: &Store, urls: &Urls, m: &Machine) -> String {
         return pxelinux_local();
     }
     match store.bootactions.get(&m.bootaction) {
-        Some(a) => pxelinux_action(a, Some(&urls.kickstart(m))),
+        Some(a) => pxelinux_action(a, Some(&machine_args(urls, a, m))),
         None => pxelinux_local(),
     }
 }
@@ -217,33 +284,25 @@ pub fn ipxe_script(
     m: Option<&Machine>,
 ) -> String {
     let local = "#!ipxe\necho gopxe: booting from local disk\nexit\n".to_string();
-    let (action, ks) = match m {
+    let (action, m) = match m {
         Some(m) if m.state == MachineState::Installed => return local,
-        Some(m) => (
-            store.bootactions.get(&m.bootaction),
-            Some(urls.kickstart(m)),
-        ),
+        Some(m) => (store.bootactions.get(&m.bootaction), Some(m)),
         None => match default {
             DefaultBoot::Action(n) => (store.bootactions.get(n), None),
             DefaultBoot::Local => (None, None),
         },
     };
     let Some(a) = action else { return local };
-    let mut args = kernel_args(a);
-    if a.initrd.is_some() {
-        args.push_str("initrd=initrd.img ");
-    }
-    if let Some(x) = &a.append {
-        let _ = write!(args, "{x} ");
-    }
-    if let Some(ks) = ks {
-        let _ = write!(args, "ks={ks}");
-    }
+    // iPXE splits a command at whitespace only; a token ends the command
+    // only when it is exactly `;`, `&&` or `||` (or starts with `#`), so
+    // `ds=nocloud-net;s=...` needs no quoting here either.
+    let extra = m.map(|m| machine_args(urls, a, m));
+    let args = command_line(a, a.initrd.as_ref().map(|_| "initrd.img"), extra.as_ref());
     let mut s = format!(
         "#!ipxe\necho gopxe: {}\nkernel {} {}\n",
         a.menu,
         urls.image(&a.kernel),
-        args.trim_end()
+        args
     );
     if let Some(i) = &a.initrd {
         let _ = writeln!(s, "initrd --name initrd.img {}", urls.image(i));
@@ -376,5 +435,75 @@ mod tests {
             None,
         );
         assert!(dflt.contains("kernel ") && !dflt.contains("ks="));
+    }
+    fn store_with_installer(installer: &str, append: Option<&str>) -> (Store, Machine) {
+        let mut store = Store::default();
+        let mut body: BootActionBody = serde_json::from_str(&format!(
+            r#"{{"kernel": "debian/linux", "initrd": "debian/initrd.gz", "installer": "{installer}"}}"#
+        ))
+        .unwrap();
+        body.append = append.map(str::to_string);
+        let a = BootAction::from_body("inst", body).unwrap();
+        store.bootactions.insert(a.name.clone(), a);
+        let mb: MachineBody = serde_json::from_str(
+            r#"{"bootaction": "inst", "hostname": "node7.lab", "mac": "52:54:00:12:34:56",
+                "ip": "10.1.20.50", "mask": "255.255.255.0", "gw": "10.1.20.1"}"#,
+        )
+        .unwrap();
+        let m = Machine::from_body(mb, None).unwrap();
+        store.machines.insert(m.id, m.clone());
+        (store, m)
+    }
+
+    #[test]
+    fn installer_presets_on_pxelinux_and_ipxe_lines() {
+        let urls = Urls::new(Ipv4Addr::new(10, 1, 20, 2), 9090)
+            .with_dns(vec![Ipv4Addr::new(10, 1, 20, 53)]);
+        // debian-installer: its preset before the admin's `append`, which
+        // keeps `---` last; the name server comes from the config.
+        let (store, m) = store_with_installer("preseed", Some("--- console=ttyS0"));
+        let cfg = pxelinux_machine(&store, &urls, &m);
+        assert_eq!(
+            cfg,
+            "default linux\n label linux\n MENU LABEL inst\n KERNEL debian/linux\n APPEND initrd=debian/initrd.gz auto=true priority=critical url=http://10.1.20.2:9090/preseed/01-52-54-00-12-34-56 interface=auto hostname=node7 domain=lab netcfg/disable_autoconfig=true netcfg/get_ipaddress=10.1.20.50 netcfg/get_netmask=255.255.255.0 netcfg/get_gateway=10.1.20.1 netcfg/confirm_static=true netcfg/get_nameservers=10.1.20.53 --- console=ttyS0\n"
+        );
+        assert!(!cfg.contains("ks="));
+        let script = ipxe_script(&store, &urls, &DefaultBoot::Local, Some(&m));
+        assert!(script.contains(
+            "\nkernel http://10.1.20.2:9090/images/debian/linux initrd=initrd.img auto=true priority=critical url=http://10.1.20.2:9090/preseed/01-52-54-00-12-34-56 "
+        ), "{script}");
+        assert!(script.contains(" --- console=ttyS0\ninitrd --name initrd.img "));
+
+        // Ubuntu autoinstall: the `;` stays inside one argument on both lines.
+        let (store, m) = store_with_installer("autoinstall", None);
+        let cfg = pxelinux_machine(&store, &urls, &m);
+        assert!(cfg.ends_with(
+            " APPEND initrd=debian/initrd.gz ip=10.1.20.50::10.1.20.1:255.255.255.0:node7::none autoinstall ds=nocloud-net;s=http://10.1.20.2:9090/cloud-init/01-52-54-00-12-34-56/\n"
+        ), "{cfg}");
+        let script = ipxe_script(&store, &urls, &DefaultBoot::Local, Some(&m));
+        let kernel = script.lines().find(|l| l.starts_with("kernel ")).unwrap();
+        let tokens: Vec<&str> = kernel.split_whitespace().collect();
+        assert!(
+            tokens.contains(
+                &"ds=nocloud-net;s=http://10.1.20.2:9090/cloud-init/01-52-54-00-12-34-56/"
+            )
+        );
+        // No token iPXE would take as a command separator or a comment.
+        assert!(
+            tokens.iter().all(|t| !matches!(*t, ";" | "&&" | "||")
+                && !t.starts_with('#')
+                && !t.contains("${"))
+        );
+        // An installed machine boots locally whatever its installer.
+        let mut store = store;
+        store.machines.get_mut(&m.id).unwrap().state = MachineState::Installed;
+        let m = store.machines.get(&m.id).unwrap().clone();
+        assert_eq!(pxelinux_machine(&store, &urls, &m), pxelinux_local());
+        // Unknown machines booting a preset action get no per-machine URL.
+        let dflt = pxelinux_default(&store, &DefaultBoot::Action("inst".into()));
+        assert!(
+            !dflt.contains("cloud-init") && !dflt.contains("autoinstall"),
+            "{dflt}"
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! value came from (file and key, or flag) and what is wrong with it.
 
 use crate::boot::DefaultBoot;
+use crate::boot::installer::{self, InstallerSettings, Mirror};
 use crate::model::validate::check_token;
 use serde::Deserialize;
 use std::fmt;
@@ -39,6 +40,11 @@ pub struct RawConfig {
     pub max_body_bytes: Option<u64>,
     pub max_connections: Option<u64>,
     pub webhook: Option<Vec<String>>,
+    pub debian_mirror: Option<String>,
+    pub ubuntu_mirror: Option<String>,
+    pub installer_user: Option<String>,
+    pub installer_password_hash: Option<String>,
+    pub installer_ssh_key: Option<String>,
 }
 
 /// A bad configuration value, with where it came from.
@@ -89,6 +95,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Receivers of a JSON POST for every machine change.
     pub webhooks: Vec<crate::webhook::HookUrl>,
+    /// Mirror and account settings of the preseed and autoinstall files.
+    pub installer: InstallerSettings,
 }
 
 impl Default for Config {
@@ -115,6 +123,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             max_connections: 4096,
             webhooks: Vec::new(),
+            installer: InstallerSettings::default(),
         }
     }
 }
@@ -331,6 +340,22 @@ impl Config {
                 .map(|u| crate::webhook::HookUrl::parse(u).map_err(|m| err(o.clone(), m)))
                 .collect::<Result<_, _>>()?;
         }
+        if let Some((v, o)) = pick!(debian_mirror) {
+            c.installer.debian_mirror = Mirror::parse(&v).map_err(|m| err(o, m))?;
+        }
+        if let Some((v, o)) = pick!(ubuntu_mirror) {
+            c.installer.ubuntu_mirror = Some(Mirror::parse(&v).map_err(|m| err(o, m))?);
+        }
+        if let Some((v, o)) = pick!(installer_user) {
+            c.installer.user = Some(installer::check_username(&v).map_err(|m| err(o, m))?);
+        }
+        if let Some((v, o)) = pick!(installer_password_hash) {
+            c.installer.password_hash =
+                Some(installer::check_password_hash(&v).map_err(|m| err(o, m))?);
+        }
+        if let Some((v, o)) = pick!(installer_ssh_key) {
+            c.installer.ssh_key = Some(installer::check_ssh_key(v.trim()).map_err(|m| err(o, m))?);
+        }
         Ok(c)
     }
 }
@@ -404,6 +429,42 @@ mod tests {
                 .message
                 .contains("at most 16")
         );
+    }
+
+    #[test]
+    fn installer_keys_are_checked() {
+        let file: RawConfig = basic_toml::from_str(
+            "debian_mirror = \"http://10.0.0.1:3142/debian/\"\ninstaller_user = \"ops\"\ninstaller_password_hash = \"$6$s$h\"\ninstaller_ssh_key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample ops@lab\"\n",
+        )
+        .unwrap();
+        let c = Config::from_raw(&file, Some(Path::new("g.toml")), &RawConfig::default()).unwrap();
+        assert_eq!(c.installer.debian_mirror.host, "10.0.0.1:3142");
+        assert_eq!(c.installer.debian_mirror.dir, "/debian");
+        assert_eq!(c.installer.user.as_deref(), Some("ops"));
+        assert_eq!(c.installer.ubuntu_mirror, None);
+        let d = Config::from_raw(&RawConfig::default(), None, &RawConfig::default()).unwrap();
+        assert_eq!(
+            d.installer.debian_mirror.url(),
+            "http://deb.debian.org/debian"
+        );
+        for (toml, key) in [
+            ("debian_mirror = \"deb.debian.org\"", "debian_mirror"),
+            ("ubuntu_mirror = \"http://a b/\"", "ubuntu_mirror"),
+            ("installer_user = \"root\"", "installer_user"),
+            (
+                "installer_password_hash = \"hunter2\"",
+                "installer_password_hash",
+            ),
+            (
+                "installer_ssh_key = \"ssh-rsa AAAA\\nB\"",
+                "installer_ssh_key",
+            ),
+        ] {
+            let raw: RawConfig = basic_toml::from_str(toml).unwrap();
+            let e = Config::from_raw(&raw, Some(Path::new("g.toml")), &RawConfig::default())
+                .unwrap_err();
+            assert_eq!(e.origin, format!("g.toml: key `{key}`"), "{toml}");
+        }
     }
 
     #[test]

@@ -58,6 +58,11 @@ pub fn render(raw: &RawConfig, header: &str) -> String {
     s("dhcp_mode", &raw.dhcp_mode);
     s("dhcp_listen", &raw.dhcp_listen);
     s("dhcp_router", &raw.dhcp_router);
+    s("debian_mirror", &raw.debian_mirror);
+    s("ubuntu_mirror", &raw.ubuntu_mirror);
+    s("installer_user", &raw.installer_user);
+    s("installer_password_hash", &raw.installer_password_hash);
+    s("installer_ssh_key", &raw.installer_ssh_key);
     let mut list = |key: &str, v: &Option<Vec<String>>| {
         if let Some(v) = v {
             let items: Vec<String> = v.iter().map(|i| quote(i)).collect();
@@ -100,6 +105,7 @@ mod tests {
             data_dir: Some("/var/lib/gopxe/data".into()),
             api_token: Some("a\"b\\c".into()),
             interface: Some("eth0".into()),
+            installer_password_hash: Some("$6$s$h".into()),
             dhcp_mode: Some("authoritative".into()),
             dhcp_range: Some(vec!["10.0.0.10,10.0.0.20".into(), "x\ny".into()]),
             dhcp_dns: Some(vec![]),

@@ -13,6 +13,7 @@
 //! POST /pxeboot/{id}/done          POST /pxeboot/{id}/reinstall  GET /pxeboot/{id}/events
 //! GET  /pxelinux/                  GET /pxelinux/{file}          (text)
 //! GET  /kickstart/?name=..&os=..   GET /kickstart/{id}           (text)
+//! GET  /preseed/{id}               GET /cloud-init/{id}/{user-data|meta-data|vendor-data}  (text)
 //! GET  /kstemplate                 PUT|GET|DELETE /kstemplate/{name}
 //! GET  /boot.ipxe?mac=..&uuid=..   (iPXE script)
 //! GET  /images/{path}              GET /localrepo/{path}         (files, streamed)
@@ -36,7 +37,7 @@
 
 use super::reply::{Body, Reply};
 use crate::app::{App, AppError};
-use crate::boot::{self, kickstart};
+use crate::boot::{self, installer, kickstart};
 use crate::model::validate::check_token;
 use crate::model::{
     BootAction, BootActionBody, EventKind, Machine, MachineBody, MachineId, MachineState,
@@ -168,6 +169,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/pxelinux.cfg/{file}"),
     ("GET", "/kickstart/"),
     ("GET", "/kickstart/{id}"),
+    ("GET", "/preseed/{id}"),
+    ("GET", "/cloud-init/{id}/user-data"),
+    ("GET", "/cloud-init/{id}/meta-data"),
+    ("GET", "/cloud-init/{id}/vendor-data"),
     ("GET", "/kstemplate"),
     ("GET", "/kstemplate/{name}"),
     ("PUT", "/kstemplate/{name}"),
@@ -226,6 +231,8 @@ pub fn route_label(segments: &[String]) -> &'static str {
         ["pxeboot", _, "events"] => "/pxeboot/{id}/events",
         ["pxelinux" | "pxelinux.cfg", ..] => "/pxelinux/",
         ["kickstart", ..] => "/kickstart/",
+        ["preseed", ..] => "/preseed/{id}",
+        ["cloud-init", ..] => "/cloud-init/{id}/",
         ["kstemplate", ..] => "/kstemplate/",
         ["boot.ipxe"] => "/boot.ipxe",
         ["leases"] => "/leases",
@@ -353,6 +360,18 @@ async fn route(app: &App, req: &Req<'_>) -> Reply {
         },
         ["kickstart", id] => match req.method {
             "GET" => kickstart_by_id(app, id).await,
+            _ => method_not_allowed("GET"),
+        },
+        ["preseed", id] => match req.method {
+            "GET" => answer_file(app, id, "preseed").await,
+            _ => method_not_allowed("GET"),
+        },
+        [
+            "cloud-init",
+            id,
+            file @ ("user-data" | "meta-data" | "vendor-data"),
+        ] => match req.method {
+            "GET" => answer_file(app, id, file).await,
             _ => method_not_allowed("GET"),
         },
         ["kstemplate"] | ["kstemplate", ""] => match req.method {
@@ -583,23 +602,70 @@ async fn render_kickstart(app: &App, p: &kickstart::KsParams, id: Option<Machine
         }
     };
     if let Some(id) = id {
-        let installing = app
-            .store
-            .borrow()
-            .machines
-            .get(&id)
-            .is_some_and(|m| m.state == MachineState::Install);
         let detail = format!("kickstart `{}` fetched ({} bytes)", p.name, text.len());
-        if installing {
-            if let Err(e) = app
-                .set_state(&id, MachineState::Installing, EventKind::Kickstart, &detail)
-                .await
-            {
-                return app_error(e);
-            }
-        } else {
-            app.event_at(log::Level::Debug, id, EventKind::Kickstart, detail);
+        if let Err(r) = note_fetched(app, id, detail).await {
+            return r;
         }
+    }
+    Reply::text(200, text)
+}
+
+/// An installer fetched its answers: `install` becomes `installing` (durably,
+/// with the event); later fetches are events only. The kickstart, the
+/// preseed and the cloud-init user-data all come through here.
+async fn note_fetched(app: &App, id: MachineId, detail: String) -> Result<(), Reply> {
+    let installing = app
+        .store
+        .borrow()
+        .machines
+        .get(&id)
+        .is_some_and(|m| m.state == MachineState::Install);
+    if installing {
+        app.set_state(&id, MachineState::Installing, EventKind::Kickstart, &detail)
+            .await
+            .map_err(app_error)?;
+    } else {
+        app.event_at(log::Level::Debug, id, EventKind::Kickstart, detail);
+    }
+    Ok(())
+}
+
+/// `/preseed/{id}` and `/cloud-init/{id}/{file}`: a machine's answer files
+/// for debian-installer and Ubuntu autoinstall, whatever its boot action's
+/// installer (the action gives the disk layout).
+async fn answer_file(app: &App, id: &str, file: &str) -> Reply {
+    let id = match parse_id(id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let (m, storage) = {
+        let s = app.store.borrow();
+        let Some(m) = s.machines.get(&id).cloned() else {
+            return Reply::error(404, None, &format!("no machine `{id}`"));
+        };
+        let storage = s.bootactions.get(&m.bootaction).and_then(|a| a.storage);
+        (m, storage)
+    };
+    let t = installer::Target::new(&m, storage, &app.urls, app.learned_mac(&id));
+    let settings = &app.config.installer;
+    let text = match file {
+        "preseed" => installer::render_preseed(&t, settings),
+        "user-data" => installer::render_user_data(&t, settings),
+        "meta-data" => installer::render_meta_data(&t),
+        _ => String::new(),
+    };
+    if matches!(file, "preseed" | "user-data") {
+        let detail = format!("{file} fetched ({} bytes)", text.len());
+        if let Err(r) = note_fetched(app, id, detail).await {
+            return r;
+        }
+    } else {
+        app.event_at(
+            log::Level::Debug,
+            id,
+            EventKind::Http,
+            format!("cloud-init {file} fetched"),
+        );
     }
     Reply::text(200, text)
 }

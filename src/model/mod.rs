@@ -33,7 +33,47 @@ pub enum Loader {
     Ipxe,
 }
 
+/// Which installer a boot action starts, and so which per-machine answer
+/// file it is pointed at (see `boot::installer` for the kernel arguments).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Installer {
+    /// anaconda (RHEL family): `ks=` with the kickstart URL. The original's only kind.
+    #[default]
+    Kickstart,
+    /// debian-installer (Debian, older Ubuntu): `auto=true priority=critical url=`
+    /// with the preseed URL.
+    Preseed,
+    /// Ubuntu live-server (subiquity): `autoinstall ds=nocloud-net;s=` with
+    /// the cloud-init NoCloud seed URL.
+    Autoinstall,
+}
+
+impl Installer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Installer::Kickstart => "kickstart",
+            Installer::Preseed => "preseed",
+            Installer::Autoinstall => "autoinstall",
+        }
+    }
+}
+
+/// The disk layout an installer is asked for (preseed, autoinstall).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// Logical volumes on the first disk.
+    Lvm,
+    /// Plain partitions on the first disk.
+    Direct,
+}
+
 /// A named recipe: kernel, initrd and arguments (the original's "bootaction").
+///
+/// Stored with postcard, which is not self-describing: a new field needs a
+/// new store schema version and a decoder for the old one
+/// (`store::BootActionV1`); new fields go at the end.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootAction {
     pub name: String,
@@ -48,10 +88,15 @@ pub struct BootAction {
     /// Further kernel arguments, appended verbatim after the others.
     pub append: Option<String>,
     pub loader: Loader,
+    /// Which answer file the machine's kernel line points at (schema 2).
+    pub installer: Installer,
+    /// Disk layout for preseed/autoinstall; `None`: the installer's default
+    /// (preseed: plain partitions, autoinstall: LVM). Schema 2.
+    pub storage: Option<Storage>,
 }
 
 /// The JSON body of `POST /bootaction/{name}` (the original's fields plus
-/// `append` and `loader`). Unknown fields are refused.
+/// `append`, `loader`, `installer` and `storage`). Unknown fields are refused.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BootActionBody {
@@ -65,6 +110,11 @@ pub struct BootActionBody {
     pub load_ramdisk: Option<String>,
     pub append: Option<String>,
     pub loader: Option<Loader>,
+    /// `kickstart` (default), `preseed` or `autoinstall`; parsed by hand so
+    /// that a bad value is a 400 naming the field.
+    pub installer: Option<String>,
+    /// `lvm` or `direct`.
+    pub storage: Option<String>,
 }
 
 fn opt<T>(
@@ -104,6 +154,27 @@ impl BootAction {
                 Ok(s.split_whitespace().collect::<Vec<_>>().join(" "))
             })?,
             loader: b.loader.unwrap_or_default(),
+            installer: opt(b.installer, |s| match s {
+                "kickstart" => Ok(Installer::Kickstart),
+                "preseed" => Ok(Installer::Preseed),
+                "autoinstall" => Ok(Installer::Autoinstall),
+                other => Err(FieldError::new(
+                    "installer",
+                    format!(
+                        "`{}` is not an installer: kickstart, preseed or autoinstall",
+                        other.escape_debug()
+                    ),
+                )),
+            })?
+            .unwrap_or_default(),
+            storage: opt(b.storage, |s| match s {
+                "lvm" => Ok(Storage::Lvm),
+                "direct" => Ok(Storage::Direct),
+                other => Err(FieldError::new(
+                    "storage",
+                    format!("`{}` is not a layout: lvm or direct", other.escape_debug()),
+                )),
+            })?,
             name,
             default,
             label,
@@ -328,6 +399,39 @@ mod tests {
                 .field,
             "name"
         );
+    }
+
+    #[test]
+    fn bootaction_installer_and_storage() {
+        let a = BootAction::from_body("x", readme_action()).unwrap();
+        assert_eq!((a.installer, a.storage), (Installer::Kickstart, None));
+        let mut b = readme_action();
+        b.installer = Some("preseed".into());
+        b.storage = Some("lvm".into());
+        let a = BootAction::from_body("x", b).unwrap();
+        assert_eq!(
+            (a.installer, a.storage),
+            (Installer::Preseed, Some(Storage::Lvm))
+        );
+        let v = serde_json::to_value(&a).unwrap();
+        assert_eq!(
+            (v["installer"].as_str(), v["storage"].as_str()),
+            (Some("preseed"), Some("lvm"))
+        );
+        for (field, value) in [
+            ("installer", "kick start"),
+            ("installer", "anaconda"),
+            ("storage", "zfs"),
+        ] {
+            let mut b = readme_action();
+            if field == "installer" {
+                b.installer = Some(value.into());
+            } else {
+                b.storage = Some(value.into());
+            }
+            let e = BootAction::from_body("x", b).unwrap_err();
+            assert_eq!(e.field, field, "{value:?}");
+        }
     }
 
     #[test]

@@ -11,14 +11,23 @@
 //! ```
 //!
 //! A record file is `GPXR`, the schema version (u16 LE), a CRC-32 of the
-//! payload (u32 LE) and the postcard payload. Every write is a temp file in
+//! payload (u32 LE) and the postcard payload. postcard is not
+//! self-describing (fields are read in order, with no names or lengths), so
+//! a changed record shape needs a new schema version of its kind
+//! ([`Record::VERSION`]) and a decoder for each older one
+//! ([`Record::decode_old`]). Older records are converted when read and
+//! written in the new version at their next change; a record newer than
+//! this gopxe is reported and moved aside, never misread.
+//!
+//! Versions: boot actions 1 (the original's fields, `append`, `loader`),
+//! 2 (+ `installer`, `storage`); machines 1. Every write is a temp file in
 //! the same folder, `fsync`, `rename` over the old name, `fsync` of the
 //! folder: after a crash a record is either the old or the new version,
 //! never a mix, and a write that returned is on disk. A file that fails to
 //! decode at start-up is reported with its path, moved into `corrupt/`, and
 //! the rest is served.
 
-use crate::model::{BootAction, Machine, MachineId};
+use crate::model::{BootAction, Installer, Loader, Machine, MachineId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -26,8 +35,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// The schema version written into every record.
-pub const SCHEMA_VERSION: u16 = 1;
 const MAGIC: &[u8; 4] = b"GPXR";
 const HEADER: usize = 10;
 
@@ -56,19 +63,101 @@ impl Kind {
     }
 }
 
-/// Encodes a value as a record file body.
-pub fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
+/// A record type with its schema version.
+pub trait Record: Serialize + DeserializeOwned {
+    /// The version written into new records of this kind.
+    const VERSION: u16;
+
+    /// Decodes the payload of an older version (`version < VERSION`).
+    fn decode_old(version: u16, _payload: &[u8]) -> Result<Self, String> {
+        Err(format!(
+            "schema version {version}, this gopxe reads {}",
+            Self::VERSION
+        ))
+    }
+}
+
+impl Record for Machine {
+    const VERSION: u16 = 1;
+}
+
+impl Record for BootAction {
+    const VERSION: u16 = 2;
+
+    fn decode_old(version: u16, payload: &[u8]) -> Result<Self, String> {
+        match version {
+            1 => postcard_exact::<BootActionV1>(payload).map(BootAction::from),
+            v => Err(format!("schema version {v}, this gopxe reads 1 and 2")),
+        }
+    }
+}
+
+/// A boot action as schema version 1 stored it (before `installer` and
+/// `storage`). Never written any more; kept to read old stores.
+#[derive(Serialize, serde::Deserialize)]
+pub struct BootActionV1 {
+    pub name: String,
+    pub default: String,
+    pub label: String,
+    pub menu: String,
+    pub kernel: String,
+    pub initrd: Option<String>,
+    pub ksdevice: Option<String>,
+    pub ip: Option<String>,
+    pub load_ramdisk: Option<String>,
+    pub append: Option<String>,
+    pub loader: Loader,
+}
+
+impl From<BootActionV1> for BootAction {
+    fn from(a: BootActionV1) -> Self {
+        BootAction {
+            name: a.name,
+            default: a.default,
+            label: a.label,
+            menu: a.menu,
+            kernel: a.kernel,
+            initrd: a.initrd,
+            ksdevice: a.ksdevice,
+            ip: a.ip,
+            load_ramdisk: a.load_ramdisk,
+            append: a.append,
+            loader: a.loader,
+            // Every version-1 action was a kickstart one.
+            installer: Installer::Kickstart,
+            storage: None,
+        }
+    }
+}
+
+fn postcard_exact<T: DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
+    let (v, rest) =
+        postcard::take_from_bytes(payload).map_err(|e| format!("cannot decode: {e}"))?;
+    if !rest.is_empty() {
+        return Err(format!("{} trailing bytes", rest.len()));
+    }
+    Ok(v)
+}
+
+/// Encodes a value as a record file body of its kind's current version.
+pub fn encode<T: Record>(v: &T) -> io::Result<Vec<u8>> {
+    encode_version(v, T::VERSION)
+}
+
+/// Encodes `v` under an explicit schema version (tests write old records).
+pub fn encode_version<T: Serialize>(v: &T, version: u16) -> io::Result<Vec<u8>> {
     let payload = postcard::to_stdvec(v).map_err(|e| io::Error::other(e.to_string()))?;
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&SCHEMA_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     out.extend_from_slice(&payload);
     Ok(out)
 }
 
-/// Decodes a record file body, checking magic, version and checksum.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+/// Decodes a record file body, checking magic, version and checksum;
+/// older versions go through [`Record::decode_old`].
+pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, String> {
     let (head, payload) = bytes
         .split_at_checked(HEADER)
         .ok_or_else(|| format!("truncated: {} bytes, shorter than the header", bytes.len()))?;
@@ -78,21 +167,20 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     }
     let (ver, crc) = rest.split_at(2);
     let ver = u16::from_le_bytes([ver[0], ver[1]]);
-    if ver != SCHEMA_VERSION {
+    if ver == 0 || ver > T::VERSION {
         return Err(format!(
-            "schema version {ver}, this gopxe reads {SCHEMA_VERSION}"
+            "schema version {ver}, this gopxe reads up to {}",
+            T::VERSION
         ));
     }
     let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
     if crc32fast::hash(payload) != crc {
         return Err("checksum mismatch (truncated or damaged)".into());
     }
-    let (v, rest) =
-        postcard::take_from_bytes(payload).map_err(|e| format!("cannot decode: {e}"))?;
-    if !rest.is_empty() {
-        return Err(format!("{} trailing bytes", rest.len()));
+    if ver < T::VERSION {
+        return T::decode_old(ver, payload);
     }
-    Ok(v)
+    postcard_exact(payload)
 }
 
 /// Writes `bytes` to `path` atomically and durably (temp, fsync, rename, fsync dir).
@@ -257,7 +345,7 @@ fn read_dir_files(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{BootActionBody, Loader, MachineState};
+    use crate::model::{BootActionBody, MachineState, Storage};
 
     fn tmpdir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("gopxe-store-{tag}-{}", std::process::id()));
@@ -349,6 +437,80 @@ mod tests {
         remove_durable(&store.path(Kind::BootAction, "good")).unwrap();
         let (store, _) = Store::open(&root).unwrap();
         assert!(store.bootactions.is_empty());
+        let _ = fs::remove_dir_all(&root);
+    }
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// Files written by gopxe before boot actions had `installer` (schema
+    /// 1): `POST /bootaction/deb` with menu, kernel, initrd, `append:
+    /// "console=ttyS0"`, `loader: "ipxe"`, and a machine using it.
+    const V1_BOOTACTION: &str = "475058520100d092cbfe03646562056c696e7578056c696e75780864656269616e31320c64656269616e2f6c696e7578011064656269616e2f696e697472642e677a000000010d636f6e736f6c653d747479533001";
+    const V1_MACHINE: &str = "475058520100c79c423801525400123456036465620764656661756c74000001066e312e6c6162010a00000501ffffff00010a000001010a000035000098aec6aca134";
+
+    #[test]
+    fn version_1_records_still_load() {
+        let a: BootAction = decode(&unhex(V1_BOOTACTION)).unwrap();
+        assert_eq!(a.name, "deb");
+        assert_eq!(a.menu, "debian12");
+        assert_eq!(a.kernel, "debian/linux");
+        assert_eq!(a.initrd.as_deref(), Some("debian/initrd.gz"));
+        assert_eq!(a.append.as_deref(), Some("console=ttyS0"));
+        assert_eq!(a.loader, Loader::Ipxe);
+        assert_eq!(a.installer, Installer::Kickstart);
+        assert_eq!(a.storage, None);
+        // Machines are still version 1: the same bytes are what gopxe writes today.
+        let m: Machine = decode(&unhex(V1_MACHINE)).unwrap();
+        assert_eq!(m.hostname.as_deref(), Some("n1.lab"));
+        assert_eq!(encode(&m).unwrap(), unhex(V1_MACHINE));
+        // A converted action is written back as version 2 and reads back equal.
+        let v2 = encode(&a).unwrap();
+        assert_eq!(&v2[4..6], &[2, 0]);
+        assert_eq!(decode::<BootAction>(&v2).unwrap(), a);
+        // A version-2 payload is not mistaken for version 1 or the reverse.
+        let mut relabelled = v2.clone();
+        relabelled[4] = 1;
+        assert!(decode::<BootAction>(&relabelled).is_err());
+        // A future version is refused, not misread.
+        let mut future = unhex(V1_BOOTACTION);
+        future[4] = 3;
+        assert!(
+            decode::<BootAction>(&future)
+                .unwrap_err()
+                .contains("schema version 3")
+        );
+        let mut zero = unhex(V1_BOOTACTION);
+        zero[4] = 0;
+        assert!(decode::<BootAction>(&zero).is_err());
+    }
+
+    #[test]
+    fn open_reads_a_version_1_store() {
+        let root = tmpdir("v1");
+        let (store, _) = Store::open(&root).unwrap();
+        fs::write(store.path(Kind::BootAction, "deb"), unhex(V1_BOOTACTION)).unwrap();
+        fs::write(
+            store.path(Kind::Machine, "01-52-54-00-12-34-56"),
+            unhex(V1_MACHINE),
+        )
+        .unwrap();
+        let mut b = action("new");
+        b.installer = Installer::Autoinstall;
+        b.storage = Some(Storage::Direct);
+        write_atomic(&store.path(Kind::BootAction, "new"), &encode(&b).unwrap()).unwrap();
+        let (store, w) = Store::open(&root).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(store.bootactions.len(), 2);
+        assert_eq!(
+            store.bootactions.get("deb").map(|a| a.installer),
+            Some(Installer::Kickstart)
+        );
+        assert_eq!(store.bootactions.get("new"), Some(&b));
+        assert_eq!(store.machines.len(), 1);
         let _ = fs::remove_dir_all(&root);
     }
 }
