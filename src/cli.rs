@@ -228,6 +228,27 @@ fn announce(line: &str) {
     let _ = out.flush();
 }
 
+/// SIGTERM (systemd, an init script, `podman stop`) and SIGINT (Ctrl-C)
+/// end the process at once with status 0: every acknowledged write is
+/// already durable, so there is nothing to flush, and an unacknowledged
+/// one leaves at most a temporary file that the next start ignores. The
+/// handler matters most for PID 1 in a container, for which the kernel
+/// ignores a SIGTERM nobody handles.
+fn stop_on_signals(ex: &Rc<smol::LocalExecutor<'static>>) -> Result<(), String> {
+    use async_signal::{Signal, Signals};
+    use futures_lite::StreamExt;
+    let mut signals = Signals::new([Signal::Term, Signal::Int])
+        .map_err(|e| format!("cannot handle SIGTERM/SIGINT: {e}"))?;
+    ex.spawn(async move {
+        if let Some(Ok(signal)) = signals.next().await {
+            log::info!("stopping on {signal:?}");
+            std::process::exit(0);
+        }
+    })
+    .detach();
+    Ok(())
+}
+
 fn serve(config: Config) -> Result<(), String> {
     let (store, warnings) = Store::open(&config.data_dir).map_err(|e| {
         format!(
@@ -263,6 +284,7 @@ fn serve(config: Config) -> Result<(), String> {
     let app = Rc::new(App::new(config, urls, store));
     app.listening.borrow_mut().push(format!("http {bound}"));
     let ex = Rc::new(smol::LocalExecutor::new());
+    stop_on_signals(&ex)?;
     start_dhcp(&ex, &app)?;
     start_tftp(&ex, &app)?;
     crate::webhook::spawn(&ex, &app);

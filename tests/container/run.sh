@@ -195,7 +195,8 @@ timeout 30 "${P[@]}" stop -t 10 "$name" >/dev/null || die "podman stop failed"
 stop_ms=$((($(date +%s%N) - t0) / 1000000))
 exit_code=$("${P[@]}" inspect --format '{{.State.ExitCode}}' "$name")
 log "stopped in ${stop_ms} ms (exit code $exit_code)"
-[ "$stop_ms" -lt 5000 ] || die "stopping took ${stop_ms} ms (STOPSIGNAL not honoured?)"
+[ "$stop_ms" -lt 5000 ] || die "stopping took ${stop_ms} ms (SIGTERM not handled?)"
+[ "$exit_code" = 0 ] || die "gopxe exited with $exit_code on SIGTERM, not 0"
 timeout 30 "${P[@]}" rm "$name" >/dev/null || die "podman rm failed"
 timeout 30 "${P[@]}" rmi "$image" >/dev/null || die "podman rmi failed"
 [ -z "$("${P[@]}" ps -aq)" ] || die "containers left"
