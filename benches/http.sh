@@ -89,7 +89,7 @@ WRITE_RPS=$(taskset -c 1 wrk -t1 -c16 -d"${DUR}s" -s "$WORK/post.lua" "$G" | tee
 WRITE_ERR=$(errors <"$WORK/wrk-post.txt" || true)
 
 # 1,000 open keep-alive connections, each having made one request, then idle.
-python3 - "$GPORT" "$GPID" >"$WORK/conns.txt" <<'EOF'
+cat >"$WORK/conns.py" <<'EOF'
 import socket, sys, time
 port, pid = int(sys.argv[1]), sys.argv[2]
 socks = []
@@ -106,7 +106,31 @@ time.sleep(2.5)  # past the 1 s after which idle keep-alive connections are park
 rss = [l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")][0]
 print(ok, rss)
 EOF
+# On the server that just ran the load above (its store now holds the
+# machines the write test created) ...
+python3 "$WORK/conns.py" "$GPORT" "$GPID" >"$WORK/conns.txt"
 read -r CONN_OK CONN_RSS <"$WORK/conns.txt"
+# ... and on fresh servers: this glibc build, and the static musl build the
+# appliance ships (built by scripts/build-release.sh when its target is
+# installed), whose allocator gives freed connection buffers back.
+fresh_conns() { # binary -> "ok rss"
+    local dir port pid
+    dir=$(mktemp -d "$WORK/fresh.XXXXXX")
+    taskset -c 0 "$1" --http-listen 127.0.0.1:0 --tftp-listen off --data-dir "$dir/data" \
+        --images "$WORK/images" >"$dir/out" 2>/dev/null &
+    pid=$!
+    for _ in $(seq 100); do grep -q "listening on" "$dir/out" 2>/dev/null && break; sleep 0.05; done
+    port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\),.*/\1/p' "$dir/out")
+    python3 "$WORK/conns.py" "$port" "$pid"
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+}
+read -r FRESH_OK FRESH_RSS < <(fresh_conns "$BIN")
+MUSL=target/x86_64-unknown-linux-musl/release/gopxe
+MUSL_OK="-" MUSL_RSS="(no musl build)"
+if scripts/build-release.sh x86_64-unknown-linux-musl >/dev/null 2>&1 && [ -x "$MUSL" ]; then
+    read -r MUSL_OK MUSL_RSS < <(fresh_conns "$MUSL")
+fi
 
 SIZE=$(stat -c %s "$BIN")
 printf '\n%-44s %12s\n' "measurement ($DUR s, $CONNS connections, 1 core each)" "value"
@@ -118,7 +142,9 @@ printf '%-44s %12s\n' "gopxe API writes (fsynced), req/s" "$WRITE_RPS"
 printf '%-44s %12s\n' "release binary size, bytes (stripped)" "$SIZE"
 printf '%-44s %12s\n' "gopxe RSS idle, KiB" "$IDLE"
 printf '%-44s %12s\n' "gopxe peak RSS under load, KiB" "$LOAD_HWM"
-printf '%-44s %12s\n' "gopxe RSS, 1000 idle keep-alive conns, KiB" "$CONN_RSS ($CONN_OK/1000 answered)"
+printf '%-44s %12s\n' "gopxe RSS, 1000 idle keep-alive conns, KiB" "$CONN_RSS ($CONN_OK/1000 answered, after the load)"
+printf '%-44s %12s\n' "  the same on a fresh server, KiB" "$FRESH_RSS ($FRESH_OK/1000)"
+printf '%-44s %12s\n' "  fresh, static musl (appliance) build, KiB" "$MUSL_RSS ($MUSL_OK/1000)"
 [ -z "$WRITE_ERR" ] || echo "write errors: $WRITE_ERR"
 grep -q "Non-2xx" "$WORK/wrk-ks.txt" && { echo "kickstart run had errors:"; cat "$WORK/wrk-ks.txt"; }
 exit 0

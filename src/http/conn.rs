@@ -51,11 +51,11 @@ impl picoserve::io::Error for IoError {
     }
 }
 
-/// The write buffer: allocated on the first write of a response, filled in
-/// place, and freed once sent, so an idle connection holds none. Only the
-/// bytes written (plus one [`MIN_SPARE`] window while picoserve formats a
-/// header) are ever touched, which keeps resident memory low when many
-/// responses are in flight.
+/// The write buffer: allocated on the first write of a response, grown as
+/// the response needs (up to the connection's capacity), and freed once
+/// sent, so an idle connection holds none and a small response a small
+/// buffer, which keeps resident memory low when many responses are in
+/// flight.
 pub type WriteBuf = Vec<u8>;
 
 /// Room kept free for picoserve to format one header line into. picoserve
@@ -136,14 +136,6 @@ impl WriteHalf<'_> {
     fn free(&self) -> usize {
         self.capacity.saturating_sub(self.buf.borrow().len())
     }
-
-    fn reserve(&self) {
-        let mut b = self.buf.borrow_mut();
-        if b.capacity() < self.capacity {
-            let more = self.capacity - b.len();
-            b.reserve_exact(more);
-        }
-    }
 }
 
 impl BaseWrite for WriteHalf<'_> {
@@ -155,7 +147,6 @@ impl BaseWrite for WriteHalf<'_> {
             let mut s = self.stream;
             return s.write(data).await.map_err(IoError);
         }
-        self.reserve();
         self.buf.borrow_mut().extend_from_slice(data);
         Ok(data.len())
     }
@@ -179,7 +170,6 @@ impl Write for WriteHalf<'_> {
         if self.free() < MIN_SPARE {
             drain(self.stream, self.buf).await?;
         }
-        self.reserve();
         let mut b = self.buf.borrow_mut();
         let start = b.len();
         b.resize(start + MIN_SPARE, 0);

@@ -245,15 +245,21 @@ async fn serve_connection(app: Rc<App>, stream: Async<std::net::TcpStream>, peer
             break;
         }
         keep_alive.set(false);
-        let mut buffer = vec![0u8; REQUEST_BUFFER];
-        let socket = SmolSocket::new(&stream, WRITE_BUFFER, &keep_alive);
-        let server = picoserve::Server::<SmolRuntime, _, _, _>::custom(
-            &router,
-            SmolTimer,
-            &config,
-            &mut buffer,
-        );
-        if let Err(e) = server.serve(socket).await {
+        // The session's state (picoserve's, about 2 KiB) lives in its own
+        // allocation, freed when the connection parks, so the task of an
+        // idle connection stays a few hundred bytes.
+        let session = Box::pin(async {
+            let mut buffer = vec![0u8; REQUEST_BUFFER];
+            let socket = SmolSocket::new(&stream, WRITE_BUFFER, &keep_alive);
+            let server = picoserve::Server::<SmolRuntime, _, _, _>::custom(
+                &router,
+                SmolTimer,
+                &config,
+                &mut buffer,
+            );
+            server.serve(socket).await
+        });
+        if let Err(e) = session.await {
             log::debug!("http connection from {peer}: {e:?}");
             break;
         }
