@@ -9,9 +9,10 @@
 //! (kickstart fetched, `done`, reinstall) take it shared plus a lock of
 //! their machine, so those of different machines are made durable side by
 //! side and their fsyncs share the file system's journal commits — in a
-//! boot storm, hundreds of machines fetch their kickstarts at once. Events are kept in memory in a bounded log per machine; the
-//! state changes they accompany are durable. A durable machine change is
-//! then queued for the webhooks (`crate::webhook`), never awaited.
+//! boot storm, hundreds of machines fetch their kickstarts at once.
+//! Events are kept in memory in a bounded log per machine; the state
+//! changes they accompany are durable. A durable machine change is then
+//! queued for the webhooks (`crate::webhook`), never awaited.
 
 use crate::boot::{DefaultBoot, Urls};
 use crate::config::Config;
