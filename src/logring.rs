@@ -88,26 +88,22 @@ impl LogRing {
 /// The process's ring, filled by [`TeeLogger`] once [`init`] ran.
 pub static RING: LogRing = LogRing::new();
 
-/// `2026-11-26 01:54:01` (UTC) for Unix milliseconds. Proleptic Gregorian
-/// calendar from the day count (the usual era-of-400-years arithmetic).
+/// `2026-11-26 01:54:01` (UTC) for Unix milliseconds (jiff, which the
+/// webhooks' timestamps use too); empty past jiff's range (year 9999).
 pub fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+    let Ok(t) = jiff::Timestamp::from_millisecond(ms) else {
+        return String::new();
+    };
+    let d = jiff::tz::Offset::UTC.to_datetime(t);
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        d.year(),
+        d.month(),
+        d.day(),
+        d.hour(),
+        d.minute(),
+        d.second()
     )
 }
 
