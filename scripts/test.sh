@@ -36,51 +36,38 @@ cargo clippy --all-targets -- -D warnings
 log "cargo test"
 cargo test --all-targets 2>&1
 
-if [ -x tests/browser/run.sh ]; then
-    log "status page in headless chromium (DOM, screenshot, form actions)"
-    rc=0
-    GOPXE_BIN="${GOPXE_BIN:-$PWD/target/debug/gopxe}" tests/browser/run.sh || rc=$?
+# A step that may be skipped: exit code 77 means "could not run here" (no
+# root, no chromium, no podman) and is reported loudly, not counted as a pass.
+skippable() { # script title skip-warning [env...]
+    local script=$1 title=$2 warning=$3 rc=0
+    shift 3
+    [ -x "$script" ] || return 0
+    log "$title"
+    env "$@" "$script" || rc=$?
     case $rc in
     0) ;;
-    77) echo "WARNING: the browser test of the status page was SKIPPED (no chromium; run as root to install it)" >&2 ;;
+    77) echo "WARNING: $warning" >&2 ;;
     *) exit "$rc" ;;
     esac
-fi
+}
+
+GOPXE_DEBUG_BIN="${GOPXE_BIN:-$PWD/target/debug/gopxe}"
+
+skippable tests/browser/run.sh "status page in headless chromium (DOM, screenshot, form actions)" \
+    "the browser test of the status page was SKIPPED (no chromium; run as root to install it)" \
+    GOPXE_BIN="$GOPXE_DEBUG_BIN"
 
 if [ -x tests/appliance/run.sh ]; then
     log "appliance (service scripts, aarch64 under qemu-user, the image booted in QEMU)"
     tests/appliance/run.sh
 fi
 
-if [ -x tests/storm/run.sh ]; then
-    log "boot storm under faults (loss and jitter, SIGKILL, floods, slow clients)"
-    rc=0
-    tests/storm/run.sh || rc=$?
-    case $rc in
-    0) ;;
-    77) echo "WARNING: the storm fault scenarios needing root were SKIPPED" >&2 ;;
-    *) exit "$rc" ;;
-    esac
-fi
+skippable tests/storm/run.sh "boot storm under faults (loss and jitter, SIGKILL, floods, slow clients)" \
+    "the storm fault scenarios needing root were SKIPPED"
 
-if [ -x tests/container/run.sh ]; then
-    log "container image (podman, --net=host, /health and TFTP through it)"
-    rc=0
-    tests/container/run.sh || rc=$?
-    case $rc in
-    0) ;;
-    77) echo "WARNING: the container image test was SKIPPED (it needs root and a working podman)" >&2 ;;
-    *) exit "$rc" ;;
-    esac
-fi
+skippable tests/container/run.sh "container image (podman, --net=host, /health and TFTP through it)" \
+    "the container image test was SKIPPED (it needs root and a working podman)"
 
-if [ -x tests/e2e/run.sh ]; then
-    log "end-to-end (real firmware in a network namespace)"
-    rc=0
-    GOPXE_BIN="${GOPXE_BIN:-$PWD/target/debug/gopxe}" tests/e2e/run.sh || rc=$?
-    case $rc in
-    0) ;;
-    77) echo "WARNING: the end-to-end boots were SKIPPED (they need root); run as root to boot real firmware" >&2 ;;
-    *) exit "$rc" ;;
-    esac
-fi
+skippable tests/e2e/run.sh "end-to-end (real firmware in a network namespace)" \
+    "the end-to-end boots were SKIPPED (they need root); run as root to boot real firmware" \
+    GOPXE_BIN="$GOPXE_DEBUG_BIN"
