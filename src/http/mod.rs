@@ -304,13 +304,14 @@ pub async fn serve(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::boot::Urls;
     use crate::config::Config;
     use crate::store::Store;
 
-    fn app(token: Option<&str>) -> App {
+    /// An app with an empty in-memory store and, if given, an API token.
+    pub(crate) fn app(token: Option<&str>) -> App {
         let config = Config {
             api_token: token.map(str::to_string),
             ..Config::default()

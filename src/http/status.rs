@@ -441,17 +441,7 @@ mod tests {
     use crate::model::{BootAction, BootActionBody, Machine, MachineBody};
     use crate::store::Store;
 
-    fn app(token: Option<&str>) -> App {
-        let config = Config {
-            api_token: token.map(str::to_string),
-            ..Config::default()
-        };
-        App::new(
-            config,
-            Urls::new(std::net::Ipv4Addr::LOCALHOST, 9090),
-            Store::default(),
-        )
-    }
+    use super::super::tests::app;
 
     fn add(app: &App, menu: &str) -> MachineId {
         let a = BootAction::from_body(
