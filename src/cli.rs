@@ -298,6 +298,7 @@ fn serve(config: Config) -> Result<(), String> {
     // polled on every wake-up of the executor, a task only when it is woken.
     ex.spawn(crate::http::serve(ex.clone(), app, listener))
         .detach();
+    crate::reactor::yield_helper();
     smol::block_on(ex.run(futures_lite::future::pending::<()>()));
     Ok(())
 }

@@ -20,6 +20,7 @@ pub mod http;
 pub mod logring;
 pub mod metrics;
 pub mod model;
+pub mod reactor;
 pub mod services;
 pub mod store;
 pub mod tftp;
