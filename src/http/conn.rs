@@ -56,7 +56,43 @@ impl picoserve::io::Error for IoError {
 /// sent, so an idle connection holds none and a small response a small
 /// buffer, which keeps resident memory low when many responses are in
 /// flight.
-pub type WriteBuf = Vec<u8>;
+/// picoserve formats into an initialised slice: the bytes past `len` are
+/// initialised (zeroed) once, when the buffer grows, rather than the whole
+/// spare room again for every header line.
+#[derive(Default)]
+pub struct WriteBuf {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+impl WriteBuf {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn filled(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+
+    /// At least `n` writable bytes after the filled part.
+    fn spare(&mut self, n: usize) -> &mut [u8] {
+        let need = self.len + n;
+        if self.bytes.is_empty() {
+            self.bytes = vec![0; need.max(2 * MIN_SPARE)];
+        } else if self.bytes.len() < need {
+            let grown = need.max(2 * self.bytes.len());
+            self.bytes.resize(grown, 0);
+        }
+        self.bytes.get_mut(self.len..).unwrap_or_default()
+    }
+
+    fn extend(&mut self, data: &[u8]) {
+        if let Some(dst) = self.spare(data.len()).get_mut(..data.len()) {
+            dst.copy_from_slice(data);
+            self.len += data.len();
+        }
+    }
+}
 
 /// Room kept free for picoserve to format one header line into. picoserve
 /// retries a format that does not fit after a `flush`, so `flush` drains
@@ -84,7 +120,7 @@ impl<'s> SmolSocket<'s> {
     ) -> Self {
         SmolSocket {
             stream,
-            wbuf: RefCell::new(Vec::new()),
+            wbuf: RefCell::new(WriteBuf::default()),
             capacity: write_buffer.max(2 * MIN_SPARE),
             keep_alive,
         }
@@ -94,13 +130,15 @@ impl<'s> SmolSocket<'s> {
 /// Sends whatever is buffered. The buffer is taken out of the cell for the
 /// duration of the write so no borrow is held across an `.await`, and is
 /// dropped afterwards.
-async fn drain(stream: &Async<TcpStream>, cell: &RefCell<WriteBuf>) -> Result<(), IoError> {
+/// Returns whether anything was sent.
+async fn drain(stream: &Async<TcpStream>, cell: &RefCell<WriteBuf>) -> Result<bool, IoError> {
     let data = cell.take();
-    if data.is_empty() {
-        return Ok(());
+    if data.len() == 0 {
+        return Ok(false);
     }
     let mut s = stream;
-    s.write_all(&data).await.map_err(IoError)
+    s.write_all(data.filled()).await.map_err(IoError)?;
+    Ok(true)
 }
 
 /// Read half: sends any pending response before it waits for input.
@@ -121,10 +159,26 @@ impl ErrorType for ReadHalf<'_> {
 }
 
 impl Read for ReadHalf<'_> {
+    /// Sends the pending response, then reads. Right after a response the
+    /// client cannot have sent its next request yet (it waits for the
+    /// response), so the read starts by waiting for readiness instead of
+    /// trying a `recv` that would fail; otherwise it tries first. Either
+    /// way a failed `recv` is followed by a wait, never by a second try:
+    /// one `recv` and one re-arm per request.
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, IoError> {
-        drain(self.stream, self.buf).await?;
-        let mut s = self.stream;
-        s.read(buf).await.map_err(IoError)
+        let sent = drain(self.stream, self.buf).await?;
+        if sent {
+            self.stream.readable().await.map_err(IoError)?;
+        }
+        loop {
+            match std::io::Read::read(&mut self.stream.get_ref(), buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.stream.readable().await.map_err(IoError)?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                r => return r.map_err(IoError),
+            }
+        }
     }
 }
 
@@ -147,7 +201,7 @@ impl BaseWrite for WriteHalf<'_> {
             let mut s = self.stream;
             return s.write(data).await.map_err(IoError);
         }
-        self.buf.borrow_mut().extend_from_slice(data);
+        self.buf.borrow_mut().extend(data);
         Ok(data.len())
     }
 
@@ -171,15 +225,12 @@ impl Write for WriteHalf<'_> {
             drain(self.stream, self.buf).await?;
         }
         let mut b = self.buf.borrow_mut();
-        let start = b.len();
-        b.resize(start + MIN_SPARE, 0);
         let (out, n) = {
-            let spare = b.get_mut(start..).unwrap_or_default();
-            let mut bb = picoserve::mem::BorrowedBuffer::new(spare);
+            let mut bb = picoserve::mem::BorrowedBuffer::new(b.spare(MIN_SPARE));
             let out = f(bb.unfilled());
             (out, bb.filled().len())
         };
-        b.truncate(start + n);
+        b.len += n;
         Ok(out)
     }
 }
@@ -231,7 +282,7 @@ impl picoserve::io::Socket<SmolRuntime> for SmolSocket<'_> {
         let sent = timer
             .run_with_timeout(timeouts.write, drain(self.stream, &self.wbuf))
             .await;
-        if !matches!(sent, Ok(Ok(()))) {
+        if !matches!(sent, Ok(Ok(_))) {
             self.keep_alive.set(false);
             return Ok(());
         }
