@@ -13,6 +13,7 @@
 use crate::model::validate::{FieldError, check_hostname, check_netmask, check_token, parse_ipv4};
 use sailfish::TemplateSimple;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
 /// The kickstart parameters of the original query form
@@ -30,6 +31,42 @@ pub struct KsParams {
     pub ns2: Option<Ipv4Addr>,
 }
 
+/// The `key=value` pairs of a URL query, decoded as
+/// `application/x-www-form-urlencoded`. A pair with nothing to decode (no
+/// `%` or `+`, the usual case for these parameters) is borrowed as it is;
+/// any other is decoded by `form_urlencoded`.
+fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        if pair.bytes().any(|b| b == b'%' || b == b'+') {
+            let mut decoded = form_urlencoded::parse(pair.as_bytes());
+            let (k, v) = decoded.next().unwrap_or_default();
+            (Cow::Owned(k.into_owned()), Cow::Owned(v.into_owned()))
+        } else {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (Cow::Borrowed(k), Cow::Borrowed(v))
+        }
+    })
+}
+
+/// `a.b.c.d`, as `Ipv4Addr`'s `Display` writes it, without the formatting
+/// machinery (a kickstart carries up to six addresses).
+pub fn ipv4_text(a: Ipv4Addr) -> String {
+    let mut text = Vec::with_capacity(15);
+    for (i, o) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push(b'.');
+        }
+        if o >= 100 {
+            text.push(b'0' + o / 100);
+        }
+        if o >= 10 {
+            text.push(b'0' + o / 10 % 10);
+        }
+        text.push(b'0' + o % 10);
+    }
+    String::from_utf8(text).unwrap_or_default()
+}
+
 impl KsParams {
     /// Parses and validates a URL query; unknown keys are refused.
     pub fn from_query(query: &str) -> Result<Self, FieldError> {
@@ -37,7 +74,7 @@ impl KsParams {
             name: "default".into(),
             ..Default::default()
         };
-        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        for (k, v) in query_pairs(query) {
             let v = &*v;
             if v.is_empty() {
                 continue;
@@ -116,26 +153,23 @@ pub fn repo_url(template: Option<&str>, os: &str, version: &str, server: &str) -
 
 impl KsContext {
     pub fn new(
-        p: &KsParams,
+        p: KsParams,
         repo_template: Option<&str>,
         server: &str,
         done_url: Option<String>,
     ) -> Self {
-        let os = p.os.clone().unwrap_or_else(|| "centos-7".into());
-        let version = p.version.clone().unwrap_or_else(|| "7".into());
-        let fqdn = p
-            .fqdn
-            .clone()
-            .unwrap_or_else(|| "localhost.localdomain".into());
-        let s = |a: Option<Ipv4Addr>| a.map(|a| a.to_string());
-        let nameservers = [p.ns1, p.ns2]
-            .iter()
-            .flatten()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
+        let os = p.os.unwrap_or_else(|| "centos-7".into());
+        let version = p.version.unwrap_or_else(|| "7".into());
+        let fqdn = p.fqdn.unwrap_or_else(|| "localhost.localdomain".into());
+        let s = |a: Option<Ipv4Addr>| a.map(ipv4_text);
+        let (ns1, ns2) = (s(p.ns1), s(p.ns2));
+        let nameservers = match (&ns1, &ns2) {
+            (Some(a), Some(b)) => format!("{a},{b}"),
+            (Some(a), None) | (None, Some(a)) => a.clone(),
+            (None, None) => String::new(),
+        };
         KsContext {
-            name: p.name.clone(),
+            name: p.name,
             hostname: fqdn.split('.').next().unwrap_or_default().to_string(),
             repo_url: repo_url(repo_template, &os, &version, server),
             fqdn,
@@ -144,8 +178,8 @@ impl KsContext {
             ip: s(p.ip),
             mask: s(p.mask),
             gw: s(p.gw),
-            ns1: s(p.ns1),
-            ns2: s(p.ns2),
+            ns1,
+            ns2,
             nameservers,
             server: server.to_string(),
             done_url,
@@ -166,7 +200,7 @@ impl KsContext {
             ns2: Some(Ipv4Addr::new(192, 0, 2, 54)),
         };
         KsContext::new(
-            &p,
+            p,
             None,
             "http://192.0.2.1:9090",
             Some("http://192.0.2.1:9090/pxeboot/x/done".into()),
@@ -231,13 +265,58 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ipv4_text_is_display() {
+        for a in [
+            0u32,
+            1,
+            9,
+            10,
+            99,
+            100,
+            199,
+            200,
+            255,
+            256,
+            0x0a01_1432,
+            0xffff_ffff,
+        ] {
+            let a = Ipv4Addr::from(a);
+            assert_eq!(ipv4_text(a), a.to_string());
+        }
+        for o in 0..=255u8 {
+            let a = Ipv4Addr::new(o, 255 - o, o / 3, o.wrapping_mul(7));
+            assert_eq!(ipv4_text(a), a.to_string());
+        }
+    }
+
+    #[test]
+    fn query_pairs_decode_like_form_urlencoded() {
+        for q in [
+            "name=default&os=centos-7&fqdn=a.b",
+            "a=1&&b=&c&=d&e=f=g",
+            "fqdn=a%2Eb&os=cent+os&x%3D=%zz&y=%E2%82%AC&z=%ff",
+            "",
+            "&&",
+            "k=v%",
+        ] {
+            let ours: Vec<(String, String)> = query_pairs(q)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let reference: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            assert_eq!(ours, reference, "{q}");
+        }
+    }
+
+    #[test]
     fn default_template_static_and_dhcp() {
         let p = KsParams::from_query(
             "name=default&os=centos-7&version=7.5.1804&fqdn=test-myvm1.local&ip=10.1.20.50&mask=255.255.255.0&gw=10.1.20.1&ns1=8.8.8.8&ns2=8.8.4.4",
         )
         .unwrap();
         let ks = render_default(&KsContext::new(
-            &p,
+            p,
             None,
             "http://10.1.20.2:9090",
             Some("http://d/done".into()),
@@ -249,7 +328,7 @@ mod tests {
         assert!(ks.contains("curl -fsS -X POST \"http://d/done\""));
         let p = KsParams::from_query("name=default&os=rocky&version=9&fqdn=a.b").unwrap();
         let ks = render_default(&KsContext::new(
-            &p,
+            p,
             Some("{server}/localrepo/"),
             "http://s:1",
             None,

@@ -573,14 +573,13 @@ async fn machine_action(app: &App, req: &Req<'_>, id: &str, action: &str) -> Rep
     }
 }
 
-async fn render_kickstart(app: &App, p: &kickstart::KsParams, id: Option<MachineId>) -> Reply {
-    let server = app.urls.base.clone();
+async fn render_kickstart(app: &App, p: kickstart::KsParams, id: Option<MachineId>) -> Reply {
     let done = id.map(|i| app.urls.done(&i));
-    let ctx = kickstart::KsContext::new(p, app.config.repo_url.as_deref(), &server, done);
-    let text = if p.name == "default" {
+    let ctx = kickstart::KsContext::new(p, app.config.repo_url.as_deref(), &app.urls.base, done);
+    let text = if ctx.name == "default" {
         kickstart::render_default(&ctx)
     } else {
-        let src = app.store.borrow().templates.get(&p.name).cloned();
+        let src = app.store.borrow().templates.get(&ctx.name).cloned();
         match src {
             Some(src) => match kickstart::render_user(&src, &ctx) {
                 Ok(t) => t,
@@ -588,7 +587,7 @@ async fn render_kickstart(app: &App, p: &kickstart::KsParams, id: Option<Machine
                     return Reply::error(
                         500,
                         Some("name"),
-                        &format!("template `{}` failed: {e}", p.name),
+                        &format!("template `{}` failed: {e}", ctx.name),
                     );
                 }
             },
@@ -596,13 +595,13 @@ async fn render_kickstart(app: &App, p: &kickstart::KsParams, id: Option<Machine
                 return Reply::error(
                     404,
                     Some("name"),
-                    &format!("no kickstart template `{}`", p.name),
+                    &format!("no kickstart template `{}`", ctx.name),
                 );
             }
         }
     };
     if let Some(id) = id {
-        let detail = format!("kickstart `{}` fetched ({} bytes)", p.name, text.len());
+        let detail = format!("kickstart `{}` fetched ({} bytes)", ctx.name, text.len());
         if let Err(r) = note_fetched(app, id, detail).await {
             return r;
         }
@@ -676,7 +675,7 @@ async fn kickstart_query(app: &App, query: &str) -> Reply {
         Err(f) => return Reply::error(400, Some(&f.field), &f.to_string()),
     };
     let id = app.machine_for_kickstart(p.fqdn.as_deref(), p.ip);
-    render_kickstart(app, &p, id).await
+    render_kickstart(app, p, id).await
 }
 
 async fn kickstart_by_id(app: &App, id: &str) -> Reply {
@@ -699,7 +698,7 @@ async fn kickstart_by_id(app: &App, id: &str) -> Reply {
         ns1: m.ns1,
         ns2: m.ns2,
     };
-    render_kickstart(app, &p, Some(id)).await
+    render_kickstart(app, p, Some(id)).await
 }
 
 async fn kstemplate(app: &App, req: &Req<'_>, name: &str) -> Reply {

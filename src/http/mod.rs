@@ -38,6 +38,70 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a parked keep-alive connection may stay silent.
 const PARKED_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The request headers gopxe reads, found in one pass over the head. As
+/// with picoserve's `get`, the first of a repeated header counts, and a
+/// value that is not UTF-8 counts as absent.
+#[derive(Default)]
+struct Wanted<'r> {
+    connection: Option<&'r str>,
+    authorization: Option<&'r str>,
+    accept: Option<&'r str>,
+    origin: Option<&'r str>,
+    host: Option<&'r str>,
+    sec_fetch_site: Option<&'r str>,
+}
+
+impl<'r> From<picoserve::request::Headers<'r>> for Wanted<'r> {
+    fn from(headers: picoserve::request::Headers<'r>) -> Self {
+        Wanted::from_pairs(
+            headers
+                .iter()
+                .map(|(name, value)| (name.as_raw(), value.as_str().ok())),
+        )
+    }
+}
+
+impl<'r> Wanted<'r> {
+    /// From (name, value) pairs in request order; `None` for a value that
+    /// is not UTF-8.
+    fn from_pairs(pairs: impl Iterator<Item = (&'r [u8], Option<&'r str>)>) -> Self {
+        const NAMES: [&str; 6] = [
+            "connection",
+            "authorization",
+            "accept",
+            "origin",
+            "host",
+            "sec-fetch-site",
+        ];
+        let mut found: [Option<Option<&'r str>>; 6] = [None; 6];
+        for (name, value) in pairs {
+            let slot = NAMES
+                .iter()
+                .zip(found.iter_mut())
+                .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()));
+            if let Some((_, slot @ None)) = slot {
+                *slot = Some(value);
+            }
+        }
+        let [
+            connection,
+            authorization,
+            accept,
+            origin,
+            host,
+            sec_fetch_site,
+        ] = found.map(Option::flatten);
+        Wanted {
+            connection,
+            authorization,
+            accept,
+            origin,
+            host,
+            sec_fetch_site,
+        }
+    }
+}
+
 /// Per-connection service: the app, who is calling, and whether the last
 /// response keeps the connection alive (picoserve's rule: HTTP/1.1 without
 /// `Connection: close` or an upgrade).
@@ -100,22 +164,13 @@ impl Service {
         response_writer: W,
     ) -> Result<ResponseSent, W::Error> {
         let method = request.parts.method();
-        let connection = request
-            .parts
-            .headers()
-            .get("connection")
-            .and_then(|v| v.as_str().ok());
-        self.keep_alive
-            .set(keeps_alive(request.parts.http_version(), connection));
+        let headers = Wanted::from(request.parts.headers());
+        self.keep_alive.set(keeps_alive(
+            request.parts.http_version(),
+            headers.connection,
+        ));
         let query = request.parts.query().map(|q| q.0).unwrap_or("");
-        let auth = request
-            .parts
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.as_str().ok());
-        let allowed = may_write(&self.app, self.peer, auth);
-        let headers = request.parts.headers();
-        let header = |name: &str| headers.get(name).and_then(|v| v.as_str().ok());
+        let allowed = may_write(&self.app, self.peer, headers.authorization);
         let raw_path = path.encoded();
 
         let mut body = Vec::new();
@@ -180,11 +235,11 @@ impl Service {
                 body: &body,
                 may_write: allowed,
                 peer: self.peer,
-                accept: header("accept"),
+                accept: headers.accept,
                 cross_site: status::cross_site(
-                    header("origin"),
-                    header("host"),
-                    header("sec-fetch-site"),
+                    headers.origin,
+                    headers.host,
+                    headers.sec_fetch_site,
                 ),
             };
             api::handle(&self.app, &req).await
@@ -321,6 +376,26 @@ pub(crate) mod tests {
             Urls::new(std::net::Ipv4Addr::LOCALHOST, 9090),
             Store::default(),
         )
+    }
+
+    #[test]
+    fn wanted_headers_in_one_pass() {
+        let pairs: [(&[u8], Option<&str>); 7] = [
+            (b"Host", Some("a:1")),
+            (b"ACCEPT", Some("text/html")),
+            (b"Connection", Some("close")),
+            (b"x-other", Some("1")),
+            (b"host", Some("b")),
+            (b"Origin", None),
+            (b"Origin", Some("http://c")),
+        ];
+        let w = Wanted::from_pairs(pairs.into_iter());
+        assert_eq!(w.host, Some("a:1"), "the first Host counts");
+        assert_eq!(w.accept, Some("text/html"), "names ignore case");
+        assert_eq!(w.connection, Some("close"));
+        assert_eq!(w.origin, None, "a non-UTF-8 first value counts as absent");
+        assert_eq!(w.authorization, None);
+        assert_eq!(w.sec_fetch_site, None);
     }
 
     #[test]
