@@ -48,23 +48,46 @@ fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)
     })
 }
 
-/// `a.b.c.d`, as `Ipv4Addr`'s `Display` writes it, without the formatting
-/// machinery (a kickstart carries up to six addresses).
-pub fn ipv4_text(a: Ipv4Addr) -> String {
-    let mut text = Vec::with_capacity(15);
-    for (i, o) in a.octets().into_iter().enumerate() {
-        if i > 0 {
-            text.push(b'.');
+/// `a.b.c.d`, as `Ipv4Addr`'s `Display` writes it, on the stack and
+/// without the formatting machinery (a kickstart carries up to six
+/// addresses).
+#[derive(Clone, Copy)]
+pub struct Ipv4Text {
+    bytes: [u8; 15],
+    len: usize,
+}
+
+impl Ipv4Text {
+    pub fn new(a: Ipv4Addr) -> Self {
+        let mut t = Ipv4Text {
+            bytes: [0; 15],
+            len: 0,
+        };
+        for (i, o) in a.octets().into_iter().enumerate() {
+            if i > 0 {
+                t.push(b'.');
+            }
+            if o >= 100 {
+                t.push(b'0' + o / 100);
+            }
+            if o >= 10 {
+                t.push(b'0' + o / 10 % 10);
+            }
+            t.push(b'0' + o % 10);
         }
-        if o >= 100 {
-            text.push(b'0' + o / 100);
-        }
-        if o >= 10 {
-            text.push(b'0' + o / 10 % 10);
-        }
-        text.push(b'0' + o % 10);
+        t
     }
-    String::from_utf8(text).unwrap_or_default()
+
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.bytes.get(..self.len).unwrap_or_default()).unwrap_or_default()
+    }
 }
 
 impl KsParams {
@@ -161,7 +184,7 @@ impl KsContext {
         let os = p.os.unwrap_or_else(|| "centos-7".into());
         let version = p.version.unwrap_or_else(|| "7".into());
         let fqdn = p.fqdn.unwrap_or_else(|| "localhost.localdomain".into());
-        let s = |a: Option<Ipv4Addr>| a.map(ipv4_text);
+        let s = |a: Option<Ipv4Addr>| a.map(|a| Ipv4Text::new(a).as_str().to_string());
         let (ns1, ns2) = (s(p.ns1), s(p.ns2));
         let nameservers = match (&ns1, &ns2) {
             (Some(a), Some(b)) => format!("{a},{b}"),
@@ -222,18 +245,38 @@ struct DefaultKs<'a> {
     done_url: Option<&'a str>,
 }
 
-/// Renders the built-in `default` kickstart.
-pub fn render_default(c: &KsContext) -> String {
+/// Renders the built-in `default` kickstart: the values of
+/// [`KsContext::new`], borrowed from the parameters, with the addresses
+/// formatted on the stack (no allocation but the repository URL and the
+/// text itself).
+pub fn render_default(
+    p: &KsParams,
+    repo_template: Option<&str>,
+    server: &str,
+    done_url: Option<&str>,
+) -> String {
+    let os = p.os.as_deref().unwrap_or("centos-7");
+    let version = p.version.as_deref().unwrap_or("7");
+    let text = |a: Option<Ipv4Addr>| a.map(Ipv4Text::new);
+    let (ip, mask, gw) = (text(p.ip), text(p.mask), text(p.gw));
+    let mut nameservers = heapless::String::<31>::new();
+    for ns in [p.ns1, p.ns2].into_iter().flatten() {
+        if !nameservers.is_empty() {
+            let _ = nameservers.push(',');
+        }
+        let _ = nameservers.push_str(Ipv4Text::new(ns).as_str());
+    }
+    let repo_url = repo_url(repo_template, os, version, server);
     let t = DefaultKs {
-        fqdn: &c.fqdn,
-        os: &c.os,
-        version: &c.version,
-        repo_url: &c.repo_url,
-        ip: c.ip.as_deref(),
-        mask: c.mask.as_deref(),
-        gw: c.gw.as_deref(),
-        nameservers: &c.nameservers,
-        done_url: c.done_url.as_deref(),
+        fqdn: p.fqdn.as_deref().unwrap_or("localhost.localdomain"),
+        os,
+        version,
+        repo_url: &repo_url,
+        ip: ip.as_ref().map(Ipv4Text::as_str),
+        mask: mask.as_ref().map(Ipv4Text::as_str),
+        gw: gw.as_ref().map(Ipv4Text::as_str),
+        nameservers: &nameservers,
+        done_url,
     };
     t.render_once()
         .unwrap_or_else(|e| format!("# gopxe: template error: {e}\n"))
@@ -281,11 +324,11 @@ mod tests {
             0xffff_ffff,
         ] {
             let a = Ipv4Addr::from(a);
-            assert_eq!(ipv4_text(a), a.to_string());
+            assert_eq!(Ipv4Text::new(a).as_str(), a.to_string());
         }
         for o in 0..=255u8 {
             let a = Ipv4Addr::new(o, 255 - o, o / 3, o.wrapping_mul(7));
-            assert_eq!(ipv4_text(a), a.to_string());
+            assert_eq!(Ipv4Text::new(a).as_str(), a.to_string());
         }
     }
 
@@ -315,30 +358,48 @@ mod tests {
             "name=default&os=centos-7&version=7.5.1804&fqdn=test-myvm1.local&ip=10.1.20.50&mask=255.255.255.0&gw=10.1.20.1&ns1=8.8.8.8&ns2=8.8.4.4",
         )
         .unwrap();
-        let ks = render_default(&KsContext::new(
-            p,
-            None,
-            "http://10.1.20.2:9090",
-            Some("http://d/done".into()),
-        ));
+        let ks = render_default(&p, None, "http://10.1.20.2:9090", Some("http://d/done"));
         assert!(ks.contains(
             "network --device=link --bootproto=static --ip=10.1.20.50 --netmask=255.255.255.0 --gateway=10.1.20.1 --nameserver=8.8.8.8,8.8.4.4 --hostname=test-myvm1.local --activate\n"
         ), "{ks}");
         assert!(ks.contains("url --url=\"http://mirror.centos.org/centos/7.5.1804/os/x86_64/\""));
         assert!(ks.contains("curl -fsS -X POST \"http://d/done\""));
         let p = KsParams::from_query("name=default&os=rocky&version=9&fqdn=a.b").unwrap();
-        let ks = render_default(&KsContext::new(
-            p,
-            Some("{server}/localrepo/"),
-            "http://s:1",
-            None,
-        ));
+        let ks = render_default(&p, Some("{server}/localrepo/"), "http://s:1", None);
         assert!(
             ks.contains("network --device=link --bootproto=dhcp --hostname=a.b --activate\n"),
             "{ks}"
         );
         assert!(ks.contains("url --url=\"http://s:1/localrepo/\""));
         assert!(!ks.contains("curl"));
+        let p = KsParams::from_query("ip=10.0.0.9&ns2=192.0.2.53").unwrap();
+        let ks = render_default(&p, None, "http://s:1", None);
+        assert!(
+            ks.contains(
+                "--bootproto=static --ip=10.0.0.9 --nameserver=192.0.2.53 --hostname=localhost.localdomain --activate\n"
+            ),
+            "{ks}"
+        );
+    }
+
+    /// The built-in template and admin templates see the same values.
+    #[test]
+    fn default_and_context_agree() {
+        let q = "name=default&os=rocky&version=9&fqdn=h.lab&ip=10.1.2.3&mask=255.255.0.0&gw=10.1.0.1&ns1=1.1.1.1&ns2=9.9.9.9";
+        let p = KsParams::from_query(q).unwrap();
+        let builtin = render_default(&p, None, "http://s:1", Some("http://s:1/d"));
+        let c = KsContext::new(p, None, "http://s:1", Some("http://s:1/d".into()));
+        for value in [
+            &c.fqdn,
+            &c.repo_url,
+            c.ip.as_ref().unwrap(),
+            c.mask.as_ref().unwrap(),
+            c.gw.as_ref().unwrap(),
+            &c.nameservers,
+            c.done_url.as_ref().unwrap(),
+        ] {
+            assert!(builtin.contains(value.as_str()), "{value} not in {builtin}");
+        }
     }
 
     #[test]

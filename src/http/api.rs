@@ -575,14 +575,16 @@ async fn machine_action(app: &App, req: &Req<'_>, id: &str, action: &str) -> Rep
 
 async fn render_kickstart(app: &App, p: kickstart::KsParams, id: Option<MachineId>) -> Reply {
     let done = id.map(|i| app.urls.done(&i));
-    let ctx = kickstart::KsContext::new(p, app.config.repo_url.as_deref(), &app.urls.base, done);
-    let text = if ctx.name == "default" {
-        kickstart::render_default(&ctx)
+    let repo = app.config.repo_url.as_deref();
+    let (text, name) = if p.name == "default" {
+        let text = kickstart::render_default(&p, repo, &app.urls.base, done.as_deref());
+        (text, p.name)
     } else {
+        let ctx = kickstart::KsContext::new(p, repo, &app.urls.base, done);
         let src = app.store.borrow().templates.get(&ctx.name).cloned();
         match src {
             Some(src) => match kickstart::render_user(&src, &ctx) {
-                Ok(t) => t,
+                Ok(t) => (t, ctx.name),
                 Err(e) => {
                     return Reply::error(
                         500,
@@ -601,7 +603,7 @@ async fn render_kickstart(app: &App, p: kickstart::KsParams, id: Option<MachineI
         }
     };
     if let Some(id) = id {
-        let detail = format!("kickstart `{}` fetched ({} bytes)", ctx.name, text.len());
+        let detail = format!("kickstart `{name}` fetched ({} bytes)", text.len());
         if let Err(r) = note_fetched(app, id, detail).await {
             return r;
         }
