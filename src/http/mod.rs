@@ -4,7 +4,7 @@
 //! (picoserve's futures are `!Send`). While a connection is busy it has a
 //! 2 KiB request buffer (request line, headers and a small body; a head
 //! that does not fit is answered 400) and a write buffer; both are freed
-//! when it has been idle for a second ("parked", see [`serve_connection`]),
+//! when it has been idle for a second ("parked", see `serve_connection`),
 //! which keeps 1,000 idle keep-alive connections within a few MiB.
 //! Bodies up to `max_body_bytes` are read through picoserve's body reader;
 //! larger ones get 413 before they are read. Keep-alive is on; the read
