@@ -411,6 +411,9 @@ impl<D: Fn(Finished)> Loop<D> {
         while r.transfer.poll_transmit(now, out) {
             r.send(out);
         }
+        if r.transfer.outcome().is_none() {
+            r.reader.prefetch();
+        }
         if r.transfer.outcome().is_none() && r.transfer.poll_timeout().is_none() {
             r.transfer
                 .abort(ErrorCode::NotDefined, "internal error: transfer stalled");
@@ -441,6 +444,10 @@ enum Reader {
         start: u64,
         /// `buf` ends at end of file.
         eof: bool,
+        /// Offset and length of the request expected next: right after
+        /// the last one, as long.
+        next: u64,
+        next_len: usize,
     },
 }
 
@@ -453,6 +460,8 @@ impl Reader {
                 buf: Vec::new(),
                 start: 0,
                 eof: false,
+                next: 0,
+                next_len: 0,
             },
         }
     }
@@ -469,18 +478,14 @@ impl Reader {
                 buf,
                 start,
                 eof,
+                next,
+                next_len,
             } => {
-                let end = offset.saturating_add(len as u64);
-                let buf_end = *start + buf.len() as u64;
-                let hit = offset >= *start && (end <= buf_end || *eof);
-                if !hit {
-                    let want = len.max(READ_CHUNK);
-                    buf.resize(want, 0);
-                    let n = read_full(file, offset, buf)?;
-                    buf.truncate(n);
-                    *start = offset;
-                    *eof = n < want;
+                if !covers(buf, *start, *eof, offset, len) {
+                    fill(file, buf, start, eof, offset, len)?;
                 }
+                *next = offset.saturating_add(len as u64);
+                *next_len = len;
                 let from = usize::try_from(offset - *start).unwrap_or(usize::MAX);
                 let from = from.min(buf.len());
                 let to = from.saturating_add(len).min(buf.len());
@@ -488,6 +493,54 @@ impl Reader {
             }
         }
     }
+
+    /// Refill the read-ahead now if the expected next request would miss
+    /// it. Called after a send, so the read overlaps the round trip
+    /// instead of delaying the answer to the next ACK. A failed read is
+    /// left for that request to report.
+    fn prefetch(&mut self) {
+        if let Reader::File {
+            file,
+            buf,
+            start,
+            eof,
+            next,
+            next_len,
+        } = self
+            && *next_len > 0
+            && !covers(buf, *start, *eof, *next, *next_len)
+            && fill(file, buf, start, eof, *next, *next_len).is_err()
+        {
+            buf.clear();
+            *eof = false;
+        }
+    }
+}
+
+/// Whether the read-ahead `buf` (from `start`) answers `len` bytes at
+/// `offset`.
+fn covers(buf: &[u8], start: u64, eof: bool, offset: u64, len: usize) -> bool {
+    let buf_end = start + buf.len() as u64;
+    offset >= start && (offset.saturating_add(len as u64) <= buf_end || eof)
+}
+
+/// Read [`READ_CHUNK`] bytes (or `len`, when larger) at `offset` into the
+/// read-ahead.
+fn fill(
+    file: &File,
+    buf: &mut Vec<u8>,
+    start: &mut u64,
+    eof: &mut bool,
+    offset: u64,
+    len: usize,
+) -> io::Result<()> {
+    let want = len.max(READ_CHUNK);
+    buf.resize(want, 0);
+    let n = read_full(file, offset, buf)?;
+    buf.truncate(n);
+    *start = offset;
+    *eof = n < want;
+    Ok(())
 }
 
 /// Fill `buf` from `offset`, stopping early only at end of file.
@@ -524,6 +577,32 @@ mod tests {
         assert_eq!(r.read(0, 3).ok(), Some(&b"hel"[..]));
         assert_eq!(r.read(3, 10).ok(), Some(&b"lo"[..]));
         assert_eq!(r.read(99, 10).ok(), Some(&b""[..]));
+    }
+
+    #[test]
+    fn file_reader_prefetches_the_next_chunk_only_when_it_would_miss() {
+        let path = std::env::temp_dir().join(format!("gopxe-pump-{}", std::process::id()));
+        let data: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).expect("write");
+        let file = File::open(&path).expect("open");
+        let _ = std::fs::remove_file(&path);
+        let mut r = Reader::new(Content::File(file));
+        let start_of = |r: &Reader| match r {
+            Reader::File { start, .. } => *start,
+            Reader::Memory(_) => u64::MAX,
+        };
+        assert_eq!(r.read(0, 30_000).ok(), Some(&data[..30_000]));
+        r.prefetch(); // 30_000..60_000 is in the first chunk
+        assert_eq!(start_of(&r), 0);
+        assert_eq!(r.read(30_000, 30_000).ok(), Some(&data[30_000..60_000]));
+        r.prefetch(); // 60_000..90_000 is not: read it now
+        assert_eq!(start_of(&r), 60_000);
+        assert_eq!(r.read(60_000, 30_000).ok(), Some(&data[60_000..90_000]));
+        assert_eq!(start_of(&r), 60_000);
+        // The short read at the end of the file.
+        assert_eq!(r.read(120_000, 40_000).ok(), Some(&data[120_000..]));
+        r.prefetch();
+        assert_eq!(r.read(150_000, 40_000).ok(), Some(&b""[..]));
     }
 
     #[test]
