@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # TFTP download throughput on loopback: gopxe against tftpd-hpa, dnsmasq and
-# rs-tftpd (crates.io `tftpd`). Each server is started here on 127.0.0.1 and
-# stopped on exit. Client: atftp (Debian), which speaks blksize and
-# windowsize. Prints MiB/s per setting (median of RUNS), the ratio of gopxe
-# to the best reference, failures, and the servers' peak RSS.
+# rs-tftpd (crates.io `tftpd`). All servers are started here at once, each on
+# its own 127.0.0.1 port (dnsmasq on 69), and stopped on exit. The runs are
+# interleaved: for each setting, each round downloads once from every server
+# (in a rotating order), so a load swing on the machine hits all servers
+# alike. Client: atftp (Debian), which speaks blksize and windowsize. Prints
+# MiB/s per setting (median of RUNS), the ratio of gopxe to the best
+# reference, failures, and the servers' peak RSS.
 #
 #   bash benches/tftp.sh            # SIZE_MIB=64 RUNS=3 CONC="20 100"
 #   SERVERS="gopxe rs-tftpd" ONLY="1468 1,1468 8" CONC= RUNS=5 bash benches/tftp.sh
+#   BASELINE=/tmp/gopxe-old bash benches/tftp.sh   # adds a column "baseline":
+#       another gopxe binary, measured alongside (not a reference)
 #
 # Needs root only to install missing tools and for dnsmasq (its TFTP port
 # is fixed at 69; dnsmasq is skipped when 69 is taken).
@@ -18,15 +23,16 @@ CONC=${CONC-"20 100"}
 CONC_MIB=${CONC_MIB:-16}
 PORT=${PORT:-16969}
 TOOLS=${TOOLS:-/tmp/gopxe-bench-tools}
+BASELINE=${BASELINE:-}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/gopxe-tftp-bench.XXXXXX)
-SPID=""
+declare -A SPID SPORT
 SAMPLER=""
 
 cleanup() {
-    [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null || true
-    [ -n "$SPID" ] && kill "$SPID" 2>/dev/null || true
-    wait 2>/dev/null || true
+    [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null
+    for p in "${SPID[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -34,11 +40,13 @@ trap cleanup EXIT
 need_apt() { # binary package
     command -v "$1" >/dev/null && return 0
     echo "installing $2" >&2
-    apt-get install -y -qq "$2" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }
+    apt-get install -y -qq --no-install-recommends "$2" >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get install -y -qq --no-install-recommends "$2" >/dev/null; }
 }
 need_apt atftp atftp
 need_apt in.tftpd tftpd-hpa
 need_apt dnsmasq dnsmasq-base
+need_apt bc bc
 if [ ! -x "$TOOLS/bin/tftpd" ]; then
     echo "installing rs-tftpd (cargo install tftpd)" >&2
     cargo install --quiet --locked tftpd --root "$TOOLS" || exit 1
@@ -53,107 +61,138 @@ chmod -R a+rX "$WORK"
 SUM_BIG=$(sha256sum <"$WORK/root/big.bin" | cut -d' ' -f1)
 SUM_CONC=$(sha256sum <"$WORK/root/conc.bin" | cut -d' ' -f1)
 
-# Peak RSS (KiB) of a process and its children, sampled every 50 ms.
-sample_rss() { # pid outfile
-    local peak=0 sum p v
-    while kill -0 "$1" 2>/dev/null; do
-        sum=0
-        for p in $1 $(pgrep -P "$1" || true); do
-            v=$(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null)
-            sum=$((sum + ${v:-0}))
+# Peak RSS (KiB) of each server and its children, sampled every 50 ms into
+# $WORK/rss.<server>. One loop for all servers, with shell builtins only, so
+# the sampling itself forks nothing while downloads are measured.
+sample_rss() {
+    local s p sum v k kids nap
+    declare -A peak
+    exec {nap}<> <(:)
+    while :; do
+        for s in "${!SPID[@]}"; do
+            sum=0
+            kids=""
+            read -r kids <"/proc/${SPID[$s]}/task/${SPID[$s]}/children" 2>/dev/null
+            for p in ${SPID[$s]} $kids; do
+                while read -r k v _; do
+                    [ "$k" = VmRSS: ] && sum=$((sum + v)) && break
+                done <"/proc/$p/status" 2>/dev/null
+            done
+            if [ "$sum" -gt "${peak[$s]:-0}" ]; then
+                peak[$s]=$sum
+                echo "$sum" >"$WORK/rss.$s"
+            fi
         done
-        [ "$sum" -gt "$peak" ] && peak=$sum && echo "$peak" >"$2"
-        sleep 0.05
+        read -r -t 0.05 -u "$nap"
     done
 }
 
-start() { # server -> sets SPID, SPORT; returns 1 if it cannot run
-    SPORT=$PORT
+start() { # server port; sets SPID[server]; returns 1 if it cannot run
+    local port=$2
     case $1 in
-    gopxe) "$GOPXE" serve --tftp-listen "127.0.0.1:$SPORT" --tftp-max-transfers 256 \
-        --images "$WORK/root" --data-dir "$WORK/gopxe-data" --http-listen 127.0.0.1:0 \
-        --advertise-addr 127.0.0.1 >/dev/null 2>&1 & ;;
-    tftpd-hpa) in.tftpd -L -a "127.0.0.1:$SPORT" -u root -s "$WORK/root" 2>/dev/null & ;;
-    rs-tftpd) "$TOOLS/bin/tftpd" -i 127.0.0.1 -p "$SPORT" -d "$WORK/root" -r -q >/dev/null 2>&1 & ;;
+    gopxe | baseline)
+        local bin=$GOPXE
+        [ "$1" = baseline ] && bin=$BASELINE
+        "$bin" serve --tftp-listen "127.0.0.1:$port" --tftp-max-transfers 256 \
+            --images "$WORK/root" --data-dir "$WORK/$1-data" --http-listen 127.0.0.1:0 \
+            --advertise-addr 127.0.0.1 >/dev/null 2>&1 &
+        ;;
+    tftpd-hpa) in.tftpd -L -a "127.0.0.1:$port" -u root -s "$WORK/root" 2>/dev/null & ;;
+    rs-tftpd) "$TOOLS/bin/tftpd" -i 127.0.0.1 -p "$port" -d "$WORK/root" -r -q >/dev/null 2>&1 & ;;
     dnsmasq)
-        SPORT=69
+        port=69
         if ss -uln | grep -q ':69 '; then return 1; fi
         dnsmasq --no-daemon --conf-file=/dev/null --port=0 --enable-tftp \
             --tftp-root="$WORK/root" --listen-address=127.0.0.1 --bind-interfaces \
             --tftp-max=512 --user=root --pid-file= --quiet-tftp 2>/dev/null &
         ;;
     esac
-    SPID=$!
-    echo 0 >"$WORK/rss"
-    sample_rss "$SPID" "$WORK/rss" &
-    SAMPLER=$!
-    sleep 0.5
-    kill -0 "$SPID" 2>/dev/null
+    SPID[$1]=$!
+    SPORT[$1]=$port
 }
 
-stop() {
-    kill "$SPID" 2>/dev/null || true
-    wait "$SPID" 2>/dev/null || true
-    wait "$SAMPLER" 2>/dev/null || true
-    SPID="" SAMPLER=""
-}
-
-supports_window() { [ "$1" = gopxe ] || [ "$1" = rs-tftpd ]; }
+supports_window() { [ "$1" = gopxe ] || [ "$1" = baseline ] || [ "$1" = rs-tftpd ]; }
 
 # One download: prints seconds, or FAIL.
-get() { # file sum blksize windowsize
-    local opts=(--option "blksize $3")
-    [ "$4" -gt 1 ] && opts+=(--option "windowsize $4")
+get() { # port file sum blksize windowsize
+    local opts=(--option "blksize $4")
+    [ "$5" -gt 1 ] && opts+=(--option "windowsize $5")
     local t0 t1 sum
-    t0=$(date +%s.%N)
-    sum=$(timeout 60 atftp --get -r "$1" -l /dev/stdout "${opts[@]}" 127.0.0.1 "$SPORT" 2>/dev/null |
+    t0=$EPOCHREALTIME
+    sum=$(timeout 60 atftp --get -r "$2" -l /dev/stdout "${opts[@]}" 127.0.0.1 "$1" 2>/dev/null |
         sha256sum | cut -d' ' -f1) || true
-    t1=$(date +%s.%N)
-    if [ "$sum" = "$2" ]; then echo "$t1 - $t0" | bc -l; else echo FAIL; fi
+    t1=$EPOCHREALTIME
+    if [ "$sum" = "$3" ]; then echo "$t1 - $t0" | bc -l; else echo FAIL; fi
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "FAIL"}'; }
 
 read -r -a SERVERS <<<"${SERVERS:-gopxe tftpd-hpa dnsmasq rs-tftpd}"
+if [ -n "$BASELINE" ]; then
+    [ -x "$BASELINE" ] || { echo "BASELINE=$BASELINE is not an executable" >&2; exit 1; }
+    SERVERS+=(baseline)
+fi
 SETTINGS=("512 1" "1468 1" "8192 1" "1468 8" "1468 32" "8192 8" "8192 32")
 [ -n "${ONLY:-}" ] && IFS=, read -r -a SETTINGS <<<"$ONLY" # e.g. ONLY="1468 1,1468 8"
 declare -A RES FAILS RSS
+UP=()
+i=0
 for s in "${SERVERS[@]}"; do
     FAILS[$s]=0
-    if ! start "$s"; then
+    start "$s" $((PORT + i))
+    i=$((i + 1))
+done
+sleep 0.5
+for s in "${SERVERS[@]}"; do
+    if [ -n "${SPID[$s]:-}" ] && kill -0 "${SPID[$s]}" 2>/dev/null; then UP+=("$s"); else
         echo "$s: cannot start (skipped)" >&2
-        stop
-        continue
+        unset "SPID[$s]"
     fi
-    for set in "${SETTINGS[@]}"; do
-        read -r b w <<<"$set"
-        if [ "$w" -gt 1 ] && ! supports_window "$s"; then RES[$s,$set]="-"; continue; fi
-        times=()
-        for _ in $(seq "$RUNS"); do
-            t=$(get big.bin "$SUM_BIG" "$b" "$w")
-            if [ "$t" = FAIL ]; then FAILS[$s]=$((FAILS[$s] + 1)); else times+=("$t"); fi
+done
+sample_rss &
+SAMPLER=$!
+
+for set in "${SETTINGS[@]}"; do
+    read -r b w <<<"$set"
+    declare -A TIMES=()
+    for r in $(seq "$RUNS"); do
+        n=${#UP[@]}
+        for k in $(seq 0 $((n - 1))); do
+            s=${UP[$(((k + r) % n))]}
+            supports_window "$s" || [ "$w" -eq 1 ] || continue
+            t=$(get "${SPORT[$s]}" big.bin "$SUM_BIG" "$b" "$w")
+            if [ "$t" = FAIL ]; then FAILS[$s]=$((FAILS[$s] + 1)); else TIMES[$s]+="$t "; fi
         done
-        m=$(printf '%s\n' "${times[@]}" | grep -v '^$' | median)
+    done
+    for s in "${UP[@]}"; do
+        if [ "$w" -gt 1 ] && ! supports_window "$s"; then RES[$s,$set]="-"; continue; fi
+        m=$(printf '%s\n' ${TIMES[$s]:-} | grep -v '^$' | median)
         if [ "$m" = FAIL ]; then RES[$s,$set]=FAIL; else
             RES[$s,$set]=$(echo "$SIZE_MIB / $m" | bc -l | xargs printf '%.1f'); fi
         echo "$s blksize $b windowsize $w: ${RES[$s,$set]} MiB/s" >&2
     done
-    for n in $CONC; do
-        t0=$(date +%s.%N)
+    unset TIMES
+done
+for n in $CONC; do
+    for s in "${UP[@]}"; do
+        t0=$EPOCHREALTIME
+        pids=()
         for i in $(seq "$n"); do
-            (r=$(get conc.bin "$SUM_CONC" 1468 1); [ "$r" = FAIL ] && touch "$WORK/fail.$s.$n.$i") &
+            (r=$(get "${SPORT[$s]}" conc.bin "$SUM_CONC" 1468 1)
+                [ "$r" = FAIL ] && touch "$WORK/fail.$s.$n.$i") &
+            pids+=($!)
         done
-        wait $(jobs -p | grep -v "^$SPID$" | grep -v "^$SAMPLER$") 2>/dev/null || true
-        t1=$(date +%s.%N)
+        wait "${pids[@]}" 2>/dev/null
+        t1=$EPOCHREALTIME
         f=$(find "$WORK" -maxdepth 1 -name "fail.$s.$n.*" | wc -l)
         FAILS[$s]=$((FAILS[$s] + f))
         RES[$s,c$n]=$(echo "$n * $CONC_MIB / ($t1 - $t0)" | bc -l | xargs printf '%.1f')
         [ "$f" -gt 0 ] && RES[$s,c$n]="${RES[$s,c$n]}(${f}F)"
         echo "$s $n concurrent: ${RES[$s,c$n]} MiB/s aggregate" >&2
     done
-    RSS[$s]=$(($(cat "$WORK/rss") / 1024))
-    stop
 done
+sleep 0.1
+for s in "${UP[@]}"; do RSS[$s]=$(($(cat "$WORK/rss.$s" 2>/dev/null || echo 0) / 1024)); done
 
 printf '\n%-18s' "MiB/s"
 for s in "${SERVERS[@]}"; do printf '%12s' "$s"; done
@@ -170,7 +209,8 @@ for set in "${rows[@]}"; do
     for s in "${SERVERS[@]}"; do
         v=${RES[$s,$set]:-n/a}
         printf '%12s' "$v"
-        if [ "$s" != gopxe ] && [[ $v =~ ^[0-9.]+$ ]] && (($(echo "$v > $best" | bc -l))); then best=$v; fi
+        if [ "$s" != gopxe ] && [ "$s" != baseline ] && [[ $v =~ ^[0-9.]+$ ]] &&
+            (($(echo "$v > $best" | bc -l))); then best=$v; fi
     done
     g=${RES[gopxe,$set]:-}
     if [[ $g =~ ^[0-9.]+$ ]] && (($(echo "$best > 0" | bc -l))); then

@@ -5,18 +5,43 @@
 //! [`Transfer`] core, its own UDP socket (RFC 1350 §4: one TID per
 //! transfer) and its content — is handed to one of these threads (the
 //! server starts them as concurrent transfers need them, up to four per
-//! core), which drives its transfers from one level-triggered epoll set
-//! and hands each finished core back through a channel.
+//! core, and gives a new transfer to an idle thread first), which hands
+//! each finished core back through a channel.
 //!
 //! Why a thread of its own rather than a task per transfer: a lock-step
 //! transfer (RFC 1350, windowsize 1) is one round trip per block, so its
 //! speed is the cost of that round trip. Under the async reactor a block
 //! cost about six system calls (send, a one-shot re-arm, the wait, the
-//! read, the executor's wake-up notifications); here it costs three —
-//! `sendto`, `epoll_wait` (shared by every transfer that is ready) and
-//! `recvfrom` — because level-triggered registration needs no re-arm and
-//! nothing else shares the loop. Deadlines come from the cores
-//! ([`Transfer::poll_timeout`]) and become the `epoll_wait` timeout.
+//! read, the executor's wake-up notifications). Here a thread waits in one
+//! of two ways, chosen again after every packet:
+//!
+//! - **Solo**, while it runs exactly one transfer (the common case: one
+//!   machine boots at a time): a blocking `recvfrom` on that transfer's
+//!   socket, then `sendto` — two system calls per block, and the client's
+//!   packet wakes the thread straight out of `recvfrom`. The socket is
+//!   blocking with `SO_RCVTIMEO` = [`SOLO_WAIT`], so the thread looks at
+//!   its job queue, the transfer's deadline and a stop request at least
+//!   that often even when the client is silent (and after every packet
+//!   otherwise); retransmission timeouts, whole seconds (RFC 2349), fire at
+//!   most that late.
+//! - **Epoll**, with none or several: one level-triggered epoll set over
+//!   the transfers' sockets and an eventfd that announces new jobs, read
+//!   with `MSG_DONTWAIT` — three system calls per block (`epoll_wait`,
+//!   shared by every transfer that is ready, `recvfrom`, `sendto`); no
+//!   re-arm is needed. Deadlines come from the cores
+//!   ([`Transfer::poll_timeout`]) and become the `epoll_wait` timeout.
+//!
+//! Sockets stay registered in the epoll set in both modes, so switching
+//! costs no system call. Sends always use `MSG_DONTWAIT`: a full send
+//! buffer counts as a lost packet, which the timer retransmits.
+//!
+//! Measured and left out: spinning on a non-blocking `recvfrom` for a
+//! few dozen microseconds before blocking made lock-step transfers on a
+//! 2-core host about 30 % slower (the spinning thread keeps its core, so
+//! the scheduler no longer runs server and client on the same core).
+//! Connecting the socket to the client would save a route lookup per send
+//! but would make the kernel drop packets from other TIDs instead of
+//! letting us answer them with error 5.
 //!
 //! Files are read here with positional reads, [`READ_CHUNK`] bytes (or one
 //! window, when larger) at a time, never whole; boot files come from the
@@ -35,12 +60,19 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 use rustix::buffer::spare_capacity;
 use rustix::event::{EventfdFlags, Timespec, epoll, eventfd};
+use rustix::io::Errno;
+use rustix::net::{self, RecvFlags, SendFlags, SocketAddrAny};
 
 use super::transfer::{Outcome, Transfer};
 use super::wire::{ErrorCode, Packet, error_packet};
 
 /// Read-ahead size for files when the window needs less.
 pub const READ_CHUNK: usize = 64 * 1024;
+
+/// The longest a thread with one transfer blocks in `recvfrom` before it
+/// looks at its job queue and the transfer's deadline (`SO_RCVTIMEO`).
+/// Retransmission timeouts (whole seconds, RFC 2349) fire at most this late.
+pub const SOLO_WAIT: Duration = Duration::from_millis(20);
 
 /// The epoll key of the wake-up eventfd; transfers use their own ids.
 const WAKE: u64 = u64::MAX;
@@ -96,6 +128,7 @@ impl Pump {
             epoll,
             wake: wake.clone(),
             jobs: rx,
+            closed: false,
             running: HashMap::new(),
             done,
         };
@@ -145,12 +178,64 @@ struct Running {
     started: Instant,
 }
 
+impl Running {
+    /// A datagram that arrived on the transfer's socket.
+    fn on_datagram(&mut self, datagram: &[u8], from: Option<SocketAddrAny>, now: Instant) {
+        let from = from.and_then(|a| SocketAddr::try_from(a).ok());
+        match from {
+            Some(from) if from == self.peer => match Packet::decode(datagram) {
+                Ok(p) => self.transfer.handle(now, &p),
+                Err(e) => debug!("tftp: bad packet from {}: {e}", self.peer),
+            },
+            // RFC 1350 §4: another TID gets error 5; the transfer goes on.
+            Some(from) => {
+                debug!(
+                    "tftp: packet from unknown TID {from} (transfer with {})",
+                    self.peer
+                );
+                let err = error_packet(ErrorCode::UnknownTid, "unknown transfer ID");
+                let _ = net::sendto(&self.socket, &err, SendFlags::DONTWAIT, &from);
+            }
+            None => {}
+        }
+    }
+
+    /// Send one packet without blocking. A full send buffer is treated
+    /// like a lost packet: the timer retransmits.
+    fn send(&self, packet: &[u8]) {
+        if let Err(e) = net::sendto(&self.socket, packet, SendFlags::DONTWAIT, &self.peer) {
+            debug!("tftp: send to {}: {e}", self.peer);
+        }
+    }
+}
+
 struct Loop<D> {
     epoll: OwnedFd,
     wake: Arc<OwnedFd>,
     jobs: mpsc::Receiver<Job>,
+    /// The request side dropped its [`Pump`]: stop.
+    closed: bool,
     running: HashMap<u64, Running>,
     done: D,
+}
+
+/// How the thread waits for its next packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// A blocking `recvfrom` on the socket of this, the only, transfer.
+    Solo(u64),
+    /// `epoll_wait` over every transfer's socket and the wake-up eventfd.
+    Epoll,
+}
+
+/// Solo while exactly one transfer runs; epoll when there is none (only
+/// the eventfd can bring work) or several.
+fn wait_mode<V>(running: &HashMap<u64, V>) -> Wait {
+    let mut ids = running.keys();
+    match (ids.next(), ids.next()) {
+        (Some(&id), None) => Wait::Solo(id),
+        _ => Wait::Epoll,
+    }
 }
 
 impl<D: Fn(Finished)> Loop<D> {
@@ -158,69 +243,115 @@ impl<D: Fn(Finished)> Loop<D> {
         let mut events = Vec::with_capacity(64);
         let mut buf = vec![0u8; 2048];
         let mut out = Vec::with_capacity(65536 + 4);
-        loop {
-            let now = Instant::now();
-            let timeout = self
-                .running
-                .values()
-                .filter_map(|r| r.transfer.poll_timeout())
-                .min()
-                .map(|d| d.saturating_duration_since(now))
-                .map(|d| Timespec {
-                    tv_sec: d.as_secs().try_into().unwrap_or(i64::MAX),
-                    tv_nsec: d.subsec_nanos().into(),
-                });
-            events.clear();
-            match epoll::wait(&self.epoll, spare_capacity(&mut events), timeout.as_ref()) {
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => {
-                    warn!("tftp: data thread stops: epoll_wait: {e}");
-                    return;
-                }
+        while !self.closed {
+            self.take_jobs(&mut out);
+            if self.closed {
+                break;
             }
-            for ev in &events {
-                let key = ev.data.u64();
-                if key == WAKE {
-                    if !self.take_jobs(&mut out) {
-                        return;
-                    }
-                } else {
-                    self.on_readable(key, &mut buf, &mut out);
-                }
-            }
-            let now = Instant::now();
-            let expired: Vec<u64> = self
-                .running
-                .iter()
-                .filter(|(_, r)| r.transfer.poll_timeout().is_some_and(|d| d <= now))
-                .map(|(id, _)| *id)
-                .collect();
-            for id in expired {
-                if let Some(r) = self.running.get_mut(&id) {
-                    r.transfer.handle_timeout(now);
-                }
-                self.drive(id, &mut out);
+            match wait_mode(&self.running) {
+                Wait::Solo(id) => self.solo(id, &mut buf, &mut out),
+                Wait::Epoll => self.wait_epoll(&mut events, &mut buf, &mut out),
             }
         }
     }
 
-    /// Drain the wake-up counter and start queued jobs; false when the
-    /// request side is gone.
-    fn take_jobs(&mut self, out: &mut Vec<u8>) -> bool {
-        let mut counter = [0u8; 8];
-        let _ = rustix::io::read(&*self.wake, &mut counter);
+    /// Start queued jobs; sets `closed` when the request side is gone.
+    /// Costs no system call: the eventfd is drained only when epoll
+    /// reports it.
+    fn take_jobs(&mut self, out: &mut Vec<u8>) {
         loop {
             match self.jobs.try_recv() {
                 Ok(job) => self.start(job, out),
-                Err(mpsc::TryRecvError::Empty) => return true,
-                Err(mpsc::TryRecvError::Disconnected) => return false,
+                Err(mpsc::TryRecvError::Empty) => return,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    self.closed = true;
+                    return;
+                }
             }
+        }
+    }
+
+    /// Run the thread's only transfer with blocking reads until it ends,
+    /// another job arrives or the thread is told to stop. `recvfrom`
+    /// returns after [`SOLO_WAIT`] at the latest (`SO_RCVTIMEO`), so a
+    /// deadline, a new job or a stop is noticed that late at worst; while
+    /// the client sends, after every packet.
+    fn solo(&mut self, id: u64, buf: &mut [u8], out: &mut Vec<u8>) {
+        loop {
+            let Some(r) = self.running.get_mut(&id) else {
+                return;
+            };
+            let got = net::recvfrom(&r.socket, &mut *buf, RecvFlags::empty());
+            let now = Instant::now();
+            match got {
+                Ok((n, _, from)) => r.on_datagram(buf.get(..n).unwrap_or_default(), from, now),
+                Err(Errno::AGAIN | Errno::INTR) => {}
+                // E.g. an ICMP error for an earlier send: the timer retransmits.
+                Err(e) => debug!("tftp: recv from {}: {e}", r.peer),
+            }
+            if r.transfer.poll_timeout().is_some_and(|d| d <= now) {
+                r.transfer.handle_timeout(now);
+            }
+            self.drive(id, now, out);
+            self.take_jobs(out);
+            if self.closed || wait_mode(&self.running) != Wait::Solo(id) {
+                return;
+            }
+        }
+    }
+
+    /// One `epoll_wait` and what it reports, then the expired deadlines.
+    fn wait_epoll(&mut self, events: &mut Vec<epoll::Event>, buf: &mut [u8], out: &mut Vec<u8>) {
+        let now = Instant::now();
+        let timeout = self
+            .running
+            .values()
+            .filter_map(|r| r.transfer.poll_timeout())
+            .min()
+            .map(|d| d.saturating_duration_since(now))
+            .map(|d| Timespec {
+                tv_sec: d.as_secs().try_into().unwrap_or(i64::MAX),
+                tv_nsec: d.subsec_nanos().into(),
+            });
+        events.clear();
+        match epoll::wait(&self.epoll, spare_capacity(events), timeout.as_ref()) {
+            Ok(_) => {}
+            Err(Errno::INTR) => return,
+            Err(e) => {
+                warn!("tftp: data thread stops: epoll_wait: {e}");
+                self.closed = true;
+                return;
+            }
+        }
+        let now = Instant::now();
+        for ev in events.iter() {
+            let key = ev.data.u64();
+            if key == WAKE {
+                // Jobs are taken by the main loop; only reset the counter.
+                let mut counter = [0u8; 8];
+                let _ = rustix::io::read(&*self.wake, &mut counter);
+            } else {
+                self.on_readable(key, now, buf, out);
+            }
+        }
+        let expired: Vec<u64> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.transfer.poll_timeout().is_some_and(|d| d <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(r) = self.running.get_mut(&id) {
+                r.transfer.handle_timeout(now);
+            }
+            self.drive(id, now, out);
         }
     }
 
     fn start(&mut self, job: Job, out: &mut Vec<u8>) {
-        let registered = job.socket.set_nonblocking(true).and_then(|()| {
+        // The socket stays blocking for solo mode, with a bounded wait;
+        // the epoll path reads with MSG_DONTWAIT.
+        let registered = job.socket.set_read_timeout(Some(SOLO_WAIT)).and_then(|()| {
             epoll::add(
                 &self.epoll,
                 &job.socket,
@@ -244,39 +375,27 @@ impl<D: Fn(Finished)> Loop<D> {
                 started: Instant::now(),
             },
         );
-        self.drive(job.id, out);
+        self.drive(job.id, Instant::now(), out);
     }
 
-    fn on_readable(&mut self, id: u64, buf: &mut [u8], out: &mut Vec<u8>) {
+    fn on_readable(&mut self, id: u64, now: Instant, buf: &mut [u8], out: &mut Vec<u8>) {
         let Some(r) = self.running.get_mut(&id) else {
             return;
         };
         // One datagram per readiness: the set is level-triggered, so a
         // second one queued behind it is reported by the next wait, and no
         // read is wasted on finding the queue empty.
-        match r.socket.recv_from(buf) {
-            Ok((_, from)) if from != r.peer => {
-                debug!(
-                    "tftp: packet from unknown TID {from} (transfer with {})",
-                    r.peer
-                );
-                let err = error_packet(ErrorCode::UnknownTid, "unknown transfer ID");
-                let _ = r.socket.send_to(&err, from);
-                return;
-            }
-            Ok((n, _)) => match Packet::decode(buf.get(..n).unwrap_or_default()) {
-                Ok(p) => r.transfer.handle(Instant::now(), &p),
-                Err(e) => debug!("tftp: bad packet from {}: {e}", r.peer),
-            },
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+        match net::recvfrom(&r.socket, &mut *buf, RecvFlags::DONTWAIT) {
+            Ok((n, _, from)) => r.on_datagram(buf.get(..n).unwrap_or_default(), from, now),
+            Err(Errno::AGAIN | Errno::INTR) => return,
             // E.g. an ICMP error for an earlier send: the timer retransmits.
             Err(e) => debug!("tftp: recv from {}: {e}", r.peer),
         }
-        self.drive(id, out);
+        self.drive(id, now, out);
     }
 
     /// Feed the core its reads, send what it has, and retire it when done.
-    fn drive(&mut self, id: u64, out: &mut Vec<u8>) {
+    fn drive(&mut self, id: u64, now: Instant, out: &mut Vec<u8>) {
         let Some(r) = self.running.get_mut(&id) else {
             return;
         };
@@ -289,18 +408,17 @@ impl<D: Fn(Finished)> Loop<D> {
                 }
             }
         }
-        let now = Instant::now();
         while r.transfer.poll_transmit(now, out) {
-            if let Err(e) = r.socket.send_to(out, r.peer) {
-                // Treated like a lost packet: the timer retransmits.
-                debug!("tftp: send to {}: {e}", r.peer);
-            }
+            r.send(out);
+        }
+        if r.transfer.outcome().is_none() {
+            r.reader.prefetch();
         }
         if r.transfer.outcome().is_none() && r.transfer.poll_timeout().is_none() {
             r.transfer
                 .abort(ErrorCode::NotDefined, "internal error: transfer stalled");
             while r.transfer.poll_transmit(now, out) {
-                let _ = r.socket.send_to(out, r.peer);
+                r.send(out);
             }
         }
         if r.transfer.outcome().is_some()
@@ -326,6 +444,10 @@ enum Reader {
         start: u64,
         /// `buf` ends at end of file.
         eof: bool,
+        /// Offset and length of the request expected next: right after
+        /// the last one, as long.
+        next: u64,
+        next_len: usize,
     },
 }
 
@@ -338,6 +460,8 @@ impl Reader {
                 buf: Vec::new(),
                 start: 0,
                 eof: false,
+                next: 0,
+                next_len: 0,
             },
         }
     }
@@ -354,18 +478,14 @@ impl Reader {
                 buf,
                 start,
                 eof,
+                next,
+                next_len,
             } => {
-                let end = offset.saturating_add(len as u64);
-                let buf_end = *start + buf.len() as u64;
-                let hit = offset >= *start && (end <= buf_end || *eof);
-                if !hit {
-                    let want = len.max(READ_CHUNK);
-                    buf.resize(want, 0);
-                    let n = read_full(file, offset, buf)?;
-                    buf.truncate(n);
-                    *start = offset;
-                    *eof = n < want;
+                if !covers(buf, *start, *eof, offset, len) {
+                    fill(file, buf, start, eof, offset, len)?;
                 }
+                *next = offset.saturating_add(len as u64);
+                *next_len = len;
                 let from = usize::try_from(offset - *start).unwrap_or(usize::MAX);
                 let from = from.min(buf.len());
                 let to = from.saturating_add(len).min(buf.len());
@@ -373,6 +493,54 @@ impl Reader {
             }
         }
     }
+
+    /// Refill the read-ahead now if the expected next request would miss
+    /// it. Called after a send, so the read overlaps the round trip
+    /// instead of delaying the answer to the next ACK. A failed read is
+    /// left for that request to report.
+    fn prefetch(&mut self) {
+        if let Reader::File {
+            file,
+            buf,
+            start,
+            eof,
+            next,
+            next_len,
+        } = self
+            && *next_len > 0
+            && !covers(buf, *start, *eof, *next, *next_len)
+            && fill(file, buf, start, eof, *next, *next_len).is_err()
+        {
+            buf.clear();
+            *eof = false;
+        }
+    }
+}
+
+/// Whether the read-ahead `buf` (from `start`) answers `len` bytes at
+/// `offset`.
+fn covers(buf: &[u8], start: u64, eof: bool, offset: u64, len: usize) -> bool {
+    let buf_end = start + buf.len() as u64;
+    offset >= start && (offset.saturating_add(len as u64) <= buf_end || eof)
+}
+
+/// Read [`READ_CHUNK`] bytes (or `len`, when larger) at `offset` into the
+/// read-ahead.
+fn fill(
+    file: &File,
+    buf: &mut Vec<u8>,
+    start: &mut u64,
+    eof: &mut bool,
+    offset: u64,
+    len: usize,
+) -> io::Result<()> {
+    let want = len.max(READ_CHUNK);
+    buf.resize(want, 0);
+    let n = read_full(file, offset, buf)?;
+    buf.truncate(n);
+    *start = offset;
+    *eof = n < want;
+    Ok(())
 }
 
 /// Fill `buf` from `offset`, stopping early only at end of file.
@@ -400,6 +568,8 @@ pub fn outcome_of(t: &Transfer) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tftp::transfer::TransferConfig;
+    use crate::tftp::wire::{Mode, Options};
 
     #[test]
     fn memory_reader_clamps() {
@@ -407,5 +577,178 @@ mod tests {
         assert_eq!(r.read(0, 3).ok(), Some(&b"hel"[..]));
         assert_eq!(r.read(3, 10).ok(), Some(&b"lo"[..]));
         assert_eq!(r.read(99, 10).ok(), Some(&b""[..]));
+    }
+
+    #[test]
+    fn file_reader_prefetches_the_next_chunk_only_when_it_would_miss() {
+        let path = std::env::temp_dir().join(format!("gopxe-pump-{}", std::process::id()));
+        let data: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).expect("write");
+        let file = File::open(&path).expect("open");
+        let _ = std::fs::remove_file(&path);
+        let mut r = Reader::new(Content::File(file));
+        let start_of = |r: &Reader| match r {
+            Reader::File { start, .. } => *start,
+            Reader::Memory(_) => u64::MAX,
+        };
+        assert_eq!(r.read(0, 30_000).ok(), Some(&data[..30_000]));
+        r.prefetch(); // 30_000..60_000 is in the first chunk
+        assert_eq!(start_of(&r), 0);
+        assert_eq!(r.read(30_000, 30_000).ok(), Some(&data[30_000..60_000]));
+        r.prefetch(); // 60_000..90_000 is not: read it now
+        assert_eq!(start_of(&r), 60_000);
+        assert_eq!(r.read(60_000, 30_000).ok(), Some(&data[60_000..90_000]));
+        assert_eq!(start_of(&r), 60_000);
+        // The short read at the end of the file.
+        assert_eq!(r.read(120_000, 40_000).ok(), Some(&data[120_000..]));
+        r.prefetch();
+        assert_eq!(r.read(150_000, 40_000).ok(), Some(&b""[..]));
+    }
+
+    #[test]
+    fn solo_only_with_exactly_one_transfer() {
+        let mut running = HashMap::new();
+        assert_eq!(wait_mode(&running), Wait::Epoll);
+        running.insert(7u64, ());
+        assert_eq!(wait_mode(&running), Wait::Solo(7));
+        running.insert(9, ());
+        assert_eq!(wait_mode(&running), Wait::Epoll);
+        running.remove(&7);
+        assert_eq!(wait_mode(&running), Wait::Solo(9));
+    }
+
+    /// A pump on loopback with a job source and the finished transfers.
+    struct Rig {
+        pump: Pump,
+        done: mpsc::Receiver<Finished>,
+    }
+
+    fn rig() -> Rig {
+        let (tx, done) = mpsc::channel();
+        let pump = Pump::start(move |f| {
+            let _ = tx.send(f);
+        })
+        .expect("pump");
+        Rig { pump, done }
+    }
+
+    /// A client socket that gives up waiting after 5 s.
+    fn client() -> UdpSocket {
+        let c = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        c
+    }
+
+    /// Submit a transfer of `content` (RFC 1350 defaults: 512-byte blocks,
+    /// no OACK) to `client`.
+    fn submit(rig: &Rig, id: u64, client: &UdpSocket, content: &[u8], cfg: &TransferConfig) {
+        let t = Transfer::new(
+            Mode::Octet,
+            &Options::default(),
+            Some(content.len() as u64),
+            cfg,
+        )
+        .expect("transfer");
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        rig.pump
+            .submit(Job {
+                id,
+                socket,
+                peer: client.local_addr().expect("addr"),
+                transfer: t,
+                content: Content::Memory(content.to_vec()),
+            })
+            .expect("submit");
+    }
+
+    fn recv(c: &UdpSocket) -> (Vec<u8>, SocketAddr) {
+        let mut buf = [0u8; 600];
+        let (n, from) = c.recv_from(&mut buf).expect("a packet within 5 s");
+        (buf[..n].to_vec(), from)
+    }
+
+    #[test]
+    fn a_second_job_is_not_held_up_by_a_silent_solo_transfer() {
+        let rig = rig();
+        let cfg = TransferConfig::default();
+        let a = client();
+        submit(&rig, 1, &a, &[1u8; 700], &cfg);
+        let (p, tid_a) = recv(&a);
+        assert_eq!(p[..4], [0, 3, 0, 1]);
+        // `a` stays silent: its transfer has the thread to itself and
+        // blocks in recvfrom. A second job must start long before a's
+        // one-second retransmission timeout.
+        let b = client();
+        let t0 = Instant::now();
+        submit(&rig, 2, &b, b"second", &cfg);
+        let (p, tid_b) = recv(&b);
+        assert_eq!(p, b"\x00\x03\x00\x01second");
+        assert!(
+            t0.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t0.elapsed()
+        );
+        b.send_to(&[0, 4, 0, 1], tid_b).expect("send");
+        let f = rig
+            .done
+            .recv_timeout(Duration::from_secs(5))
+            .expect("b done");
+        assert_eq!((f.id, outcome_of(&f.transfer)), (2, Outcome::Completed));
+        // Back to one transfer: a goes on.
+        a.send_to(&[0, 4, 0, 1], tid_a).expect("send");
+        let (p, _) = recv(&a);
+        assert_eq!(p.len(), 4 + 700 - 512);
+        a.send_to(&[0, 4, 0, 2], tid_a).expect("send");
+        let f = rig
+            .done
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a done");
+        assert_eq!((f.id, outcome_of(&f.transfer)), (1, Outcome::Completed));
+        assert_eq!(f.transfer.stats().retransmissions, 0);
+    }
+
+    #[test]
+    fn solo_transfer_answers_a_foreign_tid_and_retransmits_on_timeout() {
+        let rig = rig();
+        let cfg = TransferConfig {
+            default_timeout: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(100),
+            max_retries: 1,
+            ..TransferConfig::default()
+        };
+        let a = client();
+        submit(&rig, 1, &a, &[5u8; 600], &cfg);
+        let (first, tid) = recv(&a);
+        assert_eq!(first[..4], [0, 3, 0, 1]);
+        let stranger = client();
+        stranger.send_to(&[0, 4, 0, 1], tid).expect("send");
+        let (p, from) = recv(&stranger);
+        assert_eq!(from, tid);
+        assert_eq!(p[..4], [0, 5, 0, 5]);
+        // The stranger's ACK did not move the transfer: the next packet to
+        // `a` is DATA 1 again, sent by the timer.
+        let (again, _) = recv(&a);
+        assert_eq!(again, first);
+        // A duplicate ACK 0 is not answered; the second timeout ends it.
+        let f = rig.done.recv_timeout(Duration::from_secs(5)).expect("done");
+        assert_eq!(outcome_of(&f.transfer), Outcome::TimedOut);
+        assert_eq!(f.transfer.stats().retransmissions, 1);
+    }
+
+    #[test]
+    fn dropping_the_pump_stops_a_solo_thread() {
+        let rig = rig();
+        let a = client();
+        submit(&rig, 1, &a, &[0u8; 600], &TransferConfig::default());
+        let _ = recv(&a);
+        let Rig { pump, done } = rig;
+        drop(pump);
+        // The thread ends (dropping its callback, which closes the
+        // channel) within a few SOLO_WAITs, without finishing the transfer.
+        match done.recv_timeout(Duration::from_secs(2)) {
+            Err(mpsc::RecvTimeoutError::Disconnected) => {}
+            other => panic!("thread still running: {:?}", other.map(|f| f.id)),
+        }
     }
 }

@@ -6,9 +6,13 @@
 //! checked ([`sanitize`]) and opened through a [`FileProvider`] here, on
 //! the caller's executor (so the provider need not be `Send`); the
 //! negotiated transfer then runs on a data thread ([`super::pump`]),
-//! which hands it back to be reported when it ends. Each transfer binds a
-//! socket to the listening address's IP, port 0. Refused: write requests (error 2), names that fail
-//! [`sanitize`] (error 2), missing files (error 1), requests past
+//! which hands it back to be reported when it ends. A new transfer goes to
+//! an idle data thread, else to a new one (up to
+//! [`ServerConfig::data_threads`]), else to the least busy (`pick_thread`),
+//! so a boot that runs alone keeps a thread to itself (the pump's solo
+//! mode). Each transfer binds a socket to the listening address's IP,
+//! port 0. Refused: write requests (error 2), names that fail [`sanitize`]
+//! (error 2), missing files (error 1), requests past
 //! [`ServerConfig::max_transfers`] (error 0 "server busy"). A repeated RRQ
 //! from the same client port for the same file while its transfer runs is
 //! ignored. Packets from a foreign TID get error 5 and are otherwise ignored.
@@ -167,17 +171,25 @@ pub struct TransferReport {
     pub outcome: Outcome,
 }
 
+/// A running transfer as the request side knows it.
+struct Active {
+    client: SocketAddr,
+    file: String,
+    /// Index of its data thread in [`Shared::pumps`].
+    thread: usize,
+}
+
 struct Shared<P, R> {
     cfg: ServerConfig,
     provider: P,
     on_report: R,
     local_ip: std::net::IpAddr,
-    /// The data threads, started as transfers need them; transfer `id`
-    /// runs on `pumps[id % pumps.len()]`.
-    pumps: RefCell<Vec<Pump>>,
+    /// The data threads, started as transfers need them (`pick_thread`),
+    /// each with the number of transfers it runs.
+    pumps: RefCell<Vec<(Pump, usize)>>,
     finished_tx: smol::channel::Sender<Finished>,
-    /// (client, file) of running transfers, by job id.
-    active: RefCell<HashMap<u64, (SocketAddr, String)>>,
+    /// Running transfers, by job id.
+    active: RefCell<HashMap<u64, Active>>,
     next_id: Cell<u64>,
 }
 
@@ -332,7 +344,7 @@ where
         .active
         .borrow()
         .values()
-        .any(|(p, f)| *p == peer && f == path.as_str());
+        .any(|a| a.client == peer && a.file == path.as_str());
     if duplicate {
         debug!("tftp: {peer}: duplicate request for {path} ignored");
         return None;
@@ -398,53 +410,90 @@ where
         transfer: t,
         content,
     };
-    shared
-        .active
-        .borrow_mut()
-        .insert(id, (peer, path.as_str().to_owned()));
-    let submitted = shared.start_pumps().and_then(|()| {
-        let pumps = shared.pumps.borrow();
-        let n = pumps.len().max(1);
-        let slot = usize::try_from(id % n as u64).unwrap_or(0);
-        match pumps.get(slot) {
-            Some(p) => p.submit(job),
-            None => Err(io::Error::other("no tftp data thread")),
-        }
-    });
-    submitted.map_err(|e| {
+    let thread = shared.submit(job).map_err(|e| {
         warn!("tftp: {e}");
-        shared.active.borrow_mut().remove(&id);
         (ErrorCode::NotDefined, "server busy, try again later")
-    })
+    })?;
+    shared.active.borrow_mut().insert(
+        id,
+        Active {
+            client: peer,
+            file: path.as_str().to_owned(),
+            thread,
+        },
+    );
+    Ok(())
+}
+
+/// Where a new transfer goes, given how many transfers each running data
+/// thread has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pick {
+    /// The running thread at this index.
+    Thread(usize),
+    /// A new thread.
+    Start,
+}
+
+/// An idle thread if there is one; else a new thread while fewer than
+/// `max_threads` run; else the least busy. A thread alone with one
+/// transfer runs it in solo mode (see [`super::pump`]) and only notices a
+/// second one after the client's next packet, so idle threads come first.
+fn pick_thread(loads: &[usize], max_threads: usize) -> Pick {
+    let least = loads
+        .iter()
+        .enumerate()
+        .min_by_key(|&(_, &n)| n)
+        .map(|(i, &n)| (i, n));
+    match least {
+        Some((i, 0)) => Pick::Thread(i),
+        _ if loads.len() < max_threads.max(1) => Pick::Start,
+        Some((i, _)) => Pick::Thread(i),
+        None => Pick::Start,
+    }
 }
 
 impl<P, R: Fn(&TransferReport)> Shared<P, R> {
-    /// Starts data threads as transfers need them: as many as transfers
-    /// ever ran at once, up to `data_threads`.
-    fn start_pumps(&self) -> io::Result<()> {
-        let want = self.cfg.data_threads.max(1);
-        let running = self.active.borrow().len();
+    /// Hand a job to a data thread, starting one if [`pick_thread`] says
+    /// so; returns the thread's index.
+    fn submit(&self, job: Job) -> io::Result<usize> {
         let mut pumps = self.pumps.borrow_mut();
-        while pumps.len() < want && pumps.len() < running {
-            let tx = self.finished_tx.clone();
-            pumps.push(Pump::start(move |f| {
-                let _ = tx.try_send(f);
-            })?);
-        }
-        Ok(())
+        let loads: Vec<usize> = pumps.iter().map(|(_, n)| *n).collect();
+        let i = match pick_thread(&loads, self.cfg.data_threads) {
+            Pick::Thread(i) => i,
+            Pick::Start => {
+                let tx = self.finished_tx.clone();
+                pumps.push((
+                    Pump::start(move |f| {
+                        let _ = tx.try_send(f);
+                    })?,
+                    0,
+                ));
+                pumps.len() - 1
+            }
+        };
+        let (pump, load) = pumps
+            .get_mut(i)
+            .ok_or_else(|| io::Error::other("no tftp data thread"))?;
+        pump.submit(job)?;
+        *load += 1;
+        Ok(i)
     }
 
     /// A transfer the data thread finished: forget it and report it.
     fn finished(&self, f: Finished) {
-        let Some((client, file)) = self.active.borrow_mut().remove(&f.id) else {
+        let Some(active) = self.active.borrow_mut().remove(&f.id) else {
             return;
         };
+        if let Some((_, load)) = self.pumps.borrow_mut().get_mut(active.thread) {
+            *load = load.saturating_sub(1);
+        }
         let t: &Transfer = &f.transfer;
         let stats = t.stats();
         let neg = t.negotiated();
         self.report(TransferReport {
-            file,
-            client,
+            file: active.file,
+            client: active.client,
             bytes: stats.bytes,
             blocks: stats.blocks,
             retransmissions: stats.retransmissions,
@@ -466,6 +515,19 @@ mod tests {
         assert_eq!(blksize_for_mtu(9000), 8968);
         assert_eq!(blksize_for_mtu(65536), 65464);
         assert_eq!(blksize_for_mtu(0), 8);
+    }
+
+    #[test]
+    fn idle_threads_first_then_new_ones_then_the_least_busy() {
+        assert_eq!(pick_thread(&[], 4), Pick::Start);
+        assert_eq!(pick_thread(&[], 0), Pick::Start);
+        assert_eq!(pick_thread(&[1, 0, 2], 4), Pick::Thread(1));
+        // Every thread busy: a new one while there is room...
+        assert_eq!(pick_thread(&[1, 1], 4), Pick::Start);
+        // ...then the least busy.
+        assert_eq!(pick_thread(&[3, 2, 2, 5], 4), Pick::Thread(1));
+        assert_eq!(pick_thread(&[1], 1), Pick::Thread(0));
+        assert_eq!(pick_thread(&[1], 0), Pick::Thread(0));
     }
 
     #[test]
