@@ -9,11 +9,10 @@
 //! and one [`ticker`] task wakes the expired ones every [`TICK`] — only
 //! while any are waiting: an idle server has no periodic wake-ups.
 //!
-//! A deadline fires up to one tick late. On a thread where no ticker runs,
-//! a [`Deadline`] falls back to an ordinary `async_io::Timer`.
+//! A deadline fires up to one tick early or late. On a thread where no
+//! ticker runs, a [`Deadline`] falls back to an ordinary `async_io::Timer`.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -22,15 +21,70 @@ use std::time::{Duration, Instant};
 /// How often waiting deadlines are checked.
 pub const TICK: Duration = Duration::from_millis(100);
 
+/// A waiting deadline: when it is due, its waker, and an id that tells it
+/// from a later deadline in the same slot.
+struct Waiting {
+    when: Instant,
+    waker: Waker,
+    id: u64,
+}
+
 #[derive(Default)]
 struct Table {
-    /// Waiting deadlines by (when, id).
-    waiting: BTreeMap<(Instant, u64), Waker>,
+    /// Waiting deadlines; a slot is reused once free. The ticker scans
+    /// them all each tick (there are at most as many as connections), so
+    /// adding and removing one is a push and a store, not a tree update.
+    slots: Vec<Option<Waiting>>,
+    free: Vec<usize>,
+    waiting: usize,
     next_id: u64,
+    /// The time at the last tick: deadlines are set from it rather than
+    /// from a clock read each (see [`Deadline`]).
+    now: Option<Instant>,
     /// Set while a ticker task runs on this thread.
     ticker_runs: bool,
     /// The ticker, when it sleeps because nothing is waiting.
     ticker: Option<Waker>,
+}
+
+impl Table {
+    fn add(&mut self, when: Instant, waker: Waker) -> (usize, u64) {
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = self.next_id;
+        let entry = Some(Waiting { when, waker, id });
+        let index = match self.free.pop() {
+            Some(i) => {
+                if let Some(slot) = self.slots.get_mut(i) {
+                    *slot = entry;
+                }
+                i
+            }
+            None => {
+                self.slots.push(entry);
+                self.slots.len() - 1
+            }
+        };
+        self.waiting += 1;
+        (index, id)
+    }
+
+    /// The slot if deadline `id` still waits in it.
+    fn find(&mut self, index: usize, id: u64) -> Option<&mut Waiting> {
+        self.slots
+            .get_mut(index)
+            .and_then(Option::as_mut)
+            .filter(|w| w.id == id)
+    }
+
+    fn remove(&mut self, index: usize, id: u64) {
+        if self.find(index, id).is_some() {
+            if let Some(slot) = self.slots.get_mut(index) {
+                *slot = None;
+            }
+            self.free.push(index);
+            self.waiting -= 1;
+        }
+    }
 }
 
 thread_local! {
@@ -46,7 +100,9 @@ pub async fn ticker() {
         std::future::poll_fn(|cx| {
             TABLE.with(|t| {
                 let mut t = t.borrow_mut();
-                if t.waiting.is_empty() {
+                if t.waiting == 0 {
+                    // Asleep: the next deadline reads the clock itself.
+                    t.now = None;
                     t.ticker = Some(cx.waker().clone());
                     Poll::Pending
                 } else {
@@ -57,13 +113,23 @@ pub async fn ticker() {
         .await;
         async_io::Timer::after(TICK).await;
         let now = Instant::now();
-        let expired = TABLE.with(|t| {
+        let mut expired = Vec::new();
+        TABLE.with(|t| {
             let mut t = t.borrow_mut();
-            let later = t.waiting.split_off(&(now, u64::MAX));
-            std::mem::replace(&mut t.waiting, later)
+            t.now = Some(now);
+            let t = &mut *t;
+            for (i, slot) in t.slots.iter_mut().enumerate() {
+                if slot.as_ref().is_some_and(|w| w.when <= now)
+                    && let Some(w) = slot.take()
+                {
+                    expired.push(w.waker);
+                    t.free.push(i);
+                    t.waiting -= 1;
+                }
+            }
         });
-        // Woken deadlines see they are due and finish; none is re-added.
-        for (_, waker) in expired {
+        // Woken deadlines find their slot emptied and finish.
+        for waker in expired {
             waker.wake();
         }
     }
@@ -82,11 +148,16 @@ impl Drop for Stop {
     }
 }
 
-/// A future that is ready once `when` has passed (up to a tick later).
+/// A future that is ready once its duration has passed, counted from its
+/// first poll, give or take a tick: while the ticker runs, the start is
+/// the time of the last tick (no clock read per deadline), and expiry is
+/// seen at the next tick after it. picoserve creates a deadline for every
+/// read and write and polls it only when they wait; those that never fire
+/// cost a slot and nothing else.
 pub struct Deadline {
-    when: Instant,
-    /// Its key in the table while it waits there.
-    id: Option<u64>,
+    after: Duration,
+    /// (slot, id) while it waits in the table.
+    slot: Option<(usize, u64)>,
     /// Used when no ticker runs on this thread.
     fallback: Option<async_io::Timer>,
 }
@@ -94,18 +165,17 @@ pub struct Deadline {
 impl Deadline {
     pub fn after(d: Duration) -> Deadline {
         Deadline {
-            when: Instant::now() + d,
-            id: None,
+            after: d,
+            slot: None,
             fallback: None,
         }
     }
 
     fn unregister(&mut self) {
-        if let Some(id) = self.id.take() {
-            let when = self.when;
+        if let Some((index, id)) = self.slot.take() {
             let _ = TABLE.try_with(|t| {
                 if let Ok(mut t) = t.try_borrow_mut() {
-                    t.waiting.remove(&(when, id));
+                    t.remove(index, id);
                 }
             });
         }
@@ -119,35 +189,52 @@ impl Future for Deadline {
         if let Some(timer) = self.fallback.as_mut() {
             return Pin::new(timer).poll(cx).map(|_| ());
         }
-        if Instant::now() >= self.when {
-            self.unregister();
-            return Poll::Ready(());
-        }
-        let when = self.when;
-        let id = self.id;
-        let registered = TABLE.with(|t| {
+        let (after, slot) = (self.after, self.slot);
+        // Some(true): waiting; Some(false): fired; None: no ticker here.
+        let state = TABLE.with(|t| {
             let mut t = t.borrow_mut();
             if !t.ticker_runs {
-                return None;
+                return (None, None);
             }
-            let id = id.unwrap_or_else(|| {
-                t.next_id = t.next_id.wrapping_add(1);
-                t.next_id
-            });
-            // (Re)register: the ticker removes the entries it wakes.
-            t.waiting.insert((when, id), cx.waker().clone());
-            if let Some(ticker) = t.ticker.take() {
-                ticker.wake();
+            match slot {
+                Some((index, id)) => match t.find(index, id) {
+                    Some(w) => {
+                        if !w.waker.will_wake(cx.waker()) {
+                            w.waker = cx.waker().clone();
+                        }
+                        (Some(true), slot)
+                    }
+                    // The ticker emptied the slot: due.
+                    None => (Some(false), None),
+                },
+                None => {
+                    let now = match t.now {
+                        Some(now) => now,
+                        None => {
+                            let now = Instant::now();
+                            t.now = Some(now);
+                            now
+                        }
+                    };
+                    let added = t.add(now + after, cx.waker().clone());
+                    if let Some(ticker) = t.ticker.take() {
+                        ticker.wake();
+                    }
+                    (Some(true), Some(added))
+                }
             }
-            Some(id)
         });
-        match registered {
-            Some(id) => {
-                self.id = Some(id);
+        match state {
+            (Some(true), slot) => {
+                self.slot = slot;
                 Poll::Pending
             }
-            None => {
-                let mut timer = async_io::Timer::at(when);
+            (Some(false), _) => {
+                self.slot = None;
+                Poll::Ready(())
+            }
+            (None, _) => {
+                let mut timer = async_io::Timer::after(after);
                 let poll = Pin::new(&mut timer).poll(cx).map(|_| ());
                 self.fallback = Some(timer);
                 poll
@@ -178,8 +265,33 @@ mod tests {
             // A dropped deadline leaves nothing behind.
             let pending = futures_lite::future::poll_once(Deadline::after(Duration::from_secs(60)));
             assert!(pending.await.is_none());
-            assert!(TABLE.with(|t| t.borrow().waiting.is_empty()));
+            assert!(TABLE.with(|t| t.borrow().waiting == 0));
         }));
+    }
+
+    #[test]
+    fn a_reused_slot_is_not_mistaken_for_the_old_deadline() {
+        let mut t = Table::default();
+        let now = Instant::now();
+        let waker = Waker::noop().clone();
+        let (a, a_id) = t.add(now, waker.clone());
+        let (b, b_id) = t.add(now, waker.clone());
+        assert_ne!(a, b);
+        t.remove(a, a_id);
+        assert!(t.find(a, a_id).is_none());
+        let (c, c_id) = t.add(now, waker);
+        assert_eq!(c, a, "the free slot is reused");
+        assert!(
+            t.find(a, a_id).is_none(),
+            "the old deadline sees its slot taken"
+        );
+        assert!(t.find(c, c_id).is_some());
+        t.remove(a, a_id); // a stale remove leaves the new deadline alone
+        assert!(t.find(c, c_id).is_some());
+        assert_eq!(t.waiting, 2);
+        t.remove(b, b_id);
+        t.remove(c, c_id);
+        assert_eq!(t.waiting, 0);
     }
 
     #[test]
