@@ -55,11 +55,11 @@ impl picoserve::io::Error for IoError {
     }
 }
 
-/// The write buffer: allocated on the first write of a session, grown as
-/// responses need (up to the connection's capacity), reused for every
-/// response of the session and freed with it, when the connection parks
-/// (see `http::serve_connection`). So a busy keep-alive connection does
-/// not allocate per response and an idle one holds no buffer.
+/// The write buffer: allocated on the first write, grown as responses need
+/// (up to the connection's capacity), reused while the client keeps the
+/// connection busy and freed as soon as a read finds nothing to read. So a
+/// busy keep-alive connection does not allocate per response and an idle
+/// one holds no buffer.
 ///
 /// picoserve formats into an initialised slice: the bytes past `len` are
 /// initialised (zeroed) once, when the buffer grows, rather than the whole
@@ -180,6 +180,11 @@ impl Read for ReadHalf<'_> {
         loop {
             match std::io::Read::read(&mut self.stream.get_ref(), buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // Idle until the client writes: hold no write buffer
+                    // meanwhile (it is empty, having just been drained).
+                    if self.buf.borrow().len() == 0 {
+                        self.buf.take();
+                    }
                     self.stream.readable().await.map_err(IoError)?;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

@@ -1,11 +1,12 @@
 //! HTTP server: picoserve on smol, serving the API, boot configs and files.
 //!
 //! Layer: driver. One task per connection on the shared `LocalExecutor`
-//! (picoserve's futures are `!Send`). While a connection is busy it has a
-//! 2 KiB request buffer (request line, headers and a small body; a head
-//! that does not fit is answered 400) and a write buffer; both are freed
-//! when it has been idle for a second ("parked", see `serve_connection`),
-//! which keeps 1,000 idle keep-alive connections within a few MiB.
+//! (picoserve's futures are `!Send`). While a connection is in use it has
+//! a 2 KiB request buffer (request line, headers and a small body; a head
+//! that does not fit is answered 400), freed when it has been idle for a
+//! second ("parked", see `serve_connection`), and while it is busy a write
+//! buffer (`conn::WriteBuf`); so 1,000 idle keep-alive connections fit in
+//! a few MiB.
 //! Bodies up to `max_body_bytes` are read through picoserve's body reader;
 //! larger ones get 413 before they are read. Keep-alive is on; the read
 //! timeouts bound how long a slow client holds a connection, and

@@ -104,23 +104,39 @@ pub fn swap_uuid(u: [u8; 16]) -> [u8; 16] {
 
 /// Formats 16 bytes as a lowercase 8-4-4-4-12 UUID.
 pub fn format_uuid(u: &[u8; 16]) -> String {
-    let hex: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [b'-'; 36];
+    // Each byte's two digits, skipping the dashes at 8, 13, 18 and 23.
+    let at = |i: usize| 2 * i + [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 4, 4, 4, 4][i % 16];
+    for (i, &b) in u.iter().enumerate() {
+        for (k, nibble) in [b >> 4, b & 0x0f].into_iter().enumerate() {
+            if let Some(slot) = text.get_mut(at(i) + k) {
+                *slot = HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
+            }
+        }
+    }
+    String::from_utf8(text.to_vec()).unwrap_or_default()
 }
 
 /// Formats a MAC with the given separator, lowercase.
 pub fn format_mac(m: &[u8; 6], sep: &str) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(sep)
+    let mut s = Vec::with_capacity(12 + 5 * sep.len());
+    for (i, &b) in m.iter().enumerate() {
+        if i > 0 {
+            s.extend_from_slice(sep.as_bytes());
+        }
+        push_hex(&mut s, b);
+    }
+    String::from_utf8(s).unwrap_or_default()
+}
+
+/// Two lowercase hex digits (these names are made for every boot config
+/// and event, so without `format!` per byte).
+fn push_hex(s: &mut Vec<u8>, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for nibble in [b >> 4, b & 0x0f] {
+        s.push(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'));
+    }
 }
 
 impl MachineId {
@@ -129,7 +145,12 @@ impl MachineId {
     pub fn canonical(&self) -> String {
         match self {
             MachineId::Uuid(u) => format_uuid(u),
-            MachineId::Mac(m) => format!("01-{}", format_mac(m, "-")),
+            MachineId::Mac(m) => {
+                let mut s = String::with_capacity(20);
+                s.push_str("01-");
+                s.push_str(&format_mac(m, "-"));
+                s
+            }
         }
     }
 
@@ -189,6 +210,17 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a, c);
         assert_eq!(a.canonical(), "42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69");
+    }
+
+    #[test]
+    fn formats_every_nibble() {
+        let u: [u8; 16] = std::array::from_fn(|i| (i as u8) * 0x11);
+        assert_eq!(format_uuid(&u), "00112233-4455-6677-8899-aabbccddeeff");
+        assert_eq!(
+            format_mac(&[0x00, 0x0f, 0xf0, 0xff, 0x5a, 0xa5], ":"),
+            "00:0f:f0:ff:5a:a5"
+        );
+        assert_eq!(format_mac(&[1, 2, 3, 4, 5, 6], ""), "010203040506");
     }
 
     #[test]
