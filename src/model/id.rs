@@ -105,12 +105,12 @@ pub fn swap_uuid(u: [u8; 16]) -> [u8; 16] {
 /// Formats 16 bytes as a lowercase 8-4-4-4-12 UUID.
 pub fn format_uuid(u: &[u8; 16]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    /// Where each byte's two digits go, past the dashes at 8, 13, 18, 23.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
     let mut text = [b'-'; 36];
-    // Each byte's two digits, skipping the dashes at 8, 13, 18 and 23.
-    let at = |i: usize| 2 * i + [0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 4, 4, 4, 4][i % 16];
-    for (i, &b) in u.iter().enumerate() {
-        for (k, nibble) in [b >> 4, b & 0x0f].into_iter().enumerate() {
-            if let Some(slot) = text.get_mut(at(i) + k) {
+    for (&b, &at) in u.iter().zip(AT.iter()) {
+        if let Some(pair) = text.get_mut(at..at + 2) {
+            for (slot, nibble) in pair.iter_mut().zip([b >> 4, b & 0x0f]) {
                 *slot = HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
             }
         }
