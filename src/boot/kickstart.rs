@@ -174,6 +174,51 @@ pub fn repo_url(template: Option<&str>, os: &str, version: &str, server: &str) -
     }
 }
 
+/// What every template sees of the parameters: defaults filled in and
+/// addresses as text (on the stack). The built-in template borrows these;
+/// [`KsContext`] owns copies for admin templates.
+struct Values<'a> {
+    os: &'a str,
+    version: &'a str,
+    fqdn: &'a str,
+    ip: Option<Ipv4Text>,
+    mask: Option<Ipv4Text>,
+    gw: Option<Ipv4Text>,
+    ns1: Option<Ipv4Text>,
+    ns2: Option<Ipv4Text>,
+    /// `ns1,ns2` (those that are set) for kickstart's `--nameserver`.
+    nameservers: heapless::String<31>,
+}
+
+impl<'a> Values<'a> {
+    fn of(p: &'a KsParams) -> Self {
+        let text = |a: Option<Ipv4Addr>| a.map(Ipv4Text::new);
+        let (ns1, ns2) = (text(p.ns1), text(p.ns2));
+        let mut nameservers = heapless::String::new();
+        for ns in [&ns1, &ns2].into_iter().flatten() {
+            if !nameservers.is_empty() {
+                let _ = nameservers.push(',');
+            }
+            let _ = nameservers.push_str(ns.as_str());
+        }
+        Values {
+            os: p.os.as_deref().unwrap_or("centos-7"),
+            version: p.version.as_deref().unwrap_or("7"),
+            fqdn: p.fqdn.as_deref().unwrap_or("localhost.localdomain"),
+            ip: text(p.ip),
+            mask: text(p.mask),
+            gw: text(p.gw),
+            ns1,
+            ns2,
+            nameservers,
+        }
+    }
+}
+
+fn text_of(a: &Option<Ipv4Text>) -> Option<&str> {
+    a.as_ref().map(Ipv4Text::as_str)
+}
+
 impl KsContext {
     pub fn new(
         p: KsParams,
@@ -181,29 +226,21 @@ impl KsContext {
         server: &str,
         done_url: Option<String>,
     ) -> Self {
-        let os = p.os.unwrap_or_else(|| "centos-7".into());
-        let version = p.version.unwrap_or_else(|| "7".into());
-        let fqdn = p.fqdn.unwrap_or_else(|| "localhost.localdomain".into());
-        let s = |a: Option<Ipv4Addr>| a.map(|a| Ipv4Text::new(a).as_str().to_string());
-        let (ns1, ns2) = (s(p.ns1), s(p.ns2));
-        let nameservers = match (&ns1, &ns2) {
-            (Some(a), Some(b)) => format!("{a},{b}"),
-            (Some(a), None) | (None, Some(a)) => a.clone(),
-            (None, None) => String::new(),
-        };
+        let v = Values::of(&p);
+        let owned = |a: &Option<Ipv4Text>| text_of(a).map(str::to_string);
         KsContext {
-            name: p.name,
-            hostname: fqdn.split('.').next().unwrap_or_default().to_string(),
-            repo_url: repo_url(repo_template, &os, &version, server),
-            fqdn,
-            os,
-            version,
-            ip: s(p.ip),
-            mask: s(p.mask),
-            gw: s(p.gw),
-            ns1,
-            ns2,
-            nameservers,
+            name: p.name.clone(),
+            hostname: v.fqdn.split('.').next().unwrap_or_default().to_string(),
+            repo_url: repo_url(repo_template, v.os, v.version, server),
+            fqdn: v.fqdn.to_string(),
+            os: v.os.to_string(),
+            version: v.version.to_string(),
+            ip: owned(&v.ip),
+            mask: owned(&v.mask),
+            gw: owned(&v.gw),
+            ns1: owned(&v.ns1),
+            ns2: owned(&v.ns2),
+            nameservers: v.nameservers.to_string(),
             server: server.to_string(),
             done_url,
         }
@@ -245,37 +282,26 @@ struct DefaultKs<'a> {
     done_url: Option<&'a str>,
 }
 
-/// Renders the built-in `default` kickstart: the values of
-/// [`KsContext::new`], borrowed from the parameters, with the addresses
-/// formatted on the stack (no allocation but the repository URL and the
-/// text itself).
+/// Renders the built-in `default` kickstart from the same [`Values`] as
+/// [`KsContext::new`], borrowed (no allocation but the repository URL and
+/// the text itself).
 pub fn render_default(
     p: &KsParams,
     repo_template: Option<&str>,
     server: &str,
     done_url: Option<&str>,
 ) -> String {
-    let os = p.os.as_deref().unwrap_or("centos-7");
-    let version = p.version.as_deref().unwrap_or("7");
-    let text = |a: Option<Ipv4Addr>| a.map(Ipv4Text::new);
-    let (ip, mask, gw) = (text(p.ip), text(p.mask), text(p.gw));
-    let mut nameservers = heapless::String::<31>::new();
-    for ns in [p.ns1, p.ns2].into_iter().flatten() {
-        if !nameservers.is_empty() {
-            let _ = nameservers.push(',');
-        }
-        let _ = nameservers.push_str(Ipv4Text::new(ns).as_str());
-    }
-    let repo_url = repo_url(repo_template, os, version, server);
+    let v = Values::of(p);
+    let repo_url = repo_url(repo_template, v.os, v.version, server);
     let t = DefaultKs {
-        fqdn: p.fqdn.as_deref().unwrap_or("localhost.localdomain"),
-        os,
-        version,
+        fqdn: v.fqdn,
+        os: v.os,
+        version: v.version,
         repo_url: &repo_url,
-        ip: ip.as_ref().map(Ipv4Text::as_str),
-        mask: mask.as_ref().map(Ipv4Text::as_str),
-        gw: gw.as_ref().map(Ipv4Text::as_str),
-        nameservers: &nameservers,
+        ip: text_of(&v.ip),
+        mask: text_of(&v.mask),
+        gw: text_of(&v.gw),
+        nameservers: &v.nameservers,
         done_url,
     };
     t.render_once()
