@@ -190,50 +190,40 @@ impl Future for Deadline {
             return Pin::new(timer).poll(cx).map(|_| ());
         }
         let (after, slot) = (self.after, self.slot);
-        // Some(true): waiting; Some(false): fired; None: no ticker here.
         let state = TABLE.with(|t| {
             let mut t = t.borrow_mut();
             if !t.ticker_runs {
-                return (None, None);
+                return State::NoTicker;
             }
-            match slot {
-                Some((index, id)) => match t.find(index, id) {
-                    Some(w) => {
-                        if !w.waker.will_wake(cx.waker()) {
-                            w.waker = cx.waker().clone();
-                        }
-                        (Some(true), slot)
-                    }
-                    // The ticker emptied the slot: due.
-                    None => (Some(false), None),
-                },
-                None => {
-                    let now = match t.now {
-                        Some(now) => now,
-                        None => {
-                            let now = Instant::now();
-                            t.now = Some(now);
-                            now
-                        }
-                    };
-                    let added = t.add(now + after, cx.waker().clone());
-                    if let Some(ticker) = t.ticker.take() {
-                        ticker.wake();
-                    }
-                    (Some(true), Some(added))
+            let Some((index, id)) = slot else {
+                let now = *t.now.get_or_insert_with(Instant::now);
+                let added = t.add(now + after, cx.waker().clone());
+                if let Some(ticker) = t.ticker.take() {
+                    ticker.wake();
                 }
+                return State::Waiting(added);
+            };
+            match t.find(index, id) {
+                Some(w) => {
+                    if !w.waker.will_wake(cx.waker()) {
+                        w.waker = cx.waker().clone();
+                    }
+                    State::Waiting((index, id))
+                }
+                // The ticker emptied the slot: due.
+                None => State::Due,
             }
         });
         match state {
-            (Some(true), slot) => {
-                self.slot = slot;
+            State::Waiting(slot) => {
+                self.slot = Some(slot);
                 Poll::Pending
             }
-            (Some(false), _) => {
+            State::Due => {
                 self.slot = None;
                 Poll::Ready(())
             }
-            (None, _) => {
+            State::NoTicker => {
                 let mut timer = async_io::Timer::after(after);
                 let poll = Pin::new(&mut timer).poll(cx).map(|_| ());
                 self.fallback = Some(timer);
@@ -241,6 +231,16 @@ impl Future for Deadline {
             }
         }
     }
+}
+
+/// Where a polled [`Deadline`] stands.
+enum State {
+    /// In the table, at (slot, id).
+    Waiting((usize, u64)),
+    /// The ticker took it out: due.
+    Due,
+    /// No ticker runs on this thread: use a reactor timer.
+    NoTicker,
 }
 
 impl Drop for Deadline {
