@@ -43,7 +43,6 @@ const PARKED_TIMEOUT: Duration = Duration::from_secs(30);
 /// The request headers gopxe reads, found in one pass over the head. As
 /// with picoserve's `get`, the first of a repeated header counts, and a
 /// value that is not UTF-8 counts as absent.
-#[derive(Default)]
 struct Wanted<'r> {
     connection: Option<&'r str>,
     authorization: Option<&'r str>,
