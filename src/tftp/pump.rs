@@ -4,8 +4,8 @@
 //! the smol executor ([`super::server`]); each accepted transfer — its
 //! [`Transfer`] core, its own UDP socket (RFC 1350 §4: one TID per
 //! transfer) and its content — is handed to one of these threads (the
-//! server starts them as concurrent transfers need them, up to four per
-//! core, and gives a new transfer to an idle thread first), which hands
+//! server starts them as concurrent transfers need them, up to sixteen
+//! per core, and gives a new transfer to an idle thread first), which hands
 //! each finished core back through a channel.
 //!
 //! Why a thread of its own rather than a task per transfer: a lock-step
@@ -18,12 +18,14 @@
 //! - **Solo**, while it runs exactly one transfer (the common case: one
 //!   machine boots at a time): a blocking `recvfrom` on that transfer's
 //!   socket, then `sendto` — two system calls per block, and the client's
-//!   packet wakes the thread straight out of `recvfrom`. The socket is
-//!   blocking with `SO_RCVTIMEO` = [`SOLO_WAIT`], so the thread looks at
-//!   its job queue, the transfer's deadline and a stop request at least
-//!   that often even when the client is silent (and after every packet
-//!   otherwise); retransmission timeouts, whole seconds (RFC 2349), fire at
-//!   most that late.
+//!   packet wakes the thread straight out of `recvfrom`. Or, when that
+//!   is measured to be faster, non-blocking reads with `sched_yield`
+//!   between them for up to [`SPIN`] before the blocking one (see "Why
+//!   poll at all" below). The socket is blocking with `SO_RCVTIMEO` =
+//!   [`SOLO_WAIT`], so the thread looks at its job queue, the transfer's
+//!   deadline and a stop request at least that often even when the
+//!   client is silent (and after every packet otherwise); retransmission
+//!   timeouts, whole seconds (RFC 2349), fire at most that late.
 //! - **Epoll**, with none or several: one level-triggered epoll set over
 //!   the transfers' sockets and an eventfd that announces new jobs, read
 //!   with `MSG_DONTWAIT` — three system calls per block (`epoll_wait`,
@@ -35,10 +37,19 @@
 //! costs no system call. Sends always use `MSG_DONTWAIT`: a full send
 //! buffer counts as a lost packet, which the timer retransmits.
 //!
-//! Measured and left out: spinning on a non-blocking `recvfrom` for a
-//! few dozen microseconds before blocking made lock-step transfers on a
-//! 2-core host about 30 % slower (the spinning thread keeps its core, so
-//! the scheduler no longer runs server and client on the same core).
+//! Why poll at all: a lock-step transfer waits once per block, and a
+//! thread that sleeps has to be woken. When the client runs on another
+//! core that wake-up crosses cores, and on a virtual machine whose idle
+//! vCPU halts it costs tens of microseconds, several times the work of a
+//! block: polling made 512-byte lock-step downloads on loopback about
+//! three times as fast there. When the client shares the core, polling
+//! only adds system calls and can make the scheduler move the client away;
+//! a client slower than [`SPIN`] gains nothing; and a client that needs
+//! both cores for its own work loses one. So a transfer polls only while
+//! its measurements say polling is faster ([`WaitChooser`]), and only
+//! while it is the one transfer the server runs: with several, the cores
+//! are shared work.
+//!
 //! Connecting the socket to the client would save a route lookup per send
 //! but would make the kernel drop packets from other TIDs instead of
 //! letting us answer them with error 5.
@@ -54,6 +65,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -73,6 +85,30 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// looks at its job queue and the transfer's deadline (`SO_RCVTIMEO`).
 /// Retransmission timeouts (whole seconds, RFC 2349) fire at most this late.
 pub const SOLO_WAIT: Duration = Duration::from_millis(20);
+
+/// How long a thread with one transfer polls its socket, without
+/// blocking, for the client's answer before it sleeps in `recvfrom`.
+pub const SPIN: Duration = Duration::from_micros(100);
+
+/// Waits after [`WaitChooser`] switches ways that are not measured.
+const SETTLE: u32 = 32;
+
+/// While blocking waits take less than this on average, polling is not
+/// tried: the client answers about as fast as it can when it shares the
+/// core, polling could not save much, and trying it could make the
+/// scheduler move the client to another core. A wake-up across cores
+/// costs more than this on the virtual machines measured.
+const QUICK: Duration = Duration::from_micros(20);
+
+/// Waits averaged in one measurement of [`WaitChooser`].
+const MEASURE: u32 = 128;
+
+/// Waits done the way [`WaitChooser`] chose before it measures again.
+const KEEP: u32 = 16384;
+
+/// A wait is counted as at most this long, so one retransmission timeout
+/// does not decide a measurement.
+const SAMPLE_CAP: Duration = Duration::from_millis(1);
 
 /// The epoll key of the wake-up eventfd; transfers use their own ids.
 const WAKE: u64 = u64::MAX;
@@ -111,7 +147,10 @@ pub struct Pump {
 impl Pump {
     /// Start the thread. `done` receives every finished transfer; it runs
     /// on the pump thread and must not block (e.g. a channel send).
-    pub fn start<D>(done: D) -> io::Result<Pump>
+    /// `running` counts the transfers of every thread that shares it
+    /// (one count per server): a thread polls only while it runs the one
+    /// transfer there is.
+    pub fn start<D>(running: Arc<AtomicUsize>, done: D) -> io::Result<Pump>
     where
         D: Fn(Finished) + Send + 'static,
     {
@@ -130,6 +169,7 @@ impl Pump {
             jobs: rx,
             closed: false,
             running: HashMap::new(),
+            everywhere: running,
             done,
         };
         std::thread::Builder::new()
@@ -176,9 +216,133 @@ struct Running {
     transfer: Transfer,
     reader: Reader,
     started: Instant,
+    wait: WaitChooser,
+    /// When solo mode's previous wait ended.
+    waited: Option<Instant>,
+}
+
+/// Chooses, per transfer, how solo mode waits for the client: poll first
+/// ([`SPIN`]) or block at once. Neither is always faster. When the client
+/// runs on another core, a thread that sleeps must be woken across cores
+/// for every block, which on a virtual machine costs tens of
+/// microseconds, and polling saves that; when the client shares the core,
+/// polling only adds system calls, and a client slower than [`SPIN`]
+/// gains nothing from it.
+///
+/// So the transfer blocks and watches: every [`MEASURE`] waits, timed from
+/// one packet to the next, are averaged. While that stays under
+/// [`QUICK`], it keeps blocking. Otherwise polling is tried for as many
+/// waits (after [`SETTLE`] waits not counted, while the scheduler places
+/// the threads anew) and kept for [`KEEP`] waits if it was at least 10 %
+/// faster; if it was not, blocking is kept as long without watching, so
+/// a slow client costs a poll only once in that many waits. Then the
+/// cycle starts again.
+#[derive(Debug)]
+struct WaitChooser {
+    step: Step,
+    /// Waits done in this step.
+    done: u32,
+    /// Time taken by the waits measured in [`Step::Block`].
+    blocked: Duration,
+    /// Time taken by the waits measured in [`Step::Spin`].
+    spun: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Blocking, not measured: the threads settle after polling.
+    SettleBlock,
+    /// Blocking and measuring, [`MEASURE`] waits at a time.
+    Block,
+    /// Polling, not measured: the threads settle after blocking.
+    SettleSpin,
+    /// Polling and measuring.
+    Spin,
+    /// Keeping the way chosen (`true`: polling) for [`KEEP`] waits.
+    Keep(bool),
+}
+
+impl Default for WaitChooser {
+    fn default() -> WaitChooser {
+        WaitChooser {
+            step: Step::Block,
+            done: 0,
+            blocked: Duration::ZERO,
+            spun: Duration::ZERO,
+        }
+    }
+}
+
+impl WaitChooser {
+    /// Whether the coming wait polls first.
+    fn spin(&self) -> bool {
+        matches!(self.step, Step::SettleSpin | Step::Spin | Step::Keep(true))
+    }
+
+    /// The wait chosen by [`WaitChooser::spin`], with the handling of what
+    /// it brought, took `took` (counted as at most [`SAMPLE_CAP`]).
+    fn record(&mut self, took: Duration) {
+        let took = took.min(SAMPLE_CAP);
+        let len = match self.step {
+            Step::SettleBlock | Step::SettleSpin => SETTLE,
+            Step::Block => {
+                self.blocked = self.blocked.saturating_add(took);
+                MEASURE
+            }
+            Step::Spin => {
+                self.spun = self.spun.saturating_add(took);
+                MEASURE
+            }
+            Step::Keep(_) => KEEP,
+        };
+        self.done += 1;
+        if self.done < len {
+            return;
+        }
+        self.done = 0;
+        self.step = match self.step {
+            Step::SettleBlock => Step::Block,
+            Step::Block if self.blocked < QUICK.saturating_mul(MEASURE) => {
+                self.blocked = Duration::ZERO;
+                Step::Block
+            }
+            Step::Block => Step::SettleSpin,
+            Step::SettleSpin => Step::Spin,
+            Step::Spin => {
+                let faster = self.spun.saturating_mul(10) < self.blocked.saturating_mul(9);
+                self.blocked = Duration::ZERO;
+                self.spun = Duration::ZERO;
+                Step::Keep(faster)
+            }
+            Step::Keep(true) => Step::SettleBlock,
+            Step::Keep(false) => Step::Block,
+        };
+    }
 }
 
 impl Running {
+    /// Solo mode's wait for the next datagram. While the client answers
+    /// fast, poll the socket for up to [`SPIN`] first, giving the core
+    /// away between polls (`sched_yield`: when the client shares it, the
+    /// client runs); then block in `recvfrom` (`SO_RCVTIMEO`).
+    fn recv_solo(
+        &mut self,
+        buf: &mut [u8],
+        may_poll: bool,
+    ) -> Result<(usize, Option<SocketAddrAny>), Errno> {
+        if may_poll && self.wait.spin() {
+            let start = Instant::now();
+            loop {
+                match net::recvfrom(&self.socket, &mut *buf, RecvFlags::DONTWAIT) {
+                    Err(Errno::AGAIN) if start.elapsed() < SPIN => std::thread::yield_now(),
+                    Err(Errno::AGAIN) => break,
+                    got => return got.map(|(n, _, from)| (n, from)),
+                }
+            }
+        }
+        net::recvfrom(&self.socket, buf, RecvFlags::empty()).map(|(n, _, from)| (n, from))
+    }
+
     /// A datagram that arrived on the transfer's socket.
     fn on_datagram(&mut self, datagram: &[u8], from: Option<SocketAddrAny>, now: Instant) {
         let from = from.and_then(|a| SocketAddr::try_from(a).ok());
@@ -216,6 +380,8 @@ struct Loop<D> {
     /// The request side dropped its [`Pump`]: stop.
     closed: bool,
     running: HashMap<u64, Running>,
+    /// Transfers running in all the server's data threads.
+    everywhere: Arc<AtomicUsize>,
     done: D,
 }
 
@@ -253,6 +419,9 @@ impl<D: Fn(Finished)> Loop<D> {
                 Wait::Epoll => self.wait_epoll(&mut events, &mut buf, &mut out),
             }
         }
+        // Abandoned with the thread.
+        self.everywhere
+            .fetch_sub(self.running.len(), Ordering::Relaxed);
     }
 
     /// Start queued jobs; sets `closed` when the request side is gone.
@@ -281,10 +450,16 @@ impl<D: Fn(Finished)> Loop<D> {
             let Some(r) = self.running.get_mut(&id) else {
                 return;
             };
-            let got = net::recvfrom(&r.socket, &mut *buf, RecvFlags::empty());
+            // Polling takes a core, which other transfers would need.
+            let alone = self.everywhere.load(Ordering::Relaxed) == 1;
+            let got = r.recv_solo(buf, alone);
             let now = Instant::now();
+            match r.waited.replace(now) {
+                Some(then) if alone => r.wait.record(now.saturating_duration_since(then)),
+                _ => {}
+            }
             match got {
-                Ok((n, _, from)) => r.on_datagram(buf.get(..n).unwrap_or_default(), from, now),
+                Ok((n, from)) => r.on_datagram(buf.get(..n).unwrap_or_default(), from, now),
                 Err(Errno::AGAIN | Errno::INTR) => {}
                 // E.g. an ICMP error for an earlier send: the timer retransmits.
                 Err(e) => debug!("tftp: recv from {}: {e}", r.peer),
@@ -295,6 +470,10 @@ impl<D: Fn(Finished)> Loop<D> {
             self.drive(id, now, out);
             self.take_jobs(out);
             if self.closed || wait_mode(&self.running) != Wait::Solo(id) {
+                // Time spent in epoll mode is no solo wait.
+                if let Some(r) = self.running.get_mut(&id) {
+                    r.waited = None;
+                }
                 return;
             }
         }
@@ -365,6 +544,7 @@ impl<D: Fn(Finished)> Loop<D> {
             warn!("tftp: {}: cannot run transfer: {e}", job.peer);
             transfer.abort(ErrorCode::NotDefined, "internal error");
         }
+        self.everywhere.fetch_add(1, Ordering::Relaxed);
         self.running.insert(
             job.id,
             Running {
@@ -373,6 +553,8 @@ impl<D: Fn(Finished)> Loop<D> {
                 transfer,
                 reader: Reader::new(job.content),
                 started: Instant::now(),
+                wait: WaitChooser::default(),
+                waited: None,
             },
         );
         self.drive(job.id, Instant::now(), out);
@@ -424,6 +606,7 @@ impl<D: Fn(Finished)> Loop<D> {
         if r.transfer.outcome().is_some()
             && let Some(r) = self.running.remove(&id)
         {
+            self.everywhere.fetch_sub(1, Ordering::Relaxed);
             let _ = epoll::delete(&self.epoll, &r.socket);
             (self.done)(Finished {
                 id,
@@ -605,6 +788,62 @@ mod tests {
         assert_eq!(r.read(150_000, 40_000).ok(), Some(&b""[..]));
     }
 
+    /// `n` waits of `us` microseconds each, which must all be polling
+    /// (`spin`) or all blocking.
+    fn waits(w: &mut WaitChooser, n: u32, us: u64, spin: bool) {
+        for i in 0..n {
+            assert_eq!(w.spin(), spin, "wait {i} of {n}: {w:?}");
+            w.record(Duration::from_micros(us));
+        }
+    }
+
+    #[test]
+    fn chooser_keeps_blocking_while_the_client_is_quick() {
+        let mut w = WaitChooser::default();
+        waits(&mut w, 100 * MEASURE, 8, false);
+    }
+
+    #[test]
+    fn chooser_polls_when_blocking_is_slow_and_polling_faster() {
+        let mut w = WaitChooser::default();
+        waits(&mut w, 3 * MEASURE, 10, false);
+        // Slow wake-ups: after the next measurement, polling is tried.
+        waits(&mut w, MEASURE, 60, false);
+        waits(&mut w, SETTLE, 500, true); // not counted
+        waits(&mut w, MEASURE, 20, true);
+        // Faster: kept, whatever the waits then take.
+        waits(&mut w, KEEP, 300, true);
+        // Then blocking is measured again, after settling.
+        waits(&mut w, SETTLE, 500, false);
+        waits(&mut w, MEASURE, 10, false);
+        waits(&mut w, 10 * MEASURE, 10, false);
+    }
+
+    #[test]
+    fn chooser_blocks_when_polling_is_not_clearly_faster() {
+        let mut w = WaitChooser::default();
+        // A client slower than SPIN: the poll gives up and blocks anyway,
+        // 5 % faster is not worth the core.
+        waits(&mut w, MEASURE, 300, false);
+        waits(&mut w, SETTLE, 300, true);
+        waits(&mut w, MEASURE, 285, true);
+        waits(&mut w, KEEP, 300, false);
+        // Measured again: tried again.
+        waits(&mut w, MEASURE, 300, false);
+        assert!(w.spin());
+    }
+
+    #[test]
+    fn chooser_is_not_decided_by_one_timeout() {
+        let mut w = WaitChooser::default();
+        waits(&mut w, MEASURE, 60, false);
+        waits(&mut w, SETTLE, 60, true);
+        // One retransmission timeout (a whole second) among fast polls.
+        w.record(Duration::from_secs(1));
+        waits(&mut w, MEASURE - 1, 20, true);
+        assert_eq!(w.step, Step::Keep(true));
+    }
+
     #[test]
     fn solo_only_with_exactly_one_transfer() {
         let mut running = HashMap::new();
@@ -624,8 +863,13 @@ mod tests {
     }
 
     fn rig() -> Rig {
+        rig_counting(Arc::default())
+    }
+
+    /// A rig whose thread counts its transfers in `running`.
+    fn rig_counting(running: Arc<AtomicUsize>) -> Rig {
         let (tx, done) = mpsc::channel();
-        let pump = Pump::start(move |f| {
+        let pump = Pump::start(running, move |f| {
             let _ = tx.send(f);
         })
         .expect("pump");
@@ -666,6 +910,62 @@ mod tests {
         let mut buf = [0u8; 600];
         let (n, from) = c.recv_from(&mut buf).expect("a packet within 5 s");
         (buf[..n].to_vec(), from)
+    }
+
+    #[test]
+    fn a_long_solo_transfer_arrives_whole_whichever_way_it_waits() {
+        // 4,000 blocks: long enough for the chooser to measure blocking,
+        // try polling and keep one of them; the bytes must not care.
+        let rig = rig();
+        let data: Vec<u8> = (0..4000 * 512 + 100).map(|i| (i % 253) as u8).collect();
+        let a = client();
+        submit(&rig, 1, &a, &data, &TransferConfig::default());
+        let mut got = Vec::new();
+        let mut expect: u16 = 1;
+        loop {
+            let (p, tid) = recv(&a);
+            assert_eq!(p[..4], [0, 3, (expect >> 8) as u8, expect as u8]);
+            got.extend_from_slice(&p[4..]);
+            a.send_to(&[0, 4, p[2], p[3]], tid).expect("ack");
+            if p.len() < 4 + 512 {
+                break;
+            }
+            expect = expect.wrapping_add(1);
+        }
+        assert!(got == data, "the file arrived changed");
+        let f = rig.done.recv_timeout(Duration::from_secs(5)).expect("done");
+        assert_eq!(outcome_of(&f.transfer), Outcome::Completed);
+        assert_eq!(f.transfer.stats().retransmissions, 0);
+    }
+
+    #[test]
+    fn threads_sharing_a_count_see_each_others_transfers() {
+        // Two threads of one server: while both run a transfer, the count
+        // is 2, so neither may poll; finished or abandoned, they leave it.
+        let running = Arc::new(AtomicUsize::new(0));
+        let one = rig_counting(running.clone());
+        let two = rig_counting(running.clone());
+        let (a, b) = (client(), client());
+        submit(&one, 1, &a, &[1u8; 700], &TransferConfig::default());
+        submit(&two, 2, &b, &[2u8; 700], &TransferConfig::default());
+        let (p, tid_a) = recv(&a);
+        assert_eq!(p[..4], [0, 3, 0, 1]);
+        let _ = recv(&b);
+        assert_eq!(running.load(Ordering::Relaxed), 2);
+        a.send_to(&[0, 4, 0, 1], tid_a).expect("ack");
+        let (p, _) = recv(&a);
+        assert_eq!(p.len(), 4 + 188);
+        a.send_to(&[0, 4, 0, 2], tid_a).expect("ack");
+        let f = one.done.recv_timeout(Duration::from_secs(5)).expect("done");
+        assert_eq!(outcome_of(&f.transfer), Outcome::Completed);
+        assert_eq!(running.load(Ordering::Relaxed), 1);
+        // The other is abandoned when its pump is dropped.
+        drop(two);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while running.load(Ordering::Relaxed) != 0 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(running.load(Ordering::Relaxed), 0);
     }
 
     #[test]

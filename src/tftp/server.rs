@@ -25,6 +25,8 @@ use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use async_io::Async;
@@ -56,15 +58,19 @@ impl Default for ServerConfig {
     }
 }
 
-/// Data threads by default: four per core, at most 16. Lock-step
-/// transfers spend most of their time waiting for the client; several
-/// threads per core let a busy host's scheduler give TFTP a fair share
-/// when many clients compete for the same cores.
+/// Data threads by default: sixteen per core, at most 64. A thread with
+/// one transfer waits for it in two system calls per block, one with
+/// several in three (see [`super::pump`]), and lock-step transfers spend
+/// most of their time waiting for the client, so threads are cheap and
+/// more of them serve concurrent boots faster: on 2 cores, 20 and 100
+/// concurrent downloads ran 15-20 % faster with 32 threads than with 8,
+/// and 64 or 128 gave nothing more. Each thread's stack is 256 KiB of
+/// address space, of which a few pages are used.
 pub fn default_data_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .saturating_mul(4)
-        .clamp(1, 16)
+        .saturating_mul(16)
+        .clamp(1, 64)
 }
 
 /// What a name resolves to.
@@ -187,6 +193,8 @@ struct Shared<P, R> {
     /// The data threads, started as transfers need them (`pick_thread`),
     /// each with the number of transfers it runs.
     pumps: RefCell<Vec<(Pump, usize)>>,
+    /// Transfers running in all data threads, kept by them.
+    running: Arc<AtomicUsize>,
     finished_tx: smol::channel::Sender<Finished>,
     /// Running transfers, by job id.
     active: RefCell<HashMap<u64, Active>>,
@@ -252,6 +260,7 @@ where
         on_report,
         local_ip: socket.get_ref().local_addr()?.ip(),
         pumps: RefCell::new(Vec::new()),
+        running: Arc::default(),
         finished_tx,
         active: RefCell::new(HashMap::new()),
         next_id: Cell::new(0),
@@ -464,7 +473,7 @@ impl<P, R: Fn(&TransferReport)> Shared<P, R> {
             Pick::Start => {
                 let tx = self.finished_tx.clone();
                 pumps.push((
-                    Pump::start(move |f| {
+                    Pump::start(self.running.clone(), move |f| {
                         let _ = tx.try_send(f);
                     })?,
                     0,
