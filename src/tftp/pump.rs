@@ -620,59 +620,49 @@ impl<D: Fn(Finished)> Loop<D> {
 /// Supplies the core's read requests from memory or from a file.
 enum Reader {
     Memory(Vec<u8>),
-    File {
-        file: File,
-        buf: Vec<u8>,
-        /// Source offset of `buf[0]`.
-        start: u64,
-        /// `buf` ends at end of file.
-        eof: bool,
-        /// Offset and length of the request expected next: right after
-        /// the last one, as long.
-        next: u64,
-        next_len: usize,
-    },
+    File(ReadAhead),
+}
+
+/// A file read [`READ_CHUNK`] bytes (or one request, when larger) at a
+/// time.
+struct ReadAhead {
+    file: File,
+    buf: Vec<u8>,
+    /// Source offset of `buf[0]`.
+    start: u64,
+    /// `buf` ends at end of file.
+    eof: bool,
+    /// Offset and length of the request expected next: right after the
+    /// last one, as long.
+    next: u64,
+    next_len: usize,
 }
 
 impl Reader {
     fn new(content: Content) -> Reader {
         match content {
             Content::Memory(v) => Reader::Memory(v),
-            Content::File(file) => Reader::File {
+            Content::File(file) => Reader::File(ReadAhead {
                 file,
                 buf: Vec::new(),
                 start: 0,
                 eof: false,
                 next: 0,
                 next_len: 0,
-            },
+            }),
         }
     }
 
     fn read(&mut self, offset: u64, len: usize) -> io::Result<&[u8]> {
         match self {
-            Reader::Memory(v) => {
-                let from = usize::try_from(offset).unwrap_or(usize::MAX).min(v.len());
-                let to = from.saturating_add(len).min(v.len());
-                Ok(v.get(from..to).unwrap_or_default())
-            }
-            Reader::File {
-                file,
-                buf,
-                start,
-                eof,
-                next,
-                next_len,
-            } => {
-                if !covers(buf, *start, *eof, offset, len) {
-                    fill(file, buf, start, eof, offset, len)?;
+            Reader::Memory(v) => Ok(part(v, offset, len)),
+            Reader::File(f) => {
+                if !f.covers(offset, len) {
+                    f.fill(offset, len)?;
                 }
-                *next = offset.saturating_add(len as u64);
-                *next_len = len;
-                let from = usize::try_from(offset - *start).unwrap_or(usize::MAX);
-                let from = from.min(buf.len());
-                let to = from.saturating_add(len).min(buf.len());
-                Ok(buf.get(from..to).unwrap_or_default())
+                f.next = offset.saturating_add(len as u64);
+                f.next_len = len;
+                Ok(part(&f.buf, offset - f.start, len))
             }
         }
     }
@@ -682,48 +672,41 @@ impl Reader {
     /// instead of delaying the answer to the next ACK. A failed read is
     /// left for that request to report.
     fn prefetch(&mut self) {
-        if let Reader::File {
-            file,
-            buf,
-            start,
-            eof,
-            next,
-            next_len,
-        } = self
-            && *next_len > 0
-            && !covers(buf, *start, *eof, *next, *next_len)
-            && fill(file, buf, start, eof, *next, *next_len).is_err()
+        if let Reader::File(f) = self
+            && f.next_len > 0
+            && !f.covers(f.next, f.next_len)
+            && f.fill(f.next, f.next_len).is_err()
         {
-            buf.clear();
-            *eof = false;
+            f.buf.clear();
+            f.eof = false;
         }
     }
 }
 
-/// Whether the read-ahead `buf` (from `start`) answers `len` bytes at
-/// `offset`.
-fn covers(buf: &[u8], start: u64, eof: bool, offset: u64, len: usize) -> bool {
-    let buf_end = start + buf.len() as u64;
-    offset >= start && (offset.saturating_add(len as u64) <= buf_end || eof)
+/// Up to `len` bytes of `data` from `from`, clamped to its end.
+fn part(data: &[u8], from: u64, len: usize) -> &[u8] {
+    let from = usize::try_from(from).unwrap_or(usize::MAX).min(data.len());
+    let to = from.saturating_add(len).min(data.len());
+    data.get(from..to).unwrap_or_default()
 }
 
-/// Read [`READ_CHUNK`] bytes (or `len`, when larger) at `offset` into the
-/// read-ahead.
-fn fill(
-    file: &File,
-    buf: &mut Vec<u8>,
-    start: &mut u64,
-    eof: &mut bool,
-    offset: u64,
-    len: usize,
-) -> io::Result<()> {
-    let want = len.max(READ_CHUNK);
-    buf.resize(want, 0);
-    let n = read_full(file, offset, buf)?;
-    buf.truncate(n);
-    *start = offset;
-    *eof = n < want;
-    Ok(())
+impl ReadAhead {
+    /// Whether the read-ahead answers `len` bytes at `offset`.
+    fn covers(&self, offset: u64, len: usize) -> bool {
+        let buf_end = self.start + self.buf.len() as u64;
+        offset >= self.start && (offset.saturating_add(len as u64) <= buf_end || self.eof)
+    }
+
+    /// Read [`READ_CHUNK`] bytes (or `len`, when larger) at `offset`.
+    fn fill(&mut self, offset: u64, len: usize) -> io::Result<()> {
+        let want = len.max(READ_CHUNK);
+        self.buf.resize(want, 0);
+        let n = read_full(&self.file, offset, &mut self.buf)?;
+        self.buf.truncate(n);
+        self.start = offset;
+        self.eof = n < want;
+        Ok(())
+    }
 }
 
 /// Fill `buf` from `offset`, stopping early only at end of file.
@@ -771,7 +754,7 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let mut r = Reader::new(Content::File(file));
         let start_of = |r: &Reader| match r {
-            Reader::File { start, .. } => *start,
+            Reader::File(f) => f.start,
             Reader::Memory(_) => u64::MAX,
         };
         assert_eq!(r.read(0, 30_000).ok(), Some(&data[..30_000]));
