@@ -104,23 +104,25 @@ pub fn swap_uuid(u: [u8; 16]) -> [u8; 16] {
 
 /// Formats 16 bytes as a lowercase 8-4-4-4-12 UUID.
 pub fn format_uuid(u: &[u8; 16]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    /// Where each byte's two digits go, past the dashes at 8, 13, 18, 23.
-    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
-    let mut text = [b'-'; 36];
-    for (&b, &at) in u.iter().zip(AT.iter()) {
-        if let Some(pair) = text.get_mut(at..at + 2) {
-            for (slot, nibble) in pair.iter_mut().zip([b >> 4, b & 0x0f]) {
-                *slot = HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
-            }
+    let mut s = Vec::with_capacity(36);
+    for (i, &b) in u.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push(b'-');
         }
+        push_hex(&mut s, b);
     }
-    String::from_utf8(text.to_vec()).unwrap_or_default()
+    String::from_utf8(s).unwrap_or_default()
 }
 
 /// Formats a MAC with the given separator, lowercase.
 pub fn format_mac(m: &[u8; 6], sep: &str) -> String {
-    let mut s = Vec::with_capacity(12 + 5 * sep.len());
+    mac_after("", m, sep)
+}
+
+/// `prefix` followed by the MAC as [`format_mac`] writes it.
+fn mac_after(prefix: &str, m: &[u8; 6], sep: &str) -> String {
+    let mut s = Vec::with_capacity(prefix.len() + 12 + 5 * sep.len());
+    s.extend_from_slice(prefix.as_bytes());
     for (i, &b) in m.iter().enumerate() {
         if i > 0 {
             s.extend_from_slice(sep.as_bytes());
@@ -145,12 +147,7 @@ impl MachineId {
     pub fn canonical(&self) -> String {
         match self {
             MachineId::Uuid(u) => format_uuid(u),
-            MachineId::Mac(m) => {
-                let mut s = String::with_capacity(20);
-                s.push_str("01-");
-                s.push_str(&format_mac(m, "-"));
-                s
-            }
+            MachineId::Mac(m) => mac_after("01-", m, "-"),
         }
     }
 
