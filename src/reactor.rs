@@ -37,17 +37,24 @@ pub fn yield_helper() -> usize {
     0
 }
 
-fn lower_named(name: &str) -> usize {
+/// This process's threads called `name`, as `/proc/self/task` entries.
+fn tasks_named(name: &str) -> Vec<std::fs::DirEntry> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         log::debug!("no /proc/self/task: async-io's helper keeps its priority");
-        return 0;
+        return Vec::new();
     };
+    tasks
+        .flatten()
+        .filter(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            comm.trim_end() == name
+        })
+        .collect()
+}
+
+fn lower_named(name: &str) -> usize {
     let mut changed = 0;
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim_end() != name {
-            continue;
-        }
+    for task in tasks_named(name) {
         let tid = task
             .file_name()
             .to_str()
@@ -73,16 +80,7 @@ mod tests {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let _source = async_io::Async::new(socket).unwrap();
         assert_eq!(yield_helper(), 1);
-        let tid = std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .flatten()
-            .find(|t| {
-                std::fs::read_to_string(t.path().join("comm"))
-                    .unwrap()
-                    .trim_end()
-                    == HELPER
-            })
-            .unwrap();
+        let tid = tasks_named(HELPER).pop().unwrap();
         let stat = std::fs::read_to_string(tid.path().join("stat")).unwrap();
         // Field 19 of /proc/<pid>/task/<tid>/stat is the nice value.
         let after_comm = stat.rsplit_once(") ").unwrap().1;
