@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '\n=== %s ===\n' "$*"; }
+STEP="installing what the tests need"
+log() { STEP=$*; printf '\n=== %s ===\n' "$*"; }
+# The last line says which step failed: CI may show only the end of the output.
+trap 'rc=$?; [ $rc -eq 0 ] || printf "\n=== FAILED (exit %s) in: %s ===\n" "$rc" "$STEP" >&2' EXIT
 
 install_deps() {
     local pkgs=(curl atftp tftp-hpa iproute2 nftables python3)

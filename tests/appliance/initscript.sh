@@ -10,8 +10,9 @@
 #   S30gopxe-data (root only, in a private mount namespace): the tmpfs
 #   fallback with its warning and VOLATILE marker, and the plain-directory
 #   case on a persistent file system;
-#   console wrapper: when `gopxe console` fails it prints the status banner
-#   and falls back (here to a shell, on a pseudo-terminal from `script`).
+#   console wrapper: on a pseudo-terminal (tests/appliance/pty_dialog.py) it
+#   runs `gopxe console` (its status banner and menu), and after `q` starts
+#   the fallback (here a shell).
 #
 # Exit: 0 pass, 1 fail, 77 skip (no busybox).
 set -Eeuo pipefail
@@ -114,7 +115,13 @@ g1=$(pidof_file gopxe.pid); s1=$(pidof_file gopxe-supervise.pid)
 head -c 100000 /dev/zero | tr '\0' x >>"$LOG"   # over GOPXE_LOG_MAX_KB: rotated at the restart
 kill -KILL "$g1"
 port2=$(wait_health "$port") || { cat "$LOG" >&2; fail "gopxe was not started again after kill -9"; }
-g2=$(pidof_file gopxe.pid)
+# The supervisor writes the pid file just after starting gopxe, which may
+# already be answering: wait for it (bounded).
+for _ in $(seq 50); do
+    g2=$(pidof_file gopxe.pid)
+    { [ -n "$g2" ] && [ "$g2" != "$g1" ]; } && break
+    sleep 0.1
+done
 { [ -n "$g2" ] && [ "$g2" != "$g1" ]; } || fail "no new gopxe pid after kill -9 (was $g1, now $g2)"
 [ "$(pidof_file gopxe-supervise.pid)" = "$s1" ] || fail "the supervisor changed"
 cat "$LOG.1" "$LOG" 2>/dev/null | grep -q "gopxe exited with status" || fail "the restart is not logged"
@@ -140,23 +147,30 @@ case $out in *dhcp_mode*) ;; *) fail "the refusal does not name the bad key: $ou
 [ ! -e "$WORK/run/gopxe-supervise.pid" ] || fail "a supervisor was started for a bad configuration"
 say "bad configuration refused: $(echo "$out" | grep -m1 dhcp_mode)"
 
-# ---- console wrapper fallback (no `gopxe console` yet, or it fails) ------------
-if command -v script >/dev/null; then
+# ---- console wrapper: gopxe console, then the fallback ---------------------------
+if command -v python3 >/dev/null; then
     cp "$WORK/factory.toml" "$WORK/state/gopxe.toml"
     echo "GOPXE_CONSOLE_FALLBACK=shell" >>"$WORK/default"
-    # On a pseudo-terminal: the wrapper reopens it by name, runs gopxe
-    # console (its banner; `q` leaves it), then starts the fallback shell,
-    # which runs what we type and exits.
+    # On a pseudo-terminal: the wrapper reopens it by name and runs gopxe
+    # console (its banner and menu; `q` leaves it), then starts the fallback
+    # shell, which runs what we type and exits. Each line is typed only once
+    # the text before it has appeared, so a slow start cannot eat it.
     # shellcheck disable=SC2016 # expanded by the inner shell
-    out=$( { sleep 3; echo q; sleep 2; echo 'echo FALLBACK-SHELL-OK; exit'; sleep 1; } |
-        timeout 20 script -q -e -c "$SH -c '$SH $OVL/usr/libexec/gopxe/console \$(tty)'" /dev/null 2>&1 || true)
+    set +e
+    out=$(python3 "$ROOT/tests/appliance/pty_dialog.py" 20 \
+        "$SH -c '$SH $OVL/usr/libexec/gopxe/console \$(tty)'" \
+        'choice> ' q \
+        'Left the gopxe console' 'echo FALLBACK-SHELL-"OK"; exit' \
+        --end 'FALLBACK-SHELL-OK' 2>&1)
+    rc=$?
+    set -e
     echo
-    case $out in
-    *"gopxe network-boot appliance"*FALLBACK-SHELL-OK*) say "console: banner shown, fallback shell started" ;;
-    *) printf '%s\n' "$out" >&2; fail "console wrapper: no banner and fallback shell" ;;
+    case $rc:$out in
+    0:*"gopxe network-boot appliance"*FALLBACK-SHELL-OK*) say "console: banner shown, fallback shell started" ;;
+    *) printf '%s\n' "$out" >&2; fail "console wrapper: no banner and fallback shell (dialog exit $rc)" ;;
     esac
 else
-    say "console: skipped (no 'script' from util-linux)"
+    say "console: skipped (no python3)"
 fi
 
 # ---- S30gopxe-data (root, private mount namespace) ------------------------------
