@@ -11,7 +11,9 @@
 //! - Proxy mode follows the PXE spec 2.1 and RFC 4578: PXE clients only,
 //!   boot information but never an address, on udp/67 and udp/4011.
 //! - Relayed requests (giaddr) pick the pool by the relay's subnet and get
-//!   option 82 echoed (RFC 3046 §2.2).
+//!   option 82 echoed (RFC 3046 §2.2). Option 3 names only a router on the
+//!   served subnet; a relayed subnet without one gets the relay agent
+//!   (`routers_on`).
 //! - Where the reply goes follows RFC 2131 §4.1 ([`Destination`]).
 
 use std::net::Ipv4Addr;
@@ -290,9 +292,33 @@ fn pools_for<'a>(cx: &Ctx<'a>) -> Vec<&'a Pool> {
 fn net_for_pool(cx: &Ctx, p: &Pool) -> Net {
     Net {
         mask: p.mask,
-        routers: cx.cfg.routers.clone(),
+        routers: routers_on(cx, p.first, p.mask),
         dns: cx.cfg.dns.clone(),
         lease_secs: p.lease_secs,
+    }
+}
+
+/// Option 3 for an address on the subnet of `ip`/`mask`: the configured
+/// routers on that subnet (a gateway must be on-link, RFC 1122 §3.3.1.1).
+/// With none there, a relayed request gets its relay agent's address,
+/// which is the router on that subnet in the usual set-up (a routed switch
+/// forwarding DHCP); a local request gets the configured routers as given,
+/// since the lab's addressing is the admin's business.
+fn routers_on(cx: &Ctx, ip: Ipv4Addr, mask: Ipv4Addr) -> Vec<Ipv4Addr> {
+    let net = |a: Ipv4Addr| u32::from(a) & u32::from(mask);
+    let on_link: Vec<Ipv4Addr> = cx
+        .cfg
+        .routers
+        .iter()
+        .copied()
+        .filter(|r| net(*r) == net(ip))
+        .collect();
+    if !on_link.is_empty() {
+        on_link
+    } else if !cx.req.giaddr.is_unspecified() {
+        vec![cx.req.giaddr]
+    } else {
+        cx.cfg.routers.clone()
     }
 }
 
@@ -318,10 +344,7 @@ fn reservation(cx: &Ctx) -> Option<(Ipv4Addr, Net)> {
     }
     let net = Net {
         mask,
-        routers: m
-            .gw
-            .map(|g| vec![g])
-            .unwrap_or_else(|| cx.cfg.routers.clone()),
+        routers: m.gw.map_or_else(|| routers_on(cx, ip, mask), |g| vec![g]),
         dns: if m.dns.is_empty() {
             cx.cfg.dns.clone()
         } else {

@@ -525,6 +525,83 @@ fn pool_exhaustion_and_offers_not_doubled() {
     assert!(h.send(&Pkt::new(Fw::Plain, 4).discover()).reply.is_some());
 }
 
+/// Option 3 in an offer, as a list.
+fn routers(m: &Message) -> Option<Vec<Ipv4Addr>> {
+    match opt(m, OptionCode::Router) {
+        Some(DhcpOption::Router(r)) => Some(r.clone()),
+        _ => None,
+    }
+}
+
+#[test]
+fn each_subnet_gets_an_on_link_router() {
+    let relay = [10, 1, 0, 1];
+    let offer = |h: &mut Harness, n: u8, via: Option<[u8; 4]>| {
+        let p = Pkt::new(Fw::Ovmf, n).unicast();
+        let p = match via {
+            Some(g) => p.relayed(g),
+            None => p,
+        };
+        reply(&h.send(&p.discover()))
+    };
+    // dhcp_router on the local subnet only: relayed clients get their
+    // relay agent, local ones the configured router.
+    let mut cfg = auth();
+    cfg.pools
+        .push("10.1.0.50,10.1.0.60,255.255.255.0,30m".parse().unwrap());
+    let mut h = Harness::new(cfg.clone(), Machines::default());
+    let local = offer(&mut h, 1, None);
+    assert_eq!(local.yiaddr(), Ipv4Addr::new(10, 0, 0, 100));
+    assert_eq!(routers(&local), Some(vec![SERVER]));
+    let far = offer(&mut h, 2, Some(relay));
+    assert_eq!(far.yiaddr(), Ipv4Addr::new(10, 1, 0, 50));
+    assert_eq!(routers(&far), Some(vec![Ipv4Addr::from(relay)]));
+
+    // A configured router on the relayed subnet is chosen over the relay,
+    // and each subnet gets only its own.
+    cfg.routers = vec![SERVER, Ipv4Addr::new(10, 1, 0, 254)];
+    let mut h = Harness::new(cfg.clone(), Machines::default());
+    assert_eq!(routers(&offer(&mut h, 1, None)), Some(vec![SERVER]));
+    assert_eq!(
+        routers(&offer(&mut h, 2, Some(relay))),
+        Some(vec![Ipv4Addr::new(10, 1, 0, 254)])
+    );
+
+    // A router on no pool's subnet is still given to local clients (the
+    // lab's addressing is the admin's business), never through a relay.
+    cfg.routers = vec![Ipv4Addr::new(192, 168, 7, 1)];
+    let mut h = Harness::new(cfg.clone(), Machines::default());
+    assert_eq!(
+        routers(&offer(&mut h, 1, None)),
+        Some(vec![Ipv4Addr::new(192, 168, 7, 1)])
+    );
+    assert_eq!(
+        routers(&offer(&mut h, 2, Some(relay))),
+        Some(vec![Ipv4Addr::from(relay)])
+    );
+
+    // No router configured: none locally, the relay agent through a relay.
+    cfg.routers = Vec::new();
+    let mut h = Harness::new(cfg.clone(), Machines::default());
+    assert_eq!(routers(&offer(&mut h, 1, None)), None);
+    assert_eq!(
+        routers(&offer(&mut h, 2, Some(relay))),
+        Some(vec![Ipv4Addr::from(relay)])
+    );
+
+    // A reserved address without a gateway of its own follows the same
+    // rule on its subnet.
+    let reserved = MachineView {
+        ip: Some(Ipv4Addr::new(10, 1, 0, 70)),
+        ..pxelinux_machine()
+    };
+    cfg.routers = vec![SERVER];
+    let mut h = Harness::new(cfg, Machines::default().with(3, reserved));
+    let m = offer(&mut h, 3, Some(relay));
+    assert_eq!(m.yiaddr(), Ipv4Addr::new(10, 1, 0, 70));
+    assert_eq!(routers(&m), Some(vec![Ipv4Addr::from(relay)]));
+}
+
 #[test]
 fn reservations_give_the_machines_address_and_network() {
     let reserved = MachineView {
