@@ -103,7 +103,8 @@ const QUICK: Duration = Duration::from_micros(20);
 /// Waits averaged in one measurement of [`WaitChooser`].
 const MEASURE: u32 = 128;
 
-/// Waits done the way [`WaitChooser`] chose before it measures again.
+/// Waits done the way [`WaitChooser`] chose before it measures again
+/// (unless kept blocking gets slow).
 const KEEP: u32 = 16384;
 
 /// A wait is counted as at most this long, so one retransmission timeout
@@ -234,9 +235,11 @@ struct Running {
 /// [`QUICK`], it keeps blocking. Otherwise polling is tried for as many
 /// waits (after [`SETTLE`] waits not counted, while the scheduler places
 /// the threads anew) and kept for [`KEEP`] waits if it was at least 10 %
-/// faster; if it was not, blocking is kept as long without watching, so
-/// a slow client costs a poll only once in that many waits. Then the
-/// cycle starts again.
+/// faster. If it was not, blocking is kept as long, still timed: should
+/// [`MEASURE`] of those waits take so long that polling, as measured, would
+/// be faster (the scheduler has moved client and server apart since),
+/// polling is tried again at once; otherwise a slow client costs a poll
+/// only once in [`KEEP`] waits. Then the cycle starts again.
 #[derive(Debug)]
 struct WaitChooser {
     step: Step,
@@ -285,17 +288,32 @@ impl WaitChooser {
         let took = took.min(SAMPLE_CAP);
         let len = match self.step {
             Step::SettleBlock | Step::SettleSpin => SETTLE,
-            Step::Block => {
+            // Blocking kept is still timed: see `blocking_got_slow`.
+            Step::Block | Step::Keep(false) => {
                 self.blocked = self.blocked.saturating_add(took);
-                MEASURE
+                if self.step == Step::Block {
+                    MEASURE
+                } else {
+                    KEEP
+                }
             }
             Step::Spin => {
                 self.spun = self.spun.saturating_add(took);
                 MEASURE
             }
-            Step::Keep(_) => KEEP,
+            Step::Keep(true) => KEEP,
         };
         self.done += 1;
+        if self.step == Step::Keep(false)
+            && self.done.is_multiple_of(MEASURE)
+            && self.blocking_got_slow()
+        {
+            // The threads have moved apart since polling lost: try again.
+            self.done = 0;
+            self.step = Step::SettleSpin;
+            self.spun = Duration::ZERO;
+            return;
+        }
         if self.done < len {
             return;
         }
@@ -306,18 +324,47 @@ impl WaitChooser {
                 self.blocked = Duration::ZERO;
                 Step::Block
             }
-            Step::Block => Step::SettleSpin,
+            Step::Block => {
+                self.spun = Duration::ZERO;
+                Step::SettleSpin
+            }
             Step::SettleSpin => Step::Spin,
             Step::Spin => {
-                let faster = self.spun.saturating_mul(10) < self.blocked.saturating_mul(9);
+                let faster = faster(self.spun, self.blocked);
                 self.blocked = Duration::ZERO;
-                self.spun = Duration::ZERO;
+                if faster {
+                    self.spun = Duration::ZERO;
+                }
+                // When blocking is kept, `spun` stays: it is what blocking
+                // is watched against.
                 Step::Keep(faster)
             }
             Step::Keep(true) => Step::SettleBlock,
-            Step::Keep(false) => Step::Block,
+            Step::Keep(false) => {
+                self.blocked = Duration::ZERO;
+                self.spun = Duration::ZERO;
+                Step::Block
+            }
         };
     }
+
+    /// While blocking is kept, after each [`MEASURE`] waits: whether they
+    /// took so long that polling, as last measured, would be faster. The
+    /// first measurement of a transfer is often taken while client and
+    /// server still share a core; when the scheduler spreads them, blocking
+    /// gets slow and this notices it. Restarts the measured sum otherwise.
+    fn blocking_got_slow(&mut self) -> bool {
+        if faster(self.spun, self.blocked) {
+            return true;
+        }
+        self.blocked = Duration::ZERO;
+        false
+    }
+}
+
+/// Whether `a` is at least 10 % faster than `b` (sums of as many waits).
+fn faster(a: Duration, b: Duration) -> bool {
+    a.saturating_mul(10) < b.saturating_mul(9)
 }
 
 impl Running {
@@ -814,6 +861,42 @@ mod tests {
         // Measured again: tried again.
         waits(&mut w, MEASURE, 300, false);
         assert!(w.spin());
+    }
+
+    #[test]
+    fn chooser_polls_when_kept_blocking_gets_slow() {
+        let mut w = WaitChooser::default();
+        // The first measurement: client and server share a core, blocking
+        // is just over QUICK and polling slower: blocking is kept.
+        waits(&mut w, MEASURE, 25, false);
+        waits(&mut w, SETTLE, 40, true);
+        waits(&mut w, MEASURE, 40, true);
+        assert_eq!(w.step, Step::Keep(false));
+        // While blocking stays as fast, it is kept without a poll ...
+        waits(&mut w, 20 * MEASURE, 25, false);
+        // ... until a measurement's worth of waits is slower than polling
+        // was (the scheduler spread the threads): polling is tried again
+        // and, faster now, kept.
+        waits(&mut w, MEASURE, 60, false);
+        waits(&mut w, SETTLE, 40, true);
+        waits(&mut w, MEASURE, 40, true);
+        assert_eq!(w.step, Step::Keep(true));
+        waits(&mut w, KEEP, 40, true);
+    }
+
+    #[test]
+    fn chooser_keeps_blocking_that_stays_faster_for_the_whole_keep() {
+        let mut w = WaitChooser::default();
+        waits(&mut w, MEASURE, 25, false);
+        waits(&mut w, SETTLE, 40, true);
+        waits(&mut w, MEASURE, 40, true);
+        // A slower stretch that stays under polling's 40 µs changes nothing.
+        waits(&mut w, KEEP / 2, 25, false);
+        waits(&mut w, KEEP / 2, 38, false);
+        // Then blocking is measured afresh.
+        assert_eq!(w.step, Step::Block);
+        waits(&mut w, MEASURE, 10, false);
+        assert_eq!(w.step, Step::Block);
     }
 
     #[test]
