@@ -6,9 +6,10 @@
 # (in a rotating order), so a load swing on the machine hits all servers
 # alike. Client: atftp (Debian), which speaks blksize and windowsize; it
 # writes to tmpfs and the file is checked after the clock stops (hashing
-# in the pipe would cap every server at the hash's speed). Prints
-# MiB/s per setting (median of RUNS), the ratio of gopxe to the best
-# reference, failures, and the servers' peak RSS.
+# in the pipe would cap every server at the hash's speed). The concurrent
+# rows (CONC downloads of a CONC_MIB file at once, blksize 1468) are
+# interleaved the same way. Prints MiB/s per setting (median of RUNS), the
+# ratio of gopxe to the best reference, failures, and the servers' peak RSS.
 #
 #   bash benches/tftp.sh            # SIZE_MIB=64 RUNS=3 CONC="20 100"
 #   SERVERS="gopxe rs-tftpd" ONLY="1468 1,1468 8" CONC= RUNS=5 bash benches/tftp.sh
@@ -179,28 +180,46 @@ for set in "${SETTINGS[@]}"; do
     done
     unset TIMES
 done
+# n downloads at once from server s: prints seconds; adds failures to FAILS.
+conc() { # server n
+    local s=$1 n=$2 t0 t1 i f=0 sum pids=()
+    t0=$EPOCHREALTIME
+    for i in $(seq "$n"); do
+        timeout 60 atftp --get -r conc.bin -l "$OUT/conc.$i" --option "blksize 1468" \
+            127.0.0.1 "${SPORT[$s]}" >/dev/null 2>&1 &
+        pids+=($!)
+    done
+    wait "${pids[@]}" 2>/dev/null
+    t1=$EPOCHREALTIME
+    for i in $(seq "$n"); do
+        sum=$(sha256sum <"$OUT/conc.$i" 2>/dev/null | cut -d' ' -f1)
+        [ "$sum" = "$SUM_CONC" ] || f=$((f + 1))
+        rm -f "$OUT/conc.$i"
+    done
+    echo "$f" >"$OUT/conc.fails"
+    echo "$t1 - $t0" | bc -l
+}
+# Like the single downloads: RUNS rounds, the servers interleaved, medians.
 for n in $CONC; do
+    declare -A TIMES=() CF=()
+    for r in $(seq "$RUNS"); do
+        m=${#UP[@]}
+        for k in $(seq 0 $((m - 1))); do
+            s=${UP[$(((k + r) % m))]}
+            t=$(conc "$s" "$n")
+            f=$(cat "$OUT/conc.fails")
+            FAILS[$s]=$((FAILS[$s] + f))
+            CF[$s]=$((${CF[$s]:-0} + f))
+            TIMES[$s]+="$t "
+        done
+    done
     for s in "${UP[@]}"; do
-        t0=$EPOCHREALTIME
-        pids=()
-        for i in $(seq "$n"); do
-            timeout 60 atftp --get -r conc.bin -l "$OUT/conc.$i" --option "blksize 1468" \
-                127.0.0.1 "${SPORT[$s]}" >/dev/null 2>&1 &
-            pids+=($!)
-        done
-        wait "${pids[@]}" 2>/dev/null
-        t1=$EPOCHREALTIME
-        f=0
-        for i in $(seq "$n"); do
-            sum=$(sha256sum <"$OUT/conc.$i" 2>/dev/null | cut -d' ' -f1)
-            [ "$sum" = "$SUM_CONC" ] || f=$((f + 1))
-            rm -f "$OUT/conc.$i"
-        done
-        FAILS[$s]=$((FAILS[$s] + f))
-        RES[$s,c$n]=$(echo "$n * $CONC_MIB / ($t1 - $t0)" | bc -l | xargs printf '%.1f')
-        [ "$f" -gt 0 ] && RES[$s,c$n]="${RES[$s,c$n]}(${f}F)"
+        t=$(printf '%s\n' ${TIMES[$s]:-} | grep -v '^$' | median)
+        RES[$s,c$n]=$(echo "$n * $CONC_MIB / $t" | bc -l | xargs printf '%.1f')
+        [ "${CF[$s]:-0}" -gt 0 ] && RES[$s,c$n]="${RES[$s,c$n]}(${CF[$s]}F)"
         echo "$s $n concurrent: ${RES[$s,c$n]} MiB/s aggregate" >&2
     done
+    unset TIMES CF
 done
 sleep 0.1
 for s in "${UP[@]}"; do RSS[$s]=$(($(cat "$WORK/rss.$s" 2>/dev/null || echo 0) / 1024)); done
