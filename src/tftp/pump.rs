@@ -827,6 +827,14 @@ mod tests {
         }
     }
 
+    /// One measuring cycle from [`Step::Block`]: blocking waits of
+    /// `block_us`, then (after settling) polling waits of `poll_us`.
+    fn try_polling(w: &mut WaitChooser, block_us: u64, poll_us: u64) {
+        waits(w, MEASURE, block_us, false);
+        waits(w, SETTLE, poll_us, true);
+        waits(w, MEASURE, poll_us, true);
+    }
+
     #[test]
     fn chooser_keeps_blocking_while_the_client_is_quick() {
         let mut w = WaitChooser::default();
@@ -854,9 +862,7 @@ mod tests {
         let mut w = WaitChooser::default();
         // A client slower than SPIN: the poll gives up and blocks anyway,
         // 5 % faster is not worth the core.
-        waits(&mut w, MEASURE, 300, false);
-        waits(&mut w, SETTLE, 300, true);
-        waits(&mut w, MEASURE, 285, true);
+        try_polling(&mut w, 300, 285);
         waits(&mut w, KEEP, 300, false);
         // Measured again: tried again.
         waits(&mut w, MEASURE, 300, false);
@@ -868,18 +874,14 @@ mod tests {
         let mut w = WaitChooser::default();
         // The first measurement: client and server share a core, blocking
         // is just over QUICK and polling slower: blocking is kept.
-        waits(&mut w, MEASURE, 25, false);
-        waits(&mut w, SETTLE, 40, true);
-        waits(&mut w, MEASURE, 40, true);
+        try_polling(&mut w, 25, 40);
         assert_eq!(w.step, Step::Keep(false));
         // While blocking stays as fast, it is kept without a poll ...
         waits(&mut w, 20 * MEASURE, 25, false);
         // ... until a measurement's worth of waits is slower than polling
         // was (the scheduler spread the threads): polling is tried again
         // and, faster now, kept.
-        waits(&mut w, MEASURE, 60, false);
-        waits(&mut w, SETTLE, 40, true);
-        waits(&mut w, MEASURE, 40, true);
+        try_polling(&mut w, 60, 40);
         assert_eq!(w.step, Step::Keep(true));
         waits(&mut w, KEEP, 40, true);
     }
@@ -887,9 +889,7 @@ mod tests {
     #[test]
     fn chooser_keeps_blocking_that_stays_faster_for_the_whole_keep() {
         let mut w = WaitChooser::default();
-        waits(&mut w, MEASURE, 25, false);
-        waits(&mut w, SETTLE, 40, true);
-        waits(&mut w, MEASURE, 40, true);
+        try_polling(&mut w, 25, 40);
         // A slower stretch that stays under polling's 40 µs changes nothing.
         waits(&mut w, KEEP / 2, 25, false);
         waits(&mut w, KEEP / 2, 38, false);
