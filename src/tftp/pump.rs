@@ -245,7 +245,8 @@ struct WaitChooser {
     step: Step,
     /// Waits done in this step.
     done: u32,
-    /// Time taken by the waits measured in [`Step::Block`].
+    /// Time taken by the waits measured in [`Step::Block`], or by the
+    /// last [`MEASURE`] or fewer waits of blocking kept.
     blocked: Duration,
     /// Time taken by the waits measured in [`Step::Spin`].
     spun: Duration,
@@ -286,79 +287,61 @@ impl WaitChooser {
     /// it brought, took `took` (counted as at most [`SAMPLE_CAP`]).
     fn record(&mut self, took: Duration) {
         let took = took.min(SAMPLE_CAP);
-        let len = match self.step {
-            Step::SettleBlock | Step::SettleSpin => SETTLE,
-            // Blocking kept is still timed: see `blocking_got_slow`.
-            Step::Block | Step::Keep(false) => {
-                self.blocked = self.blocked.saturating_add(took);
-                if self.step == Step::Block {
-                    MEASURE
-                } else {
-                    KEEP
-                }
-            }
-            Step::Spin => {
-                self.spun = self.spun.saturating_add(took);
-                MEASURE
-            }
-            Step::Keep(true) => KEEP,
-        };
+        match self.step {
+            // Blocking kept is still timed, see below.
+            Step::Block | Step::Keep(false) => self.blocked = self.blocked.saturating_add(took),
+            Step::Spin => self.spun = self.spun.saturating_add(took),
+            Step::SettleBlock | Step::SettleSpin | Step::Keep(true) => {}
+        }
         self.done += 1;
-        if self.step == Step::Keep(false)
-            && self.done.is_multiple_of(MEASURE)
-            && self.blocking_got_slow()
-        {
-            // The threads have moved apart since polling lost: try again.
-            self.done = 0;
-            self.step = Step::SettleSpin;
-            self.spun = Duration::ZERO;
+        if self.step == Step::Keep(false) && self.done.is_multiple_of(MEASURE) {
+            // The first measurement of a transfer is often taken while
+            // client and server still share a core. When the scheduler
+            // has spread them since, blocking gets slower than polling
+            // was: try polling again at once.
+            if faster(self.spun, self.blocked) {
+                self.enter(Step::SettleSpin);
+                return;
+            }
+            self.blocked = Duration::ZERO;
+        }
+        if self.done < self.step.len() {
             return;
         }
-        if self.done < len {
-            return;
-        }
-        self.done = 0;
-        self.step = match self.step {
+        let next = match self.step {
             Step::SettleBlock => Step::Block,
-            Step::Block if self.blocked < QUICK.saturating_mul(MEASURE) => {
-                self.blocked = Duration::ZERO;
-                Step::Block
-            }
-            Step::Block => {
-                self.spun = Duration::ZERO;
-                Step::SettleSpin
-            }
+            Step::Block if self.blocked < QUICK.saturating_mul(MEASURE) => Step::Block,
+            Step::Block => Step::SettleSpin,
             Step::SettleSpin => Step::Spin,
-            Step::Spin => {
-                let faster = faster(self.spun, self.blocked);
-                self.blocked = Duration::ZERO;
-                if faster {
-                    self.spun = Duration::ZERO;
-                }
-                // When blocking is kept, `spun` stays: it is what blocking
-                // is watched against.
-                Step::Keep(faster)
-            }
+            Step::Spin => Step::Keep(faster(self.spun, self.blocked)),
             Step::Keep(true) => Step::SettleBlock,
-            Step::Keep(false) => {
-                self.blocked = Duration::ZERO;
-                self.spun = Duration::ZERO;
-                Step::Block
-            }
+            Step::Keep(false) => Step::Block,
         };
+        self.enter(next);
     }
 
-    /// While blocking is kept, after each [`MEASURE`] waits: whether they
-    /// took so long that polling, as last measured, would be faster. The
-    /// first measurement of a transfer is often taken while client and
-    /// server still share a core; when the scheduler spreads them, blocking
-    /// gets slow and this notices it. Restarts the measured sum otherwise.
-    fn blocking_got_slow(&mut self) -> bool {
-        if faster(self.spun, self.blocked) {
-            return true;
+    /// Start `step` with the sum it adds to empty. The other sum stays:
+    /// blocking's, just measured, is what polling is compared with, and
+    /// polling's is what blocking is watched against while kept.
+    fn enter(&mut self, step: Step) {
+        self.step = step;
+        self.done = 0;
+        match step {
+            Step::Block | Step::Keep(false) => self.blocked = Duration::ZERO,
+            Step::SettleSpin => self.spun = Duration::ZERO,
+            Step::SettleBlock | Step::Spin | Step::Keep(true) => {}
         }
-        self.blocked = Duration::ZERO;
-        false
+    }
+}
+
+impl Step {
+    /// Waits the step lasts.
+    fn len(self) -> u32 {
+        match self {
+            Step::SettleBlock | Step::SettleSpin => SETTLE,
+            Step::Block | Step::Spin => MEASURE,
+            Step::Keep(_) => KEEP,
+        }
     }
 }
 
