@@ -159,13 +159,17 @@ done
 sample_rss &
 SAMPLER=$!
 
+# The running servers in round r's order: each round starts one further on.
+rotation() { # r
+    local n=${#UP[@]} k
+    for k in $(seq 0 $((n - 1))); do echo "${UP[$((($1 + k) % n))]}"; done
+}
+
 for set in "${SETTINGS[@]}"; do
     read -r b w <<<"$set"
     declare -A TIMES=()
     for r in $(seq "$RUNS"); do
-        n=${#UP[@]}
-        for k in $(seq 0 $((n - 1))); do
-            s=${UP[$(((k + r) % n))]}
+        for s in $(rotation "$r"); do
             supports_window "$s" || [ "$w" -eq 1 ] || continue
             t=$(get "${SPORT[$s]}" big.bin "$SUM_BIG" "$b" "$w")
             if [ "$t" = FAIL ]; then FAILS[$s]=$((FAILS[$s] + 1)); else TIMES[$s]+="$t "; fi
@@ -180,7 +184,7 @@ for set in "${SETTINGS[@]}"; do
     done
     unset TIMES
 done
-# n downloads at once from server s: prints seconds; adds failures to FAILS.
+# n downloads at once from server s: prints seconds and failed downloads.
 conc() { # server n
     local s=$1 n=$2 t0 t1 i f=0 sum pids=()
     t0=$EPOCHREALTIME
@@ -196,18 +200,14 @@ conc() { # server n
         [ "$sum" = "$SUM_CONC" ] || f=$((f + 1))
         rm -f "$OUT/conc.$i"
     done
-    echo "$f" >"$OUT/conc.fails"
-    echo "$t1 - $t0" | bc -l
+    echo "$(echo "$t1 - $t0" | bc -l) $f"
 }
 # Like the single downloads: RUNS rounds, the servers interleaved, medians.
 for n in $CONC; do
     declare -A TIMES=() CF=()
     for r in $(seq "$RUNS"); do
-        m=${#UP[@]}
-        for k in $(seq 0 $((m - 1))); do
-            s=${UP[$(((k + r) % m))]}
-            t=$(conc "$s" "$n")
-            f=$(cat "$OUT/conc.fails")
+        for s in $(rotation "$r"); do
+            read -r t f <<<"$(conc "$s" "$n")"
             FAILS[$s]=$((FAILS[$s] + f))
             CF[$s]=$((${CF[$s]:-0} + f))
             TIMES[$s]+="$t "
