@@ -15,6 +15,8 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
+use crate::model::validate::same_subnet;
+
 /// An IPv4 address with its prefix length (`10.77.0.1/24`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cidr {
@@ -34,8 +36,7 @@ impl Cidr {
 
     /// Is `ip` on the same subnet?
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let m = u32::from(self.mask());
-        u32::from(ip) & m == u32::from(self.ip) & m
+        same_subnet(ip, self.ip, self.mask())
     }
 }
 

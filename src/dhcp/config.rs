@@ -8,6 +8,8 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
+use crate::model::validate::same_subnet;
+
 /// How the server answers DHCP (`off`, `proxy`, `authoritative`; the
 /// config file takes the same strings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -93,7 +95,7 @@ impl Pool {
         if u32::from(first) > u32::from(last) {
             return Err(ConfigError(format!("range {first}..{last} is empty")));
         }
-        if u32::from(first) & m != u32::from(last) & m {
+        if !same_subnet(first, last, mask) {
             return Err(ConfigError(format!(
                 "range {first}..{last} spans more than one {mask} subnet"
             )));
@@ -118,8 +120,7 @@ impl Pool {
 
     /// Is `ip` on this pool's subnet (not necessarily in the range)?
     pub fn same_subnet(&self, ip: Ipv4Addr) -> bool {
-        let m = u32::from(self.mask);
-        u32::from(ip) & m == u32::from(self.first) & m
+        same_subnet(ip, self.first, self.mask)
     }
 
     /// Number of addresses in the range.

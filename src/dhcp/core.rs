@@ -20,6 +20,8 @@ use std::net::Ipv4Addr;
 
 use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode, UnknownOption};
 
+use crate::model::validate::same_subnet;
+
 use super::boot::{self, BootInfo};
 use super::config::{DEFAULT_LEASE_SECS, DhcpConfig, INFINITE, Loader, Mode, Pool};
 use super::lease::{Lease, LeaseChange, LeaseState, LeaseTable, NEVER, Now};
@@ -305,13 +307,12 @@ fn net_for_pool(cx: &Ctx, p: &Pool) -> Net {
 /// forwarding DHCP); a local request gets the configured routers as given,
 /// since the lab's addressing is the admin's business.
 fn routers_on(cx: &Ctx, ip: Ipv4Addr, mask: Ipv4Addr) -> Vec<Ipv4Addr> {
-    let net = |a: Ipv4Addr| u32::from(a) & u32::from(mask);
     let on_link: Vec<Ipv4Addr> = cx
         .cfg
         .routers
         .iter()
         .copied()
-        .filter(|r| net(*r) == net(ip))
+        .filter(|r| same_subnet(*r, ip, mask))
         .collect();
     if !on_link.is_empty() {
         on_link
@@ -332,8 +333,8 @@ fn reservation(cx: &Ctx) -> Option<(Ipv4Addr, Net)> {
         .mask
         .or(pool.map(|p| p.mask))
         .unwrap_or(Ipv4Addr::new(255, 255, 255, 0));
-    let relayed_elsewhere = !cx.req.giaddr.is_unspecified()
-        && u32::from(cx.req.giaddr) & u32::from(mask) != u32::from(ip) & u32::from(mask);
+    let relayed_elsewhere =
+        !cx.req.giaddr.is_unspecified() && !same_subnet(cx.req.giaddr, ip, mask);
     if relayed_elsewhere {
         log::warn!(
             "dhcp: {}: reserved address {ip} is not on relay {}'s subnet; using the pool",

@@ -19,7 +19,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use validate::{
     FieldError, check_hostname, check_image_path, check_kernel_arg, check_netmask, check_text,
-    check_token, parse_ipv4,
+    check_token, parse_ipv4, same_subnet,
 };
 
 /// Which boot loader a machine's boot action runs after the firmware.
@@ -285,14 +285,13 @@ impl Machine {
         let ip = opt(b.ip, |s| parse_ipv4("ip", s))?;
         let mask = opt(b.mask, |s| check_netmask("mask", s))?;
         let gw = opt(b.gw, |s| parse_ipv4("gw", s))?;
-        if let (Some(ip), Some(mask), Some(gw)) = (ip, mask, gw) {
-            let m = u32::from(mask);
-            if u32::from(ip) & m != u32::from(gw) & m {
-                return Err(FieldError::new(
-                    "gw",
-                    format!("{gw} is not on the subnet of {ip}/{mask}"),
-                ));
-            }
+        if let (Some(ip), Some(mask), Some(gw)) = (ip, mask, gw)
+            && !same_subnet(ip, gw, mask)
+        {
+            return Err(FieldError::new(
+                "gw",
+                format!("{gw} is not on the subnet of {ip}/{mask}"),
+            ));
         }
         Ok(Machine {
             id,

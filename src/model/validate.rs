@@ -156,6 +156,12 @@ pub fn parse_ipv4(field: &str, s: &str) -> Result<Ipv4Addr, FieldError> {
 }
 
 /// A contiguous IPv4 netmask such as 255.255.255.0.
+/// Whether `a` and `b` are on the same subnet under `mask`.
+pub fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, mask: Ipv4Addr) -> bool {
+    let m = u32::from(mask);
+    u32::from(a) & m == u32::from(b) & m
+}
+
 pub fn check_netmask(field: &str, s: &str) -> Result<Ipv4Addr, FieldError> {
     let m = parse_ipv4(field, s)?;
     let bits = u32::from(m);
@@ -171,6 +177,29 @@ pub fn check_netmask(field: &str, s: &str) -> Result<Ipv4Addr, FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subnets() {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let m24 = ip("255.255.255.0");
+        assert!(same_subnet(ip("10.0.0.1"), ip("10.0.0.254"), m24));
+        assert!(!same_subnet(ip("10.0.0.1"), ip("10.0.1.1"), m24));
+        assert!(same_subnet(
+            ip("10.0.0.1"),
+            ip("10.0.1.1"),
+            ip("255.255.0.0")
+        ));
+        assert!(!same_subnet(
+            ip("10.0.0.1"),
+            ip("10.0.0.2"),
+            ip("255.255.255.255")
+        ));
+        assert!(same_subnet(
+            ip("10.0.0.1"),
+            ip("192.168.0.1"),
+            ip("0.0.0.0")
+        ));
+    }
 
     #[test]
     fn hostnames() {
