@@ -17,7 +17,9 @@
 use crate::boot::{DefaultBoot, Urls};
 use crate::config::Config;
 use crate::model::validate::FieldError;
-use crate::model::{BootAction, Event, EventKind, EventLog, Machine, MachineId, MachineState};
+use crate::model::{
+    BootAction, Event, EventKind, EventLog, InstallKey, Machine, MachineId, MachineState,
+};
 use crate::store::{self, Kind, Store};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -38,8 +40,37 @@ pub enum AppError {
     Conflict(String),
     /// 422: the record names something that does not exist.
     Unprocessable(FieldError),
+    /// 403: the caller may not make this change (e.g. a `done` without
+    /// the install's key).
+    Forbidden(String),
     /// 500: the store could not make the change durable.
     Store(io::Error),
+}
+
+/// A fresh [`InstallKey`] from the system's random source.
+fn new_install_key() -> Result<InstallKey, AppError> {
+    let mut k = [0u8; 16];
+    getrandom::fill(&mut k)
+        .map_err(|e| AppError::Store(io::Error::other(format!("no random source: {e}"))))?;
+    Ok(InstallKey(k))
+}
+
+/// What a `done` call-back shows to prove it ends the install.
+#[derive(Clone, Copy, Debug)]
+pub struct DoneProof<'a> {
+    /// The `key` the call-back URL carried.
+    pub key: Option<&'a str>,
+    /// The caller holds the API right (token, or loopback without one).
+    pub api_right: bool,
+}
+
+/// The system's host name (`/proc/sys/kernel/hostname`), lower case, if
+/// it is a valid one other than `localhost`.
+fn system_host_name() -> Option<String> {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    crate::model::validate::check_hostname("hostname", raw.trim())
+        .ok()
+        .filter(|h| h != "localhost")
 }
 
 /// Unix time in milliseconds.
@@ -68,6 +99,16 @@ pub struct App {
     /// The MAC each machine's DHCP requests came from, so that a machine
     /// keyed by UUID is not refused its own reserved address.
     macs: RefCell<HashMap<MachineId, [u8; 6]>>,
+    /// The address DHCP last gave each machine, or saw it ask for (proxy
+    /// mode: the lab's server hands it out). With the record's own `ip`,
+    /// these are the addresses whose answer-file fetches count as the
+    /// machine's ([`App::is_machine_address`]); unlike `clients`, nothing
+    /// but DHCP writes here.
+    dhcp_addrs: RefCell<HashMap<MachineId, IpAddr>>,
+    /// The names the `Host` header may carry besides IP literals and
+    /// `localhost`: the configured `server_names` and the system's host
+    /// name (see `http::guard`).
+    pub host_names: Vec<String>,
     /// DHCP lease state when DHCP runs (for `GET /leases`).
     pub dhcp: RefCell<Option<std::rc::Rc<crate::dhcp::DhcpState>>>,
     /// The bound sockets, `service address` (for the status page).
@@ -75,6 +116,8 @@ pub struct App {
     /// Receivers told about every machine change (queued, never awaited).
     pub webhooks: crate::webhook::Webhooks,
     write_lock: async_lock::RwLock<()>,
+    /// Admin templates rendering at once (off the executor).
+    pub template_permits: async_lock::Semaphore,
     /// One lock per machine whose state is changing (removed when free).
     machine_locks: RefCell<HashMap<MachineId, Rc<async_lock::Mutex<()>>>>,
 }
@@ -95,6 +138,12 @@ impl App {
             .as_ref()
             .and_then(|p| p.canonicalize().ok());
         let webhooks = crate::webhook::Webhooks::new(&config.webhooks, Default::default());
+        let mut host_names = config.server_names.clone();
+        if let Some(h) = system_host_name()
+            && !host_names.iter().any(|n| n.eq_ignore_ascii_case(&h))
+        {
+            host_names.push(h);
+        }
         App {
             config,
             urls,
@@ -106,13 +155,19 @@ impl App {
             metrics: Default::default(),
             clients: RefCell::new(HashMap::new()),
             macs: RefCell::new(HashMap::new()),
+            dhcp_addrs: RefCell::new(HashMap::new()),
+            host_names,
             dhcp: RefCell::new(None),
             listening: RefCell::new(Vec::new()),
             webhooks,
             write_lock: async_lock::RwLock::new(()),
+            template_permits: async_lock::Semaphore::new(Self::TEMPLATE_RENDERS),
             machine_locks: RefCell::new(HashMap::new()),
         }
     }
+
+    /// Admin templates rendered at once; more wait their turn.
+    pub const TEMPLATE_RENDERS: usize = 2;
 
     /// Most addresses remembered in the address-to-machine map.
     pub const MAX_CLIENTS: usize = 8192;
@@ -137,6 +192,44 @@ impl App {
 
     pub fn learned_mac(&self, id: &MachineId) -> Option<[u8; 6]> {
         self.macs.borrow().get(id).copied()
+    }
+
+    /// Remembers the address DHCP gave a machine or saw it request.
+    pub fn note_dhcp_address(&self, id: MachineId, ip: IpAddr) {
+        let mut m = self.dhcp_addrs.borrow_mut();
+        if m.len() >= Self::MAX_CLIENTS && !m.contains_key(&id) {
+            m.clear();
+        }
+        m.insert(id, ip);
+    }
+
+    /// Whether a request from `peer` comes from the machine itself: from
+    /// its recorded `ip`, or from the address DHCP last gave it or saw it
+    /// request. An answer file fetched from there moves the machine to
+    /// `installing` and carries its install key; fetched from anywhere
+    /// else it is a preview that changes nothing.
+    pub fn is_machine_address(&self, id: &MachineId, peer: IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        let recorded = self
+            .store
+            .borrow()
+            .machines
+            .get(id)
+            .and_then(|m| m.ip)
+            .is_some_and(|ip| IpAddr::V4(ip) == peer);
+        recorded || self.dhcp_addrs.borrow().get(id) == Some(&peer)
+    }
+
+    /// Where a machine is known to be, for messages: recorded, from DHCP.
+    pub fn machine_addresses(&self, id: &MachineId) -> (Option<IpAddr>, Option<IpAddr>) {
+        let recorded = self
+            .store
+            .borrow()
+            .machines
+            .get(id)
+            .and_then(|m| m.ip)
+            .map(IpAddr::V4);
+        (recorded, self.dhcp_addrs.borrow().get(id).copied())
     }
 
     /// Where each machine was last seen (for the status page).
@@ -308,6 +401,7 @@ impl App {
         self.check_references(&m)?;
         m.updated_ms = now_ms();
         m.state = MachineState::Install;
+        m.install_key = Some(new_install_key()?);
         let path = self.store.borrow().path(Kind::Machine, &m.id.canonical());
         persist(path, Some(store::encode(&m).map_err(AppError::Store)?))
             .await
@@ -360,13 +454,71 @@ impl App {
         Ok(())
     }
 
-    /// Moves a machine to `state` (durably), recording `kind` as an event.
-    pub async fn set_state(
+    /// The installer fetched its answers: `install` becomes `installing`
+    /// (durably, with the event); in another state only the event is
+    /// recorded (at debug: a repeat changes nothing).
+    pub async fn answers_fetched(&self, id: &MachineId, detail: &str) -> Result<Machine, AppError> {
+        self.transition(id, EventKind::Kickstart, detail, |m| {
+            if m.state != MachineState::Install {
+                return Ok(false);
+            }
+            m.state = MachineState::Installing;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// `reinstall`: back to `install` with a new install key, so a
+    /// call-back of the install before cannot end the next one.
+    pub async fn reinstall(&self, id: &MachineId, detail: &str) -> Result<Machine, AppError> {
+        let key = new_install_key()?;
+        self.transition(id, EventKind::Reinstall, detail, |m| {
+            m.state = MachineState::Install;
+            m.install_key = Some(key);
+            Ok(true)
+        })
+        .await
+    }
+
+    /// The installer's `done` call-back: `installing` becomes `installed`
+    /// when the call-back carries the install's key (or the caller holds
+    /// the API right); the key is then spent. 409 in another state, 403
+    /// without the proof.
+    pub async fn done(&self, id: &MachineId, proof: DoneProof<'_>) -> Result<Machine, AppError> {
+        self.transition(id, EventKind::Done, "installer reported done", |m| {
+            if m.state != MachineState::Installing {
+                return Err(AppError::Conflict(format!(
+                    "machine `{id}` is `{}`: `done` is taken only while it is installing (after its installer fetched its answers)",
+                    m.state
+                )));
+            }
+            let keyed = match (m.install_key, proof.key) {
+                (Some(k), Some(given)) => k.matches(given),
+                _ => false,
+            };
+            if !keyed && !proof.api_right {
+                return Err(AppError::Forbidden(format!(
+                    "`done` for `{id}` needs the key gopxe wrote into its answer file (…/done?key=…), or the API token"
+                )));
+            }
+            m.state = MachineState::Installed;
+            m.install_key = None;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Changes a machine under its locks: `change` edits a copy of the
+    /// record and says whether it changed (or refuses); a changed record
+    /// is made durable before memory changes and the answer goes out, a
+    /// changed state is told to the webhooks, and `kind` is recorded as
+    /// an event.
+    async fn transition(
         &self,
         id: &MachineId,
-        state: MachineState,
         kind: EventKind,
         detail: &str,
+        change: impl FnOnce(&mut Machine) -> Result<bool, AppError>,
     ) -> Result<Machine, AppError> {
         let _shared = self.write_lock.read().await;
         let lock = self
@@ -377,7 +529,7 @@ impl App {
             .clone();
         let result = {
             let _mine = lock.lock().await;
-            self.change_state(id, state, kind, detail).await
+            self.change_locked(id, kind, detail, change).await
         };
         // The map's reference and this one: nobody else waits for it.
         if Rc::strong_count(&lock) <= 2 {
@@ -386,13 +538,13 @@ impl App {
         result
     }
 
-    /// [`App::set_state`] under its locks.
-    async fn change_state(
+    /// [`App::transition`] under its locks.
+    async fn change_locked(
         &self,
         id: &MachineId,
-        state: MachineState,
         kind: EventKind,
         detail: &str,
+        change: impl FnOnce(&mut Machine) -> Result<bool, AppError>,
     ) -> Result<Machine, AppError> {
         let mut m = self
             .store
@@ -401,24 +553,32 @@ impl App {
             .get(id)
             .cloned()
             .ok_or_else(|| AppError::NotFound(format!("no machine `{id}`")))?;
-        if m.state != state {
-            let old = m.state;
-            m.state = state;
-            m.updated_ms = now_ms();
-            let path = self.store.borrow().path(Kind::Machine, &id.canonical());
-            persist(path, Some(store::encode(&m).map_err(AppError::Store)?))
-                .await
-                .map_err(AppError::Store)?;
-            self.store.borrow_mut().machines.insert(*id, m.clone());
+        let old = m.state;
+        if !change(&mut m)? {
+            self.event_at(
+                log::Level::Debug,
+                *id,
+                kind,
+                format!("{detail}; state {old}"),
+            );
+            return Ok(m);
+        }
+        m.updated_ms = now_ms();
+        let path = self.store.borrow().path(Kind::Machine, &id.canonical());
+        persist(path, Some(store::encode(&m).map_err(AppError::Store)?))
+            .await
+            .map_err(AppError::Store)?;
+        self.store.borrow_mut().machines.insert(*id, m.clone());
+        if m.state != old {
             self.webhooks.notify(
                 &self.metrics,
                 crate::webhook::Change::StateChanged,
                 &m,
                 Some(old),
-                Some(state),
+                Some(m.state),
             );
         }
-        self.event(*id, kind, format!("{detail}; state {state}"));
+        self.event(*id, kind, format!("{detail}; state {}", m.state));
         Ok(m)
     }
 
@@ -479,6 +639,7 @@ impl App {
 mod tests {
     use super::*;
     use crate::model::{BootActionBody, MachineBody};
+    use std::net::Ipv4Addr;
 
     /// Many state changes at once, several per machine, as in a boot
     /// storm: each lands on disk exactly as it is in memory, and no
@@ -519,21 +680,23 @@ mod tests {
             }
             ids
         }));
-        let states = [
-            MachineState::Installing,
-            MachineState::Installed,
-            MachineState::Install,
-        ];
         smol::block_on(ex.run(async {
             let tasks: Vec<_> = (0..60)
                 .map(|i| {
                     let app = app.clone();
                     let id = ids[i % ids.len()];
-                    let state = states[(i / ids.len()) % states.len()];
+                    let step = (i / ids.len()) % 3;
                     ex.spawn(async move {
-                        app.set_state(&id, state, EventKind::Kickstart, "test")
-                            .await
-                            .map(|m| m.state)
+                        let proof = DoneProof {
+                            key: None,
+                            api_right: true,
+                        };
+                        match step {
+                            0 => app.answers_fetched(&id, "test").await,
+                            1 => app.done(&id, proof).await,
+                            _ => app.reinstall(&id, "test").await,
+                        }
+                        .map(|m| m.state)
                     })
                 })
                 .collect();
@@ -545,12 +708,108 @@ mod tests {
         let (disk, warnings) = Store::open(&dir).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         for id in &ids {
-            let mem = app.store.borrow().machines.get(id).map(|m| m.state);
-            assert_eq!(disk.machines.get(id).map(|m| m.state), mem, "{id}");
+            let mem = app.store.borrow().machines.get(id).cloned();
+            assert_eq!(disk.machines.get(id), mem.as_ref(), "{id}");
+            let mem = mem.map(|m| m.state);
             // 60 changes over 10 machines: each saw the three states twice,
             // the last one `install`.
             assert_eq!(mem, Some(MachineState::Install), "{id}");
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The `done` call-back: only while installing, only with the key of
+    /// the current install (or the API right), only once; a reinstall
+    /// makes the old key useless.
+    #[test]
+    fn done_needs_the_current_key_once() {
+        let dir = std::env::temp_dir().join(format!("gopxe-app-done-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, _) = Store::open(&dir).unwrap();
+        let config = Config {
+            data_dir: dir.clone(),
+            ..Config::default()
+        };
+        let app = App::new(config, Urls::new(Ipv4Addr::LOCALHOST, 9090), store);
+        smol::block_on(async {
+            let body = BootActionBody {
+                kernel: Some("k".into()),
+                ..Default::default()
+            };
+            app.put_bootaction(BootAction::from_body("a", body).unwrap())
+                .await
+                .unwrap();
+            let body = MachineBody {
+                mac: Some("52:54:00:00:00:01".into()),
+                bootaction: Some("a".into()),
+                ..Default::default()
+            };
+            let m = Machine::from_body(body, None).unwrap();
+            let id = m.id;
+            app.put_machine(m).await.unwrap();
+            let key = |app: &App| app.store.borrow().machines[&id].install_key.unwrap();
+            let first = key(&app);
+            fn with(k: &str) -> DoneProof<'_> {
+                DoneProof {
+                    key: Some(k),
+                    api_right: false,
+                }
+            }
+            let hex = first.hex();
+            // Not yet installing: 409 even with the key.
+            assert!(matches!(
+                app.done(&id, with(&hex)).await,
+                Err(AppError::Conflict(_))
+            ));
+            app.answers_fetched(&id, "ks").await.unwrap();
+            for bad in ["", "preview", &"0".repeat(32), &hex[..31]] {
+                assert!(
+                    matches!(app.done(&id, with(bad)).await, Err(AppError::Forbidden(_))),
+                    "{bad:?}"
+                );
+            }
+            let none = DoneProof {
+                key: None,
+                api_right: false,
+            };
+            assert!(matches!(
+                app.done(&id, none).await,
+                Err(AppError::Forbidden(_))
+            ));
+            assert_eq!(
+                app.store.borrow().machines[&id].state,
+                MachineState::Installing
+            );
+            let m = app.done(&id, with(&hex)).await.unwrap();
+            assert_eq!((m.state, m.install_key), (MachineState::Installed, None));
+            // Once: the same call again is a conflict.
+            assert!(matches!(
+                app.done(&id, with(&hex)).await,
+                Err(AppError::Conflict(_))
+            ));
+            // A reinstall brings a new key; the old one no longer works.
+            app.reinstall(&id, "again").await.unwrap();
+            let second = key(&app);
+            assert_ne!(second, first);
+            app.answers_fetched(&id, "ks").await.unwrap();
+            assert!(matches!(
+                app.done(&id, with(&hex)).await,
+                Err(AppError::Forbidden(_))
+            ));
+            // A reinstall of a machine already in `install` renews it too.
+            app.reinstall(&id, "again").await.unwrap();
+            assert_ne!(key(&app), second);
+            // The API right ends an install without the key.
+            app.answers_fetched(&id, "ks").await.unwrap();
+            let admin = DoneProof {
+                key: None,
+                api_right: true,
+            };
+            assert!(app.done(&id, admin).await.is_ok());
+            // What is on disk is what is in memory, key included.
+            let (disk, _) = Store::open(&dir).unwrap();
+            assert_eq!(disk.machines.get(&id), app.store.borrow().machines.get(&id));
+        });
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -30,6 +30,10 @@ Options (each also a key in the config file, with _ for -):
   --http-listen ADDR       API and HTTP boot address            [0.0.0.0:9090]
   --advertise-addr IP      address written into boot URLs [the served interface's]
   --api-token TOKEN        bearer token for API writes [none: loopback only]
+  --server-name NAME       a DNS name the API answers to besides IP literals,
+                           localhost and the host name (repeatable)
+  --template-fuel N        admin template work limit (minijinja fuel) [1000000]
+  --template-max-bytes N   admin template output limit             [1048576]
   --interface IF           network interface to serve
   --unknown-boot local|ACTION  what machines without a record boot [local]
   --repo-url URL           kickstart repository ({os}, {version}, {server})
@@ -161,7 +165,12 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<
                     let v = val("webhook")?;
                     f.webhook.get_or_insert_with(Vec::new).push(v);
                 }
-                "tftp-max-transfers" | "max-body-bytes" | "max-connections" | "dhcp-relay-port" => {
+                "server-name" => {
+                    let v = val("server-name")?;
+                    f.server_names.get_or_insert_with(Vec::new).push(v);
+                }
+                "tftp-max-transfers" | "max-body-bytes" | "max-connections" | "dhcp-relay-port"
+                | "template-fuel" | "template-max-bytes" => {
                     let v = val(&name)?;
                     let num: u64 = v
                         .parse()
@@ -169,6 +178,8 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<
                     match name.as_str() {
                         "tftp-max-transfers" => f.tftp_max_transfers = Some(num),
                         "max-body-bytes" => f.max_body_bytes = Some(num),
+                        "template-fuel" => f.template_fuel = Some(num),
+                        "template-max-bytes" => f.template_max_bytes = Some(num),
                         "dhcp-relay-port" => f.dhcp_relay_port = Some(num),
                         _ => f.max_connections = Some(num),
                     }

@@ -148,6 +148,14 @@ pub fn on_dhcp_event(app: &App, e: &dhcp::Event) {
             {
                 app.note_client(IpAddr::V4(ip), id);
             }
+            // The address the machine got (authoritative) or asked the
+            // lab's server for (option 50, seen in proxy mode): its answer
+            // files fetched from there are its own.
+            if let (dhcp::EventKind::AckSent | dhcp::EventKind::RequestSeen, Some(ip)) =
+                (e.kind, e.ip)
+            {
+                app.note_dhcp_address(id, IpAddr::V4(ip));
+            }
             let level = match e.kind {
                 dhcp::EventKind::DiscoverSeen | dhcp::EventKind::RequestSeen => log::Level::Debug,
                 _ => log::Level::Info,

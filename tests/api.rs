@@ -42,6 +42,19 @@ const NETWORK_RECORD: &str = r#"{
 
 const UUID: &str = "42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69";
 
+/// The machine's own address in the life-cycle tests: a loopback address
+/// the test client can send from, so its kickstart fetches count as the
+/// machine's.
+const MACHINE_IP: &str = "127.0.0.50";
+
+/// [`NETWORK_RECORD`] at [`MACHINE_IP`].
+fn local_record() -> String {
+    NETWORK_RECORD
+        .replace("10.1.20.50", MACHINE_IP)
+        .replace("255.255.255.0", "255.0.0.0")
+        .replace("10.1.20.1", "127.0.0.1")
+}
+
 /// Runs a README curl call, with only host and port adapted; returns (status, body).
 fn curl(args: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
@@ -273,7 +286,10 @@ fn token_protects_writes() {
     let r = g.post("/bootaction/vmtemplate", BOOTACTION);
     assert_eq!(r.status, 401);
     assert!(r.header("www-authenticate").is_some());
-    let wrong = [("Authorization", "Bearer nope-nope-nope")];
+    let wrong = [
+        ("Authorization", "Bearer nope-nope-nope"),
+        ("Content-Type", "application/json"),
+    ];
     assert_eq!(
         request(
             g.port,
@@ -285,7 +301,10 @@ fn token_protects_writes() {
         .status,
         401
     );
-    let right = [("Authorization", "Bearer s3cret-token")];
+    let right = [
+        ("Authorization", "bearer s3cret-token"),
+        ("Content-Type", "application/json"),
+    ];
     assert_eq!(
         request(
             g.port,
@@ -398,11 +417,21 @@ fn images_and_localrepo_are_streamed() {
 fn kickstarts_templates_and_life_cycle() {
     let dir = tempdir("life");
     let g = Gopxe::start(&dir, &[]);
-    setup(&g);
-    // Short URL by id.
+    assert_eq!(g.post("/bootaction/vmtemplate", BOOTACTION).status, 201);
+    assert_eq!(g.post("/pxeboot", &local_record()).status, 201);
+    // Short URL by id. The admin's own look (loopback, no token
+    // configured) is a preview: the key, and no change.
     let ks = g.get(&format!("/kickstart/{UUID}"));
     assert_eq!(ks.status, 200);
     assert!(ks.text().contains("--hostname=test-myvm1.local"));
+    assert!(ks.text().contains("/done?key="), "{}", ks.text());
+    assert_eq!(
+        g.get(&format!("/pxeboot/{UUID}")).json()["state"],
+        "install"
+    );
+    // Fetched by the machine from its own address, it starts the install.
+    let ks = g.get_from(MACHINE_IP, &format!("/kickstart/{UUID}"));
+    assert_eq!(ks.status, 200);
     assert_eq!(
         g.get(&format!("/pxeboot/{UUID}")).json()["state"],
         "installing"
@@ -411,33 +440,34 @@ fn kickstarts_templates_and_life_cycle() {
     let r = g.get("/kickstart/?name=default&fqdn=a%0a%25post");
     assert_eq!((r.status, r.json()["field"].as_str()), (400, Some("fqdn")));
     // Admin templates: a broken one is refused at upload.
-    let r = request(g.port, "PUT", "/kstemplate/mine", &[], b"{% if %}");
+    let text = [("Content-Type", "text/plain")];
+    let r = request(g.port, "PUT", "/kstemplate/mine", &text, b"{% if %}");
     assert_eq!(r.status, 400);
     assert!(r.text().contains("template error"));
     let r = request(
         g.port,
         "PUT",
         "/kstemplate/mine",
-        &[],
+        &text,
         b"{{ no_such_variable }}",
     );
     assert_eq!(r.status, 400);
     let tmpl = b"# mine for {{ fqdn }}\nnetwork --ip={{ ip }}\n{% if done_url %}curl -X POST {{ done_url }}{% endif %}\n";
     assert_eq!(
-        request(g.port, "PUT", "/kstemplate/mine", &[], tmpl).status,
+        request(g.port, "PUT", "/kstemplate/mine", &text, tmpl).status,
         201
     );
     assert_eq!(g.get("/kstemplate").json()[0], "mine");
     let r = g.post(
         "/pxeboot",
-        &NETWORK_RECORD.replace("\"default\"", "\"mine\""),
+        &local_record().replace("\"default\"", "\"mine\""),
     );
     assert_eq!(r.status, 201);
-    let ks = g.get(&format!("/kickstart/{UUID}")).text();
+    let ks = g.get_from(MACHINE_IP, &format!("/kickstart/{UUID}")).text();
     assert!(
-        ks.starts_with(
-            "# mine for test-myvm1.local\nnetwork --ip=10.1.20.50\ncurl -X POST http://"
-        ),
+        ks.starts_with(&format!(
+            "# mine for test-myvm1.local\nnetwork --ip={MACHINE_IP}\ncurl -X POST http://"
+        )),
         "{ks}"
     );
     assert_eq!(g.delete("/kstemplate/mine").status, 409);

@@ -186,7 +186,7 @@ impl Server {
     fn health(&self) -> Option<serde_json::Value> {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             .ok()?;
         let mut b = Vec::new();
         s.read_to_end(&mut b).ok()?;

@@ -57,7 +57,7 @@ fn sigkill_during_writes_loses_no_acknowledged_record() {
                     }
                     let (mac, body) = record(w * 1000 + i, round);
                     let req = format!(
-                        "POST /pxeboot HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        "POST /pxeboot HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                         body.len()
                     );
                     if s.write_all(req.as_bytes()).is_err() {

@@ -17,13 +17,13 @@ fn keep_alive_serves_many_requests_on_one_connection() {
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
     for _ in 0..100 {
-        w.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        w.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             .unwrap();
         let resp = read_response(&mut r);
         assert_eq!(resp.status, 200);
     }
     // Pipelined requests are answered in order.
-    w.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+    w.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
     assert_eq!(read_response(&mut r).status, 200);
     assert_eq!(read_response(&mut r).status, 404);
@@ -34,7 +34,7 @@ fn keep_alive_serves_many_requests_on_one_connection() {
     }
     for size in [3000usize, 3500, 3900, 4096, 5000] {
         let req = format!(
-            "GET /images/f{size} HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+            "GET /images/f{size} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
         );
         w.write_all(req.as_bytes()).unwrap();
         let r1 = read_response(&mut r);
@@ -43,11 +43,11 @@ fn keep_alive_serves_many_requests_on_one_connection() {
     }
     // A connection idle past the 1 s park point still serves the next request.
     std::thread::sleep(Duration::from_millis(1500));
-    w.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    w.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .unwrap();
     assert_eq!(read_response(&mut r).status, 200);
     // `Connection: close` is honoured: the answer, then EOF.
-    w.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    w.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .unwrap();
     assert_eq!(read_response(&mut r).status, 200);
     let mut rest = Vec::new();

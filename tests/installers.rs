@@ -5,6 +5,21 @@
 mod common;
 
 use common::{Gopxe, tempdir};
+
+/// The machines' own addresses: loopback addresses the test client can
+/// send from, so their answer-file fetches count as the machine's.
+const MACHINE_IP: &str = "127.0.0.50";
+const MACHINE_IP_2: &str = "127.0.0.51";
+
+/// The path (from `/pxeboot/`) of the first `done` call-back URL in `text`.
+fn done_path(text: &str) -> String {
+    let start = text.find("/pxeboot/").expect("a done URL");
+    text[start..]
+        .split(['\'', '"', ' ', '\n'])
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
 use std::process::Command;
 use yaml_rust2::YamlLoader;
 
@@ -44,7 +59,7 @@ fn preseed_machine_from_boot_line_to_done() {
     let r = g.post(
         "/pxeboot",
         r#"{"bootaction": "debian12", "hostname": "node7.lab", "mac": "52:54:00:12:34:56",
-            "ip": "10.1.20.50", "mask": "255.255.255.0", "gw": "10.1.20.1", "ns1": "10.1.20.53"}"#,
+            "ip": "127.0.0.50", "mask": "255.0.0.0", "gw": "127.0.0.1", "ns1": "10.1.20.53"}"#,
     );
     assert_eq!(r.status, 201, "{}", r.text());
 
@@ -53,7 +68,7 @@ fn preseed_machine_from_boot_line_to_done() {
     let cfg = g.get(&format!("/pxelinux/{MAC_ID}")).text();
     assert!(
         cfg.contains(&format!(
-            " APPEND initrd=debian/initrd.gz auto=true priority=critical url=http://10.1.20.2:{port}/preseed/{MAC_ID} interface=auto hostname=node7 domain=lab netcfg/disable_autoconfig=true netcfg/get_ipaddress=10.1.20.50 netcfg/get_netmask=255.255.255.0 netcfg/get_gateway=10.1.20.1 netcfg/confirm_static=true netcfg/get_nameservers=10.1.20.53 --- console=ttyS0\n"
+            " APPEND initrd=debian/initrd.gz auto=true priority=critical url=http://10.1.20.2:{port}/preseed/{MAC_ID} interface=auto hostname=node7 domain=lab netcfg/disable_autoconfig=true netcfg/get_ipaddress=127.0.0.50 netcfg/get_netmask=255.0.0.0 netcfg/get_gateway=127.0.0.1 netcfg/confirm_static=true netcfg/get_nameservers=10.1.20.53 --- console=ttyS0\n"
         )),
         "{cfg}"
     );
@@ -64,8 +79,14 @@ fn preseed_machine_from_boot_line_to_done() {
     );
     assert_eq!(state(&g, MAC_ID), "install");
 
-    // Fetching the preseed starts the install, like a kickstart.
-    let p = g.get(&format!("/preseed/{MAC_ID}"));
+    // The admin's look (loopback, no token configured) is a preview: it
+    // shows the install's key and changes nothing.
+    let preview = g.get(&format!("/preseed/{MAC_ID}")).text();
+    assert!(preview.contains("/done?key="), "{preview}");
+    assert_eq!(state(&g, MAC_ID), "install");
+    // Fetched by the machine from its own address, the preseed starts the
+    // install, like a kickstart.
+    let p = g.get_from(MACHINE_IP, &format!("/preseed/{MAC_ID}"));
     assert_eq!(p.status, 200);
     assert!(
         p.header("content-type")
@@ -78,18 +99,22 @@ fn preseed_machine_from_boot_line_to_done() {
         "{text}"
     );
     assert!(text.contains("d-i mirror/http/hostname string 10.1.20.2:3142\n"));
-    assert!(text.contains("d-i netcfg/get_ipaddress string 10.1.20.50\n"));
+    assert!(text.contains("d-i netcfg/get_ipaddress string 127.0.0.50\n"));
     assert!(text.contains(&format!(
-        "wget -q -O /dev/null --post-data=done 'http://10.1.20.2:{port}/pxeboot/{MAC_ID}/done'"
+        "wget -q -O /dev/null --post-data=done 'http://10.1.20.2:{port}/pxeboot/{MAC_ID}/done?key="
     )));
+    assert_eq!(text, preview, "the machine and the admin read the same");
     assert_eq!(state(&g, MAC_ID), "installing");
     assert!(events(&g, MAC_ID).contains("preseed fetched"));
     // Fetched again (the installer retries): still installing, same text.
-    assert_eq!(g.get(&format!("/preseed/{MAC_ID}")).text(), text);
+    assert_eq!(
+        g.get_from(MACHINE_IP, &format!("/preseed/{MAC_ID}")).text(),
+        text
+    );
     assert_eq!(state(&g, MAC_ID), "installing");
 
     // The late_command's call-back (a POST, as wget --post-data sends).
-    let r = g.post(&format!("/pxeboot/{MAC_ID}/done"), "done");
+    let r = g.post(&done_path(&text), "done");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(state(&g, MAC_ID), "installed");
     assert!(
@@ -126,7 +151,10 @@ fn autoinstall_seed_and_life_cycle() {
     assert_eq!(r.status, 201, "{}", r.text());
     let r = g.post(
         "/pxeboot",
-        &format!(r#"{{"bootaction": "noble", "hostname": "web1.lab.example", "uuid": "{UUID}"}}"#),
+        &format!(
+            r#"{{"bootaction": "noble", "hostname": "web1.lab.example", "uuid": "{UUID}",
+                 "ip": "{MACHINE_IP_2}", "mask": "255.0.0.0"}}"#
+        ),
     );
     assert_eq!(r.status, 201, "{}", r.text());
     let port = g.port;
@@ -137,9 +165,10 @@ fn autoinstall_seed_and_life_cycle() {
         .find(|l| l.starts_with("kernel "))
         .unwrap_or_default();
     assert!(
-        kernel.ends_with(&format!(
-            " initrd=initrd.img ip=dhcp autoinstall ds=nocloud-net;s={seed} url=http://10.1.20.2:9090/images/ubuntu/live-server.iso cloud-config-url=/dev/null"
-        )),
+        kernel.contains(&format!(" initrd=initrd.img ip={MACHINE_IP_2}:"))
+            && kernel.ends_with(&format!(
+                " autoinstall ds=nocloud-net;s={seed} url=http://10.1.20.2:9090/images/ubuntu/live-server.iso cloud-config-url=/dev/null"
+            )),
         "{script}"
     );
     assert!(
@@ -158,7 +187,7 @@ fn autoinstall_seed_and_life_cycle() {
     assert_eq!((vendor.status, vendor.body.len()), (200, 0));
     assert_eq!(state(&g, UUID), "install");
 
-    let ud = g.get(&format!("/cloud-init/{UUID}/user-data"));
+    let ud = g.get_from(MACHINE_IP_2, &format!("/cloud-init/{UUID}/user-data"));
     assert_eq!(ud.status, 200);
     let text = ud.text();
     assert!(text.starts_with("#cloud-config\n"), "{text}");
@@ -170,21 +199,20 @@ fn autoinstall_seed_and_life_cycle() {
     assert_eq!(ai["identity"]["password"].as_str(), Some("!"));
     assert_eq!(ai["storage"]["layout"]["name"].as_str(), Some("direct"));
     assert_eq!(
-        ai["network"]["ethernets"]["gopxe0"]["dhcp4"].as_bool(),
-        Some(true)
+        ai["network"]["ethernets"]["gopxe0"]["addresses"][0].as_str(),
+        Some(format!("{MACHINE_IP_2}/8").as_str())
     );
     let late = ai["late-commands"][0].as_str().unwrap_or_default();
-    let done = format!("http://10.1.20.2:{port}/pxeboot/{UUID}/done");
+    let done = format!("http://10.1.20.2:{port}/pxeboot/{UUID}/done?key=");
     assert!(
-        late.starts_with(&format!("curl -fsS -X POST '{done}'")),
+        late.starts_with(&format!("curl -fsS -X POST '{done}")),
         "{late}"
     );
     assert_eq!(state(&g, UUID), "installing");
     assert!(events(&g, UUID).contains("user-data fetched"));
 
     // The late-command's call-back, by the path in the user-data.
-    let path = done.split(&format!("{port}")).nth(1).unwrap_or_default();
-    assert_eq!(g.post(path, "").status, 200);
+    assert_eq!(g.post(&done_path(late), "").status, 200);
     assert_eq!(state(&g, UUID), "installed");
     assert!(
         g.get(&format!("/boot.ipxe?uuid={UUID}"))

@@ -8,6 +8,8 @@ const ACTION: &str = r#"{"kernel": "centos/vmlinuz", "initrd": "centos/initrd.im
     "menu": "<script>alert('menu')</script>"}"#;
 const MAC: &str = "52:54:00:aa:bb:01";
 const ID: &str = "01-52-54-00-aa-bb-01";
+/// The machine's own address: its kickstart fetched from here is its own.
+const MACHINE_IP: &str = "127.0.0.60";
 
 fn html(g: &Gopxe) -> String {
     let r = request(g.port, "GET", "/", &[("Accept", "text/html")], b"");
@@ -25,7 +27,10 @@ fn setup(g: &Gopxe, auth: &[(&str, &str)]) {
     h.extend_from_slice(auth);
     let r = request(g.port, "POST", "/bootaction/centos", &h, ACTION.as_bytes());
     assert_eq!(r.status, 201, "{}", r.text());
-    let body = format!(r#"{{"mac": "{MAC}", "bootaction": "centos", "hostname": "web1.lab"}}"#);
+    let body = format!(
+        r#"{{"mac": "{MAC}", "bootaction": "centos", "hostname": "web1.lab",
+             "ip": "{MACHINE_IP}", "mask": "255.0.0.0"}}"#
+    );
     let r = request(g.port, "POST", "/pxeboot", &h, body.as_bytes());
     assert_eq!(r.status, 201, "{}", r.text());
 }
@@ -56,7 +61,10 @@ fn page_shows_machines_events_actions_and_log() {
     let empty = html(&g);
     assert!(empty.contains("No machines yet"));
     setup(&g, &[]);
-    assert_eq!(g.get(&format!("/kickstart/{ID}")).status, 200);
+    assert_eq!(
+        g.get_from(MACHINE_IP, &format!("/kickstart/{ID}")).status,
+        200
+    );
     assert_eq!(g.post(&format!("/pxeboot/{ID}/done"), "").status, 200);
     let page = html(&g);
     assert!(page.contains(&format!("id=\"m-{ID}\"")));
@@ -86,8 +94,14 @@ fn form_actions_with_a_token() {
     let bearer = [("Authorization", "Bearer s3cret-token")];
     setup(&g, &bearer);
     assert!(html(&g).contains("name=\"token\""));
-    let r = request(g.port, "POST", &format!("/pxeboot/{ID}/done"), &[], b"");
-    assert_eq!(r.status, 200);
+    // The installer: its kickstart from its own address carries the
+    // install's key, and its call-back needs no token with it.
+    let ks = g.get_from(MACHINE_IP, &format!("/kickstart/{ID}")).text();
+    let start = ks.find("/pxeboot/").unwrap();
+    let done = ks[start..].split('"').next().unwrap();
+    assert!(done.contains("/done?key="), "{done}");
+    let r = request(g.port, "POST", done, &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(state(&g), "installed");
 
     // Refused: no token, a wrong token, a cross-site post with the token.

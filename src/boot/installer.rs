@@ -321,7 +321,7 @@ impl Target {
             dns: [m.ns1, m.ns2].into_iter().flatten().collect(),
             mac,
             storage,
-            done_url: urls.done(&m.id),
+            done_url: urls.done(&m.id, None),
         }
     }
 }

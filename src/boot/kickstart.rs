@@ -6,9 +6,20 @@
 //! raw (`<%- %>`), which is safe because every value is validated first
 //! ([`KsParams::from_query`]). Admin templates (the original's `ksTempl/`)
 //! are minijinja templates checked on upload ([`check_template`]) by
-//! compiling them and rendering them against a sample context with strict
-//! undefined variables, so a broken template is refused at upload and never
-//! fails at boot time.
+//! compiling them and rendering them against the longest values a
+//! request can carry ([`KsContext::longest`]) with strict undefined
+//! variables, so a broken template is refused at upload and does not fail
+//! at boot time.
+//!
+//! Admin templates are bounded ([`Limits`]): minijinja's fuel caps the
+//! work of one render (about one unit per instruction, so nested loops
+//! over a long `fqdn` run out instead of running for seconds), and the
+//! output is cut off at `max_bytes` (the render fails; nothing is sent).
+//! A template over either limit on the longest values is refused at
+//! upload. One value inside a render can still be large before it is
+//! written (minijinja caps a repeated string at 100 MB); the HTTP layer
+//! renders off the executor, a few at a time, so such a template costs
+//! its own requests time, never the appliance's other clients.
 
 use crate::model::validate::{FieldError, check_hostname, check_netmask, check_token, parse_ipv4};
 use sailfish::TemplateSimple;
@@ -246,7 +257,40 @@ impl KsContext {
         }
     }
 
-    /// A context with every variable set, for checking uploaded templates.
+    /// A context with every variable set to the longest value a request
+    /// can carry (253-character FQDN, 64-character tokens, the longest
+    /// addresses and URLs), for checking uploaded templates.
+    pub fn longest() -> Self {
+        let label = |c: char, n: usize| c.to_string().repeat(n);
+        let fqdn = [
+            label('a', 63),
+            label('b', 63),
+            label('c', 63),
+            label('d', 61),
+        ]
+        .join(".");
+        let top = Ipv4Addr::new(255, 255, 255, 255);
+        let p = KsParams {
+            name: label('n', 64),
+            os: Some(label('o', 64)),
+            version: Some(label('9', 64)),
+            fqdn: Some(fqdn),
+            ip: Some(top),
+            mask: Some(top),
+            gw: Some(top),
+            ns1: Some(top),
+            ns2: Some(top),
+        };
+        let server = "http://255.255.255.255:65535";
+        let done = format!(
+            "{server}/pxeboot/{}/done?key={}",
+            label('f', 36),
+            label('f', 32)
+        );
+        KsContext::new(p, None, server, Some(done))
+    }
+
+    /// A context with every variable set, for examples and tests.
     pub fn sample() -> Self {
         let p = KsParams {
             name: "sample".into(),
@@ -308,25 +352,120 @@ pub fn render_default(
         .unwrap_or_else(|e| format!("# gopxe: template error: {e}\n"))
 }
 
-fn env() -> minijinja::Environment<'static> {
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
-    env
+/// Bounds on rendering one admin template (config `template_fuel`,
+/// `template_max_bytes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// minijinja fuel: about one unit per template instruction.
+    pub fuel: u64,
+    /// Most bytes of output.
+    pub max_bytes: usize,
 }
 
-/// Renders an admin template at boot time.
-pub fn render_user(source: &str, c: &KsContext) -> Result<String, String> {
-    env().render_str(source, c).map_err(|e| e.to_string())
+impl Default for Limits {
+    /// A kickstart of a few hundred lines with loops over its values needs
+    /// a few thousand units and some KiB; these leave room for far larger
+    /// ones and still stop a runaway template within milliseconds.
+    fn default() -> Self {
+        Limits {
+            fuel: 1_000_000,
+            max_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Why an admin template did not render.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RenderError {
+    /// minijinja's own error (syntax, undefined variable, bad operation).
+    Template(String),
+    /// The render used up its fuel.
+    OutOfFuel(u64),
+    /// The output grew past the limit.
+    TooLarge(usize),
+}
+
+impl std::fmt::Display for RenderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RenderError::Template(e) => f.write_str(e),
+            RenderError::OutOfFuel(n) => write!(
+                f,
+                "the template needs more than {n} steps (template_fuel) to render"
+            ),
+            RenderError::TooLarge(n) => write!(
+                f,
+                "the template renders more than {n} bytes (template_max_bytes)"
+            ),
+        }
+    }
+}
+
+/// Output that refuses to grow past its limit.
+struct Capped {
+    out: Vec<u8>,
+    max: usize,
+    over: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len().saturating_add(buf.len()) > self.max {
+            self.over = true;
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn render_bounded(
+    source: &str,
+    c: &KsContext,
+    limits: Limits,
+    undefined: minijinja::UndefinedBehavior,
+) -> Result<String, RenderError> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(undefined);
+    env.set_fuel(Some(limits.fuel));
+    let t = env
+        .template_from_str(source)
+        .map_err(|e| RenderError::Template(e.to_string()))?;
+    let mut out = Capped {
+        out: Vec::new(),
+        max: limits.max_bytes,
+        over: false,
+    };
+    match t.render_captured_to(c, &mut out) {
+        Ok(_) => String::from_utf8(out.out)
+            .map_err(|_| RenderError::Template("the output is not UTF-8".into())),
+        Err(_) if out.over => Err(RenderError::TooLarge(limits.max_bytes)),
+        Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => {
+            Err(RenderError::OutOfFuel(limits.fuel))
+        }
+        Err(e) => Err(RenderError::Template(e.to_string())),
+    }
+}
+
+/// Renders an admin template at boot time, within `limits`.
+pub fn render_user(source: &str, c: &KsContext, limits: Limits) -> Result<String, RenderError> {
+    render_bounded(source, c, limits, minijinja::UndefinedBehavior::Chainable)
 }
 
 /// Checks an uploaded template: it must compile and render against
-/// [`KsContext::sample`] using only known variables.
-pub fn check_template(source: &str) -> Result<(), String> {
-    let mut env = env();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.render_str(source, KsContext::sample())
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+/// [`KsContext::longest`] using only known variables, within `limits`.
+pub fn check_template(source: &str, limits: Limits) -> Result<(), RenderError> {
+    render_bounded(
+        source,
+        &KsContext::longest(),
+        limits,
+        minijinja::UndefinedBehavior::Strict,
+    )
+    .map(|_| ())
 }
 
 #[cfg(test)]
@@ -443,20 +582,89 @@ mod tests {
 
     #[test]
     fn user_templates_checked_on_upload() {
+        let l = Limits::default();
         assert!(
-            check_template("network --hostname={{ fqdn }}\n{% if ip %}--ip={{ ip }}{% endif %}")
-                .is_ok()
+            check_template(
+                "network --hostname={{ fqdn }}\n{% if ip %}--ip={{ ip }}{% endif %}",
+                l
+            )
+            .is_ok()
         );
-        assert!(check_template("{% if %}").unwrap_err().contains("syntax"));
-        assert!(check_template("{{ no_such_var }}").is_err());
+        assert!(
+            check_template("{% if %}", l)
+                .unwrap_err()
+                .to_string()
+                .contains("syntax")
+        );
+        assert!(check_template("{{ no_such_var }}", l).is_err());
         let out = render_user(
             "host={{ hostname }} repo={{ repo_url }}",
             &KsContext::sample(),
+            l,
         )
         .unwrap();
         assert_eq!(
             out,
             "host=host repo=https://download.rockylinux.org/pub/rocky/9/BaseOS/x86_64/os/"
         );
+    }
+
+    /// The attacks of an admin template on the appliance: work that grows
+    /// with a request's values, and output that grows without bound.
+    #[test]
+    fn templates_are_bounded_in_work_and_output() {
+        let l = Limits::default();
+        // Four nested loops over the FQDN: 253^4 steps for the longest one.
+        let loops = "{% for a in fqdn %}{% for b in fqdn %}{% for c in fqdn %}{% for d in fqdn %}x{% endfor %}{% endfor %}{% endfor %}{% endfor %}";
+        let started = std::time::Instant::now();
+        assert_eq!(
+            check_template(loops, l),
+            Err(RenderError::OutOfFuel(l.fuel))
+        );
+        // At boot time with a request's own long FQDN: the same.
+        let mut c = KsContext::sample();
+        c.fqdn = "a".repeat(100);
+        assert_eq!(
+            render_user(loops, &c, l),
+            Err(RenderError::OutOfFuel(l.fuel))
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "fuel stops the loops early: {:?}",
+            started.elapsed()
+        );
+        // 100 MB from three lines: refused at upload, cut off at boot time.
+        let big = r#"{% set a="x"*1000 %}{% set b=a*1000 %}{{ b*100 }}"#;
+        assert_eq!(
+            check_template(big, l),
+            Err(RenderError::TooLarge(l.max_bytes))
+        );
+        assert_eq!(
+            render_user(big, &KsContext::sample(), l),
+            Err(RenderError::TooLarge(l.max_bytes))
+        );
+        // Output grown a little at a time is cut off too.
+        let many = "{% for i in range(100000) %}{{ fqdn }}{% endfor %}";
+        assert!(check_template(many, l).is_err());
+        // Small limits are honoured exactly.
+        let tight = Limits {
+            fuel: 1_000_000,
+            max_bytes: 10,
+        };
+        assert_eq!(
+            render_user("0123456789", &KsContext::sample(), tight)
+                .unwrap()
+                .len(),
+            10
+        );
+        assert_eq!(
+            render_user("0123456789a", &KsContext::sample(), tight),
+            Err(RenderError::TooLarge(10))
+        );
+        // The error says what to change.
+        let msg = RenderError::OutOfFuel(5).to_string();
+        assert!(msg.contains("template_fuel"), "{msg}");
+        let msg = RenderError::TooLarge(5).to_string();
+        assert!(msg.contains("template_max_bytes"), "{msg}");
     }
 }

@@ -99,10 +99,23 @@ impl Urls {
         format!("{}/kickstart/?{}", self.base, q.finish())
     }
 
-    /// The call-back the installer makes when it is done.
-    pub fn done(&self, id: &MachineId) -> String {
+    /// The call-back the installer makes when it is done, with the
+    /// install's key (hex) when the reader may have it.
+    pub fn done(&self, id: &MachineId, key: Option<&str>) -> String {
         // Without format!: made for every kickstart a known machine fetches.
-        [self.base.as_str(), "/pxeboot/", &id.canonical(), "/done"].concat()
+        let (sep, key) = match key {
+            Some(k) => ("?key=", k),
+            None => ("", ""),
+        };
+        [
+            self.base.as_str(),
+            "/pxeboot/",
+            &id.canonical(),
+            "/done",
+            sep,
+            key,
+        ]
+        .concat()
     }
 
     /// An image file over HTTP.
@@ -330,12 +343,16 @@ mod tests {
         let urls = Urls::new(Ipv4Addr::new(10, 1, 20, 2), 9090);
         let mac: MachineId = "AA:BB:CC:DD:EE:0F".parse().unwrap();
         assert_eq!(
-            urls.done(&mac),
+            urls.done(&mac, None),
             "http://10.1.20.2:9090/pxeboot/01-aa-bb-cc-dd-ee-0f/done"
+        );
+        assert_eq!(
+            urls.done(&mac, Some("00ff")),
+            "http://10.1.20.2:9090/pxeboot/01-aa-bb-cc-dd-ee-0f/done?key=00ff"
         );
         let uuid: MachineId = "42330D5A-0EAD-F7FA-4E3A-AE3BDCB08C69".parse().unwrap();
         assert_eq!(
-            Urls::new(Ipv4Addr::new(192, 0, 2, 1), 80).done(&uuid),
+            Urls::new(Ipv4Addr::new(192, 0, 2, 1), 80).done(&uuid, None),
             "http://192.0.2.1/pxeboot/42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69/done"
         );
     }

@@ -26,6 +26,9 @@ pub struct RawConfig {
     pub http_listen: Option<String>,
     pub advertise_addr: Option<String>,
     pub api_token: Option<String>,
+    pub server_names: Option<Vec<String>>,
+    pub template_fuel: Option<u64>,
+    pub template_max_bytes: Option<u64>,
     pub interface: Option<String>,
     pub unknown_boot: Option<String>,
     pub repo_url: Option<String>,
@@ -73,6 +76,12 @@ pub struct Config {
     /// The address written into boot URLs; resolved at start when unset.
     pub advertise_addr: Option<Ipv4Addr>,
     pub api_token: Option<String>,
+    /// DNS names the `Host` header may carry besides IP literals and
+    /// `localhost` (the system's host name is added at start).
+    pub server_names: Vec<String>,
+    /// Admin-template limits: minijinja fuel (about one unit per
+    /// instruction) and bytes of output.
+    pub template_limits: crate::boot::kickstart::Limits,
     pub interface: Option<String>,
     pub unknown_boot: DefaultBoot,
     pub repo_url: Option<String>,
@@ -108,6 +117,8 @@ impl Default for Config {
             http_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
             advertise_addr: None,
             api_token: None,
+            server_names: Vec::new(),
+            template_limits: crate::boot::kickstart::Limits::default(),
             interface: None,
             unknown_boot: DefaultBoot::Local,
             repo_url: None,
@@ -213,6 +224,27 @@ impl Config {
                 ));
             }
             c.api_token = Some(v);
+        }
+        if let Some((v, o)) = pick!(server_names) {
+            c.server_names = v
+                .iter()
+                .map(|n| {
+                    crate::model::validate::check_hostname("server_names", n)
+                        .map_err(|e| err(o.clone(), e.message))
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some((v, o)) = pick!(template_fuel) {
+            if !(10_000..=1_000_000_000).contains(&v) {
+                return Err(err(o, format!("{v} is out of range 10000..=1000000000")));
+            }
+            c.template_limits.fuel = v;
+        }
+        if let Some((v, o)) = pick!(template_max_bytes) {
+            if !(4096..=64 * 1024 * 1024).contains(&v) {
+                return Err(err(o, format!("{v} is out of range 4096..=67108864")));
+            }
+            c.template_limits.max_bytes = v as usize;
         }
         if let Some((v, o)) = pick!(interface) {
             if v.is_empty() || v.len() > 15 || !v.bytes().all(|b| b.is_ascii_graphic() && b != b'/')

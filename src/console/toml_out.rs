@@ -72,6 +72,7 @@ pub fn render(raw: &RawConfig, header: &str) -> String {
     list("dhcp_range", &raw.dhcp_range);
     list("dhcp_dns", &raw.dhcp_dns);
     list("webhook", &raw.webhook);
+    list("server_names", &raw.server_names);
     let mut n = |key: &str, v: Option<u64>| {
         if let Some(v) = v {
             let _ = writeln!(out, "{key} = {v}");
@@ -81,6 +82,8 @@ pub fn render(raw: &RawConfig, header: &str) -> String {
     n("dhcp_relay_port", raw.dhcp_relay_port);
     n("max_body_bytes", raw.max_body_bytes);
     n("max_connections", raw.max_connections);
+    n("template_fuel", raw.template_fuel);
+    n("template_max_bytes", raw.template_max_bytes);
     out
 }
 

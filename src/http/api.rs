@@ -3,8 +3,8 @@
 //! Layer: service. [`handle`] takes a parsed request (method, decoded path
 //! segments, query, body, whether the caller may write) and returns a
 //! [`Reply`]; it does not know about sockets, which keeps it testable.
-//! Routes (JSON unless noted; writes need the bearer token, or loopback
-//! when no token is configured):
+//! Routes (JSON unless noted; every request has passed `super::guard`
+//! first, so a write here holds the API right or proves its own):
 //!
 //! ```text
 //! GET  /health
@@ -56,15 +56,14 @@ pub struct Req<'a> {
     pub segments: Vec<String>,
     pub query: &'a str,
     pub body: &'a [u8],
-    /// The caller presented the token (or is on loopback with none set).
-    pub may_write: bool,
+    /// The caller holds the API right: the token (or loopback with none
+    /// set). Writes other than the form posts and `done` have it; reads
+    /// of secrets need it.
+    pub api_right: bool,
     /// The caller's address (file downloads become events of its machine).
     pub peer: std::net::IpAddr,
     /// The `Accept` header (`GET /` serves HTML unless JSON is asked for).
     pub accept: Option<&'a str>,
-    /// A browser says the request comes from another site (status-page
-    /// form posts are refused then; see `status::cross_site`).
-    pub cross_site: bool,
 }
 
 fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
@@ -89,6 +88,7 @@ fn app_error(e: AppError) -> Reply {
         AppError::NotFound(m) => Reply::error(404, None, &m),
         AppError::Conflict(m) => Reply::error(409, None, &m),
         AppError::Unprocessable(f) => Reply::error(422, Some(&f.field), &f.to_string()),
+        AppError::Forbidden(m) => Reply::error(403, None, &m),
         AppError::Store(e) => {
             log::error!("store write failed: {e}");
             Reply::error(
@@ -109,9 +109,13 @@ fn method_not_allowed(allow: &str) -> Reply {
     .with_header("Allow", allow.into())
 }
 
-fn forbidden_write() -> Reply {
-    Reply::error(401, None, "this change needs `Authorization: Bearer <token>` (or, with no token configured, a request from loopback)")
-        .with_header("WWW-Authenticate", "Bearer realm=\"gopxe\"".into())
+fn needs_token(what: &str) -> Reply {
+    Reply::error(
+        401,
+        None,
+        &format!("{what} needs `Authorization: Bearer <token>` (or, with no token configured, a request from loopback)"),
+    )
+    .with_header("WWW-Authenticate", "Bearer realm=\"gopxe\"".into())
 }
 
 fn machine_json(app: &App, m: &Machine) -> serde_json::Value {
@@ -279,12 +283,6 @@ fn listed_or_500(req: &Req<'_>, reply: Reply) -> Reply {
 
 async fn route(app: &App, req: &Req<'_>) -> Reply {
     let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
-    let write = !matches!(req.method, "GET" | "HEAD");
-    // Status-page forms check the token themselves (it may be a form field).
-    let self_checked = matches!(segs.as_slice(), ["pxeboot", _, "done"] | ["ui", ..]);
-    if write && !req.may_write && !self_checked {
-        return forbidden_write();
-    }
     match segs.as_slice() {
         [] | [""] if !super::status::wants_json(req.accept) => match req.method {
             "GET" => super::status::page(app),
@@ -355,15 +353,15 @@ async fn route(app: &App, req: &Req<'_>) -> Reply {
             _ => method_not_allowed("GET"),
         },
         ["kickstart"] | ["kickstart", ""] => match req.method {
-            "GET" => kickstart_query(app, req.query).await,
+            "GET" => kickstart_query(app, req).await,
             _ => method_not_allowed("GET"),
         },
         ["kickstart", id] => match req.method {
-            "GET" => kickstart_by_id(app, id).await,
+            "GET" => kickstart_by_id(app, req, id).await,
             _ => method_not_allowed("GET"),
         },
         ["preseed", id] => match req.method {
-            "GET" => answer_file(app, id, "preseed").await,
+            "GET" => answer_file(app, req, id, "preseed").await,
             _ => method_not_allowed("GET"),
         },
         [
@@ -371,7 +369,7 @@ async fn route(app: &App, req: &Req<'_>) -> Reply {
             id,
             file @ ("user-data" | "meta-data" | "vendor-data"),
         ] => match req.method {
-            "GET" => answer_file(app, id, file).await,
+            "GET" => answer_file(app, req, id, file).await,
             _ => method_not_allowed("GET"),
         },
         ["kstemplate"] | ["kstemplate", ""] => match req.method {
@@ -546,35 +544,82 @@ async fn machine_action(app: &App, req: &Req<'_>, id: &str, action: &str) -> Rep
         Ok(i) => i,
         Err(r) => return r,
     };
-    let (state, kind, detail) = match (req.method, action) {
+    let result = match (req.method, action) {
         ("GET", "events") => {
             if !app.store.borrow().machines.contains_key(&id) {
                 return Reply::error(404, None, &format!("no machine `{id}`"));
             }
             return Reply::json(200, &app.events_of(&id));
         }
-        ("POST", "done") => (
-            MachineState::Installed,
-            EventKind::Done,
-            "installer reported done",
-        ),
-        ("POST", "reinstall") => (
-            MachineState::Install,
-            EventKind::Reinstall,
-            "reinstall requested",
-        ),
+        ("POST", "done") => {
+            let key = form_urlencoded::parse(req.query.as_bytes())
+                .find(|(k, _)| k == "key")
+                .map(|(_, v)| v.into_owned());
+            let proof = crate::app::DoneProof {
+                key: key.as_deref(),
+                api_right: req.api_right,
+            };
+            app.done(&id, proof).await
+        }
+        ("POST", "reinstall") => app.reinstall(&id, "reinstall requested").await,
         (_, "events") => return method_not_allowed("GET"),
         (_, "done" | "reinstall") => return method_not_allowed("POST"),
         _ => return Reply::error(404, None, UNKNOWN_ROUTE),
     };
-    match app.set_state(&id, state, kind, detail).await {
+    match result {
         Ok(m) => Reply::json(200, &machine_json(app, &m)),
         Err(e) => app_error(e),
     }
 }
 
-async fn render_kickstart(app: &App, p: kickstart::KsParams, id: Option<MachineId>) -> Reply {
-    let done = id.map(|i| app.urls.done(&i));
+/// Who fetched a machine's answer file, which decides what it gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reader {
+    /// The machine itself, from its recorded or DHCP address: the fetch
+    /// moves `install` to `installing`, and the call-back URL carries the
+    /// install's key.
+    Machine,
+    /// The admin (API right) from elsewhere: the key, and no change.
+    Admin,
+    /// Anyone else: a preview with no key, and no change.
+    Preview,
+}
+
+fn reader_of(app: &App, req: &Req<'_>, id: &MachineId) -> Reader {
+    if app.is_machine_address(id, req.peer) {
+        Reader::Machine
+    } else if req.api_right {
+        Reader::Admin
+    } else {
+        Reader::Preview
+    }
+}
+
+/// The `done` URL a reader gets: with the install's key for the machine
+/// and the admin, with `key=preview` (which no call-back accepts) for
+/// anyone else.
+fn done_url_for(app: &App, id: &MachineId, reader: Reader) -> String {
+    let key = app
+        .store
+        .borrow()
+        .machines
+        .get(id)
+        .and_then(|m| m.install_key)
+        .map(|k| k.hex());
+    match reader {
+        Reader::Machine | Reader::Admin => app.urls.done(id, key.as_deref()),
+        Reader::Preview => app.urls.done(id, Some("preview")),
+    }
+}
+
+async fn render_kickstart(
+    app: &App,
+    req: &Req<'_>,
+    p: kickstart::KsParams,
+    id: Option<MachineId>,
+) -> Reply {
+    let reader = id.map(|i| (i, reader_of(app, req, &i)));
+    let done = reader.map(|(i, r)| done_url_for(app, &i, r));
     let repo = app.config.repo_url.as_deref();
     let (text, name) = if p.name == "default" {
         let text = kickstart::render_default(&p, repo, &app.urls.base, done.as_deref());
@@ -582,59 +627,94 @@ async fn render_kickstart(app: &App, p: kickstart::KsParams, id: Option<MachineI
     } else {
         let ctx = kickstart::KsContext::new(p, repo, &app.urls.base, done);
         let src = app.store.borrow().templates.get(&ctx.name).cloned();
-        match src {
-            Some(src) => match kickstart::render_user(&src, &ctx) {
-                Ok(t) => (t, ctx.name),
-                Err(e) => {
-                    return Reply::error(
-                        500,
-                        Some("name"),
-                        &format!("template `{}` failed: {e}", ctx.name),
-                    );
-                }
-            },
-            None => {
-                return Reply::error(
-                    404,
-                    Some("name"),
-                    &format!("no kickstart template `{}`", ctx.name),
-                );
+        let Some(src) = src else {
+            return Reply::error(
+                404,
+                Some("name"),
+                &format!("no kickstart template `{}`", ctx.name),
+            );
+        };
+        let name = ctx.name.clone();
+        match render_admin_template(app, src, ctx).await {
+            Ok(t) => (t, name),
+            Err(e) => {
+                log::warn!("kickstart template `{name}` failed: {e}");
+                return Reply::error(500, Some("name"), &format!("template `{name}` failed: {e}"));
             }
         }
     };
-    if let Some(id) = id {
+    if let Some((id, reader)) = reader {
         let detail = format!("kickstart `{name}` fetched ({} bytes)", text.len());
-        if let Err(r) = note_fetched(app, id, detail).await {
+        if let Err(r) = note_fetched(app, req, id, reader, detail).await {
             return r;
         }
     }
     Reply::text(200, text)
 }
 
-/// An installer fetched its answers: `install` becomes `installing` (durably,
-/// with the event); later fetches are events only. The kickstart, the
-/// preseed and the cloud-init user-data all come through here.
-async fn note_fetched(app: &App, id: MachineId, detail: String) -> Result<(), Reply> {
-    let installing = app
-        .store
-        .borrow()
-        .machines
-        .get(&id)
-        .is_some_and(|m| m.state == MachineState::Install);
-    if installing {
-        app.set_state(&id, MachineState::Installing, EventKind::Kickstart, &detail)
+/// Renders an admin template off the executor, a few at a time, within
+/// the configured limits: a heavy template delays its own requests, not
+/// the appliance's other clients.
+async fn render_admin_template(
+    app: &App,
+    src: String,
+    ctx: kickstart::KsContext,
+) -> Result<String, kickstart::RenderError> {
+    let _permit = app.template_permits.acquire().await;
+    let limits = app.config.template_limits;
+    smol::unblock(move || kickstart::render_user(&src, &ctx, limits)).await
+}
+
+/// An installer fetched its answers. From the machine's own address,
+/// `install` becomes `installing` (durably, with the event); later
+/// fetches are events only. Anyone else's fetch changes nothing and is
+/// recorded as a preview. The kickstart, the preseed and the cloud-init
+/// user-data all come through here.
+async fn note_fetched(
+    app: &App,
+    req: &Req<'_>,
+    id: MachineId,
+    reader: Reader,
+    detail: String,
+) -> Result<(), Reply> {
+    if reader == Reader::Machine {
+        return app
+            .answers_fetched(&id, &detail)
             .await
-            .map_err(app_error)?;
-    } else {
-        app.event_at(log::Level::Debug, id, EventKind::Kickstart, detail);
+            .map(|_| ())
+            .map_err(app_error);
     }
+    let (recorded, dhcp) = app.machine_addresses(&id);
+    let known: Vec<String> = [recorded, dhcp]
+        .into_iter()
+        .flatten()
+        .map(|a| a.to_string())
+        .collect();
+    let known = if known.is_empty() {
+        "none known yet".to_string()
+    } else {
+        known.join(", ")
+    };
+    let who = if reader == Reader::Admin {
+        "by the admin "
+    } else {
+        ""
+    };
+    app.event(
+        id,
+        EventKind::Http,
+        format!(
+            "preview: {detail} {who}from {}, not the machine's address ({known}); state unchanged",
+            req.peer
+        ),
+    );
     Ok(())
 }
 
 /// `/preseed/{id}` and `/cloud-init/{id}/{file}`: a machine's answer files
 /// for debian-installer and Ubuntu autoinstall, whatever its boot action's
 /// installer (the action gives the disk layout).
-async fn answer_file(app: &App, id: &str, file: &str) -> Reply {
+async fn answer_file(app: &App, req: &Req<'_>, id: &str, file: &str) -> Reply {
     let id = match parse_id(id) {
         Ok(i) => i,
         Err(r) => return r,
@@ -647,7 +727,9 @@ async fn answer_file(app: &App, id: &str, file: &str) -> Reply {
         let storage = s.bootactions.get(&m.bootaction).and_then(|a| a.storage);
         (m, storage)
     };
-    let t = installer::Target::new(&m, storage, &app.urls, app.learned_mac(&id));
+    let reader = reader_of(app, req, &id);
+    let mut t = installer::Target::new(&m, storage, &app.urls, app.learned_mac(&id));
+    t.done_url = done_url_for(app, &id, reader);
     let settings = &app.config.installer;
     let text = match file {
         "preseed" => installer::render_preseed(&t, settings),
@@ -657,7 +739,7 @@ async fn answer_file(app: &App, id: &str, file: &str) -> Reply {
     };
     if matches!(file, "preseed" | "user-data") {
         let detail = format!("{file} fetched ({} bytes)", text.len());
-        if let Err(r) = note_fetched(app, id, detail).await {
+        if let Err(r) = note_fetched(app, req, id, reader, detail).await {
             return r;
         }
     } else {
@@ -671,16 +753,16 @@ async fn answer_file(app: &App, id: &str, file: &str) -> Reply {
     Reply::text(200, text)
 }
 
-async fn kickstart_query(app: &App, query: &str) -> Reply {
-    let p = match kickstart::KsParams::from_query(query) {
+async fn kickstart_query(app: &App, req: &Req<'_>) -> Reply {
+    let p = match kickstart::KsParams::from_query(req.query) {
         Ok(p) => p,
         Err(f) => return Reply::error(400, Some(&f.field), &f.to_string()),
     };
     let id = app.machine_for_kickstart(p.fqdn.as_deref(), p.ip);
-    render_kickstart(app, p, id).await
+    render_kickstart(app, req, p, id).await
 }
 
-async fn kickstart_by_id(app: &App, id: &str) -> Reply {
+async fn kickstart_by_id(app: &App, req: &Req<'_>, id: &str) -> Reply {
     let id = match parse_id(id) {
         Ok(i) => i,
         Err(r) => return r,
@@ -700,7 +782,7 @@ async fn kickstart_by_id(app: &App, id: &str) -> Reply {
         ns1: m.ns1,
         ns2: m.ns2,
     };
-    render_kickstart(app, p, Some(id)).await
+    render_kickstart(app, req, p, Some(id)).await
 }
 
 async fn kstemplate(app: &App, req: &Req<'_>, name: &str) -> Reply {
@@ -716,6 +798,9 @@ async fn kstemplate(app: &App, req: &Req<'_>, name: &str) -> Reply {
         Err(f) => return Reply::error(400, Some(&f.field), &f.to_string()),
     };
     match req.method {
+        // Templates hold password hashes and the like: reading one needs
+        // the API right.
+        "GET" if !req.api_right => needs_token("reading a template"),
         "GET" => match app.store.borrow().templates.get(&name) {
             Some(t) => Reply::text(200, t.clone()),
             None => Reply::error(404, None, &format!("no kickstart template `{name}`")),
@@ -725,7 +810,12 @@ async fn kstemplate(app: &App, req: &Req<'_>, name: &str) -> Reply {
                 Ok(t) => t.to_string(),
                 Err(_) => return Reply::error(400, Some("body"), "a template must be UTF-8 text"),
             };
-            if let Err(e) = kickstart::check_template(&text) {
+            let check = {
+                let _permit = app.template_permits.acquire().await;
+                let (text, limits) = (text.clone(), app.config.template_limits);
+                smol::unblock(move || kickstart::check_template(&text, limits)).await
+            };
+            if let Err(e) = check {
                 return Reply::error(400, Some("body"), &format!("template error: {e}"));
             }
             match app.put_template(&name, text).await {
@@ -866,10 +956,9 @@ mod tests {
             segments: segments(path),
             query: "",
             body: b"\xff{",
-            may_write: true,
+            api_right: true,
             peer: std::net::Ipv4Addr::LOCALHOST.into(),
             accept: None,
-            cross_site: false,
         };
         smol::block_on(handle(app, &req))
     }
@@ -1000,10 +1089,9 @@ mod tests {
             segments: segments("/not-a-route"),
             query: "",
             body: b"",
-            may_write: false,
+            api_right: false,
             peer: std::net::Ipv4Addr::LOCALHOST.into(),
             accept: None,
-            cross_site: false,
         };
         let r = listed_or_500(&req, Reply::text(200, "hi"));
         assert_eq!(r.status, 500);

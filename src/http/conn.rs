@@ -12,12 +12,37 @@
 //! Reads after a response yield to the other connections first (see
 //! `ReadHalf::read`), so a busy keep-alive connection is served without
 //! waiting on the reactor.
+//!
+//! A connection that is not kept alive ends in a lingering close: the
+//! write side is shut, and what the client still sends is read and
+//! dropped for at most [`LINGER`], so the kernel does not answer unread
+//! bytes with a reset that could destroy the response in flight. A
+//! connection marked [`ConnState::closing`] (a request refused for its
+//! framing, whose body cannot be trusted) reads nothing more: the service
+//! answers, and the connection closes without reading the body.
 
 use async_io::Async;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use picoserve::io::{BaseWrite, ErrorKind, ErrorType, Read, Write};
 use std::cell::{Cell, RefCell};
 use std::net::{Shutdown, TcpStream};
+use std::time::Duration;
+
+/// How long a closing connection reads (and drops) what the client still
+/// sends before it is closed.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// What a connection's service and socket share.
+#[derive(Default)]
+pub struct ConnState {
+    /// Set by the service when the last response keeps the connection
+    /// alive: then `shutdown` leaves the connection open ("parks" it).
+    pub keep_alive: Cell<bool>,
+    /// Set by the service when the request's framing was refused: reads
+    /// end (EOF) from then on, so nothing after the head is read, and the
+    /// connection is closed after the answer.
+    pub closing: Cell<bool>,
+}
 
 /// The runtime marker type for picoserve's generic `Server`.
 pub struct SmolRuntime;
@@ -112,22 +137,16 @@ pub struct SmolSocket<'s> {
     stream: &'s Async<TcpStream>,
     wbuf: RefCell<WriteBuf>,
     capacity: usize,
-    /// Set by the service when the last response keeps the connection
-    /// alive: then `shutdown` leaves the connection open ("parks" it).
-    keep_alive: &'s Cell<bool>,
+    state: &'s ConnState,
 }
 
 impl<'s> SmolSocket<'s> {
-    pub fn new(
-        stream: &'s Async<TcpStream>,
-        write_buffer: usize,
-        keep_alive: &'s Cell<bool>,
-    ) -> Self {
+    pub fn new(stream: &'s Async<TcpStream>, write_buffer: usize, state: &'s ConnState) -> Self {
         SmolSocket {
             stream,
             wbuf: RefCell::new(WriteBuf::default()),
             capacity: write_buffer.max(2 * MIN_SPARE),
-            keep_alive,
+            state,
         }
     }
 }
@@ -151,6 +170,7 @@ async fn drain(stream: &Async<TcpStream>, cell: &RefCell<WriteBuf>) -> Result<bo
 pub struct ReadHalf<'a> {
     stream: &'a Async<TcpStream>,
     buf: &'a RefCell<WriteBuf>,
+    closing: &'a Cell<bool>,
 }
 
 /// Write half with its buffer.
@@ -174,6 +194,9 @@ impl Read for ReadHalf<'_> {
     /// (`benches/http.sh`: 0.03 `epoll_ctl` per request instead of 1). A
     /// failed `recv` is followed by a wait, never by a second try.
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, IoError> {
+        if self.closing.get() {
+            return Ok(0);
+        }
         if drain(self.stream, self.buf).await? {
             futures_lite::future::yield_now().await;
         }
@@ -263,6 +286,7 @@ impl picoserve::io::Socket<SmolRuntime> for SmolSocket<'_> {
             ReadHalf {
                 stream: self.stream,
                 buf: &self.wbuf,
+                closing: &self.state.closing,
             },
             WriteHalf {
                 stream: self.stream,
@@ -273,16 +297,18 @@ impl picoserve::io::Socket<SmolRuntime> for SmolSocket<'_> {
     }
 
     /// Sends what is buffered (e.g. picoserve's 400 for a malformed
-    /// request), then the connection task closes the stream.
+    /// request), then closes with a linger; the connection task drops the
+    /// stream.
     async fn abort<T: picoserve::Timer<SmolRuntime>>(
         self,
         timeouts: &picoserve::Timeouts,
         timer: &T,
     ) -> Result<(), picoserve::Error<IoError>> {
-        self.keep_alive.set(false);
+        self.state.keep_alive.set(false);
         let _ = timer
             .run_with_timeout(timeouts.write, drain(self.stream, &self.wbuf))
             .await;
+        linger(self.stream, timer).await;
         Ok(())
     }
 
@@ -294,27 +320,36 @@ impl picoserve::io::Socket<SmolRuntime> for SmolSocket<'_> {
         let sent = timer
             .run_with_timeout(timeouts.write, drain(self.stream, &self.wbuf))
             .await;
-        if !matches!(sent, Ok(Ok(_))) {
-            self.keep_alive.set(false);
-            return Ok(());
+        if !matches!(sent, Ok(Ok(_))) || self.state.closing.get() {
+            self.state.keep_alive.set(false);
         }
-        if self.keep_alive.get() {
+        if self.state.keep_alive.get() {
             // Idle after a keep-alive response: park, don't close.
             return Ok(());
         }
-        let _ = self.stream.get_ref().shutdown(Shutdown::Write);
-        let mut scratch = [0u8; 128];
-        let mut s = self.stream;
-        // Drain what the client still sends, bounded by the read timeout.
-        for _ in 0..64 {
-            match timer
-                .run_with_timeout(timeouts.read_request, s.read(&mut scratch))
-                .await
-            {
-                Ok(Ok(n)) if n > 0 => continue,
-                _ => break,
-            }
-        }
+        linger(self.stream, timer).await;
         Ok(())
     }
+}
+
+/// The lingering close (see the module docs): shut the write side, then
+/// read and drop what the client still sends, at most 64 KiB for at most
+/// [`LINGER`].
+async fn linger<T: picoserve::Timer<SmolRuntime>>(stream: &Async<TcpStream>, timer: &T) {
+    let _ = stream.get_ref().shutdown(Shutdown::Write);
+    let mut scratch = [0u8; 1024];
+    let mut s = stream;
+    let _ = timer
+        .run_with_timeout(
+            picoserve::time::Duration::from_millis(LINGER.as_millis() as u64),
+            async {
+                for _ in 0..64 {
+                    match s.read(&mut scratch).await {
+                        Ok(n) if n > 0 => continue,
+                        _ => break,
+                    }
+                }
+            },
+        )
+        .await;
 }

@@ -16,12 +16,13 @@
 pub mod api;
 mod coarse;
 mod conn;
+pub mod guard;
 pub mod reply;
 pub mod status;
 
 use crate::app::App;
 use async_io::Async;
-use conn::{SmolRuntime, SmolSocket, SmolTimer};
+use conn::{ConnState, SmolRuntime, SmolSocket, SmolTimer};
 use picoserve::io::Read;
 use picoserve::request::{Path, Request};
 use picoserve::response::{ResponseWriter, StatusCode};
@@ -42,7 +43,8 @@ const PARKED_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The request headers gopxe reads, found in one pass over the head. As
 /// with picoserve's `get`, the first of a repeated header counts, and a
-/// value that is not UTF-8 counts as absent.
+/// value that is not UTF-8 counts as absent; `Content-Length` is counted
+/// and `Transfer-Encoding` noted for the framing check.
 struct Wanted<'r> {
     connection: Option<&'r str>,
     authorization: Option<&'r str>,
@@ -50,6 +52,8 @@ struct Wanted<'r> {
     origin: Option<&'r str>,
     host: Option<&'r str>,
     sec_fetch_site: Option<&'r str>,
+    content_type: Option<&'r str>,
+    framing: guard::FramingHeaders<'r>,
 }
 
 impl<'r> From<picoserve::request::Headers<'r>> for Wanted<'r> {
@@ -66,16 +70,24 @@ impl<'r> Wanted<'r> {
     /// From (name, value) pairs in request order; `None` for a value that
     /// is not UTF-8.
     fn from_pairs(pairs: impl Iterator<Item = (&'r [u8], Option<&'r str>)>) -> Self {
-        const NAMES: [&str; 6] = [
+        const NAMES: [&str; 8] = [
             "connection",
             "authorization",
             "accept",
             "origin",
             "host",
             "sec-fetch-site",
+            "content-type",
+            "content-length",
         ];
-        let mut found: [Option<Option<&'r str>>; 6] = [None; 6];
+        let mut found: [Option<Option<&'r str>>; 8] = [None; 8];
+        let mut framing = guard::FramingHeaders::default();
         for (name, value) in pairs {
+            if name.eq_ignore_ascii_case(b"content-length") {
+                framing.content_lengths += 1;
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                framing.transfer_encoding = true;
+            }
             let slot = NAMES
                 .iter()
                 .zip(found.iter_mut())
@@ -91,7 +103,10 @@ impl<'r> Wanted<'r> {
             origin,
             host,
             sec_fetch_site,
+            content_type,
+            content_length,
         ] = found.map(Option::flatten);
+        framing.content_length = content_length;
         Wanted {
             connection,
             authorization,
@@ -99,19 +114,22 @@ impl<'r> Wanted<'r> {
             origin,
             host,
             sec_fetch_site,
+            content_type,
+            framing,
         }
     }
 }
 
-/// Per-connection service: the app, who is calling, and whether the last
-/// response keeps the connection alive (picoserve's rule: HTTP/1.1 without
-/// `Connection: close` or an upgrade).
+/// Per-connection service: the app, who is calling, and what the
+/// connection's socket shares with it (keep-alive, closing).
 struct Service {
     app: Rc<App>,
     peer: IpAddr,
-    keep_alive: Rc<Cell<bool>>,
+    state: Rc<ConnState>,
 }
 
+/// picoserve's keep-alive rule: HTTP/1.1 without `Connection: close` or
+/// an upgrade.
 fn keeps_alive(version: &str, connection: Option<&str>) -> bool {
     let Some(c) = connection else {
         return version == "HTTP/1.1";
@@ -129,17 +147,20 @@ fn percent_decode(s: &str) -> Option<String> {
         .map(|c| c.into_owned())
 }
 
-fn may_write(app: &App, peer: IpAddr, auth: Option<&str>) -> bool {
-    match &app.config.api_token {
-        Some(token) => auth
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes())),
-        None => peer.is_loopback(),
+/// The answer to a request refused by [`guard`]: the status page's own
+/// HTML message for its forms, JSON otherwise.
+fn refusal_reply(r: guard::Refusal, segments: &[&str]) -> Reply {
+    let reply = if matches!(segments, ["ui", ..]) {
+        status::message(r.status, "Refused", &r.message)
+    } else {
+        Reply::error(r.status, None, &r.message)
+    };
+    match r.status {
+        _ if r.close => reply.with_header("Connection", "close".into()),
+        // RFC 9110 §11.6.1: a 401 carries its challenge.
+        401 => reply.with_header("WWW-Authenticate", "Bearer realm=\"gopxe\"".into()),
+        _ => reply,
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl PathRouterService<()> for Service {
@@ -166,16 +187,35 @@ impl Service {
     ) -> Result<ResponseSent, W::Error> {
         let method = request.parts.method();
         let headers = Wanted::from(request.parts.headers());
-        self.keep_alive.set(keeps_alive(
+        self.state.keep_alive.set(keeps_alive(
             request.parts.http_version(),
             headers.connection,
         ));
         let query = request.parts.query().map(|q| q.0).unwrap_or("");
-        let allowed = may_write(&self.app, self.peer, headers.authorization);
         let raw_path = path.encoded();
+        let config = &self.app.config;
 
         let mut body = Vec::new();
         let reply = 'reply: {
+            let rb = request.body_connection.body();
+            let len = match guard::framing(&headers.framing, config.max_body_bytes) {
+                // picoserve frames the body by the same header; the two
+                // agree for every value the check lets through.
+                Ok(len) if len == rb.content_length() => len,
+                refused => {
+                    // Nothing after the head is read: it cannot be
+                    // trusted to be this request's body.
+                    self.state.closing.set(true);
+                    self.state.keep_alive.set(false);
+                    let r = refused.err().unwrap_or_else(|| guard::Refusal {
+                        status: 400,
+                        message: "Content-Length is not understood".into(),
+                        close: true,
+                    });
+                    self.app.metrics.http_request("other", r.status);
+                    break 'reply refusal_reply(r, &[]);
+                }
+            };
             let segments: Option<Vec<String>> =
                 raw_path.split('/').skip(1).map(percent_decode).collect();
             let Some(mut segments) = segments else {
@@ -190,18 +230,32 @@ impl Service {
                 segments.truncate(segments.len() - 1);
                 segments.push(String::new());
             }
-            let rb = request.body_connection.body();
-            let len = rb.content_length();
-            if len > self.app.config.max_body_bytes {
-                break 'reply Reply::error(
-                    413,
-                    None,
-                    &format!(
-                        "the body is {len} bytes; the limit is {}",
-                        self.app.config.max_body_bytes
-                    ),
-                );
-            }
+            let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+            let head = guard::Head {
+                method,
+                host: headers.host,
+                origin: headers.origin,
+                sec_fetch_site: headers.sec_fetch_site,
+                authorization: headers.authorization,
+                content_type: headers.content_type,
+                peer: self.peer,
+                body_len: len,
+            };
+            let access = match guard::check(
+                &head,
+                &segs,
+                config.api_token.as_deref(),
+                &self.app.host_names,
+            ) {
+                Ok(a) => a,
+                Err(r) => {
+                    log::debug!("{} {method} {raw_path}: refused: {}", self.peer, r.message);
+                    self.app
+                        .metrics
+                        .http_request(api::route_label(&segments), r.status);
+                    break 'reply refusal_reply(r, &segs);
+                }
+            };
             if len > 0 {
                 if rb.entire_body_fits_into_buffer() {
                     match rb.read_all().await {
@@ -234,14 +288,9 @@ impl Service {
                 segments,
                 query,
                 body: &body,
-                may_write: allowed,
+                api_right: access.api_right,
                 peer: self.peer,
                 accept: headers.accept,
-                cross_site: status::cross_site(
-                    headers.origin,
-                    headers.host,
-                    headers.sec_fetch_site,
-                ),
             };
             api::handle(&self.app, &req).await
         };
@@ -284,11 +333,12 @@ fn server_config() -> picoserve::Config {
 /// [`IDLE_TIMEOUT`] (first request) or [`PARKED_TIMEOUT`] is closed.
 async fn serve_connection(app: Rc<App>, stream: Async<std::net::TcpStream>, peer: SocketAddr) {
     let _ = stream.get_ref().set_nodelay(true);
-    let keep_alive = Rc::new(Cell::new(false));
+    let state = Rc::new(ConnState::default());
     let router = Router::from_service(Service {
         app,
-        peer: peer.ip(),
-        keep_alive: keep_alive.clone(),
+        // `::ffff:a.b.c.d` on a dual-stack listener is the IPv4 client.
+        peer: peer.ip().to_canonical(),
+        state: state.clone(),
     });
     let config = server_config();
     let mut idle = IDLE_TIMEOUT;
@@ -300,13 +350,13 @@ async fn serve_connection(app: Rc<App>, stream: Async<std::net::TcpStream>, peer
         if !matches!(readable.await, Some(Ok(()))) {
             break;
         }
-        keep_alive.set(false);
+        state.keep_alive.set(false);
         // The session's state (picoserve's, about 2 KiB) lives in its own
         // allocation, freed when the connection parks, so the task of an
         // idle connection stays a few hundred bytes.
         let session = Box::pin(async {
             let mut buffer = vec![0u8; REQUEST_BUFFER];
-            let socket = SmolSocket::new(&stream, WRITE_BUFFER, &keep_alive);
+            let socket = SmolSocket::new(&stream, WRITE_BUFFER, &state);
             let server = picoserve::Server::<SmolRuntime, _, _, _>::custom(
                 &router,
                 SmolTimer,
@@ -319,7 +369,7 @@ async fn serve_connection(app: Rc<App>, stream: Async<std::net::TcpStream>, peer
             log::debug!("http connection from {peer}: {e:?}");
             break;
         }
-        if !keep_alive.get() {
+        if !state.keep_alive.get() || state.closing.get() {
             break;
         }
         idle = PARKED_TIMEOUT;
@@ -397,26 +447,5 @@ pub(crate) mod tests {
         assert_eq!(w.origin, None, "a non-UTF-8 first value counts as absent");
         assert_eq!(w.authorization, None);
         assert_eq!(w.sec_fetch_site, None);
-    }
-
-    #[test]
-    fn writes_need_the_token_or_loopback() {
-        let lan: IpAddr = "192.0.2.7".parse().unwrap();
-        let lo: IpAddr = "127.0.0.1".parse().unwrap();
-        let open = app(None);
-        assert!(may_write(&open, lo, None));
-        assert!(
-            !may_write(&open, lan, None),
-            "no token: only loopback may write"
-        );
-        assert!(!may_write(&open, lan, Some("Bearer anything")));
-        let locked = app(Some("s3cret-token"));
-        assert!(
-            !may_write(&locked, lo, None),
-            "with a token, loopback needs it too"
-        );
-        assert!(!may_write(&locked, lan, Some("Bearer s3cret-tokeN")));
-        assert!(!may_write(&locked, lan, Some("Basic s3cret-token")));
-        assert!(may_write(&locked, lan, Some("Bearer s3cret-token")));
     }
 }

@@ -22,11 +22,11 @@
 //! `Authorization: Bearer`, so the same token is accepted as a form field
 //! `token` (compared in constant time); the header still works, and with
 //! no token configured a post from loopback is enough, as for the API.
-//! Cross-site posts are refused (403) whatever the token: a post whose
-//! `Sec-Fetch-Site` is neither `same-origin` nor `none`, or whose `Origin`
-//! does not name the `Host` it was sent to. That stops another web site
-//! open in the admin's browser from driving a token-less gopxe on
-//! loopback. Success answers `303 See Other` to `/` (the usual
+//! Cross-site posts, posts that are not `application/x-www-form-urlencoded`
+//! and a `Host` that is not the appliance's are refused before this module
+//! sees them (`super::guard`, whose refusals for `/ui/` are this module's
+//! message page): that stops another web site open in the admin's browser
+//! from driving a token-less gopxe on loopback. Success answers `303 See Other` to `/` (the usual
 //! post/redirect/get, so a reload does not post again); a refusal answers
 //! a small HTML page with the reason and a link back. The JSON API and its
 //! status codes are unchanged.
@@ -35,7 +35,7 @@ use super::api::Req;
 use super::reply::Reply;
 use crate::app::{App, AppError, now_ms};
 use crate::logring::utc;
-use crate::model::{EventKind, MachineId, MachineState};
+use crate::model::{MachineId, MachineState};
 use sailfish::TemplateSimple;
 
 /// Most machines listed on the page.
@@ -328,26 +328,6 @@ pub fn wants_json(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
 }
 
-/// True when a form post comes from another site (see the module docs).
-/// Clients that send neither header (curl, scripts) are not cross-site.
-pub fn cross_site(origin: Option<&str>, host: Option<&str>, fetch_site: Option<&str>) -> bool {
-    if let Some(site) = fetch_site
-        && !matches!(site.trim(), "same-origin" | "none")
-    {
-        return true;
-    }
-    let Some(origin) = origin.map(str::trim) else {
-        return false;
-    };
-    let authority = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    match (authority, host) {
-        (Some(a), Some(h)) => !a.eq_ignore_ascii_case(h.trim()),
-        _ => true,
-    }
-}
-
 /// The `token` field of an `application/x-www-form-urlencoded` body.
 pub fn form_token(body: &[u8]) -> Option<String> {
     form_urlencoded::parse(body)
@@ -358,11 +338,11 @@ pub fn form_token(body: &[u8]) -> Option<String> {
 /// May this form post change things: the API's rule (bearer header, or
 /// loopback with no token configured), or the configured token in the form.
 fn form_may_write(app: &App, req: &Req<'_>) -> bool {
-    if req.may_write {
+    if req.api_right {
         return true;
     }
     match (&app.config.api_token, form_token(req.body)) {
-        (Some(t), Some(given)) => super::constant_time_eq(given.as_bytes(), t.as_bytes()),
+        (Some(t), Some(given)) => super::guard::constant_time_eq(given.as_bytes(), t.as_bytes()),
         _ => false,
     }
 }
@@ -376,13 +356,6 @@ pub async fn ui(app: &App, req: &Req<'_>, rest: &[&str]) -> Reply {
     if req.method != "POST" {
         return message(405, "Method not allowed", "this address takes a form POST")
             .with_header("Allow", "POST".into());
-    }
-    if req.cross_site {
-        return message(
-            403,
-            "Refused",
-            "cross-site form posts are refused; use the buttons on gopxe's own status page",
-        );
     }
     if !form_may_write(app, req) {
         let why = if app.config.api_token.is_some() {
@@ -402,14 +375,9 @@ pub async fn ui(app: &App, req: &Req<'_>, rest: &[&str]) -> Reply {
     let result = if action == "delete" {
         app.delete_machine(&id).await
     } else {
-        app.set_state(
-            &id,
-            MachineState::Install,
-            EventKind::Reinstall,
-            "reinstall requested on the status page",
-        )
-        .await
-        .map(|_| ())
+        app.reinstall(&id, "reinstall requested on the status page")
+            .await
+            .map(|_| ())
     };
     match result {
         Ok(()) => {
@@ -430,6 +398,7 @@ pub async fn ui(app: &App, req: &Req<'_>, rest: &[&str]) -> Reply {
             message(400, "Refused", &f.to_string())
         }
         Err(AppError::Conflict(m)) => message(409, "Refused", &m),
+        Err(AppError::Forbidden(m)) => message(403, "Refused", &m),
     }
 }
 
@@ -438,7 +407,7 @@ mod tests {
     use super::*;
     use crate::boot::Urls;
     use crate::config::Config;
-    use crate::model::{BootAction, BootActionBody, Machine, MachineBody};
+    use crate::model::{BootAction, BootActionBody, EventKind, Machine, MachineBody};
     use crate::store::Store;
 
     use super::super::tests::app;
@@ -563,27 +532,6 @@ mod tests {
     }
 
     #[test]
-    fn cross_site_posts_are_recognised() {
-        assert!(!cross_site(None, Some("h:9090"), None), "curl");
-        assert!(!cross_site(
-            Some("http://h:9090"),
-            Some("h:9090"),
-            Some("same-origin")
-        ));
-        assert!(!cross_site(Some("http://H:9090"), Some("h:9090"), None));
-        assert!(cross_site(
-            Some("http://evil.example"),
-            Some("h:9090"),
-            None
-        ));
-        assert!(cross_site(Some("null"), Some("h:9090"), None));
-        assert!(cross_site(Some("http://h:9090"), None, None));
-        assert!(cross_site(None, Some("h:9090"), Some("cross-site")));
-        assert!(cross_site(None, Some("h:9090"), Some("same-site")));
-        assert!(!cross_site(None, None, Some("none")));
-    }
-
-    #[test]
     fn form_token_is_read_from_the_body() {
         assert_eq!(form_token(b"token=a%20b&x=1").as_deref(), Some("a b"));
         assert_eq!(form_token(b"x=1").as_deref(), None);
@@ -601,21 +549,20 @@ mod tests {
         assert_eq!(uptime(90_061), "1d 1h 1m 1s");
     }
 
-    fn req(body: &[u8], cross: bool, may: bool) -> Req<'_> {
+    fn req(body: &[u8], api_right: bool) -> Req<'_> {
         Req {
             method: "POST",
             segments: Vec::new(),
             query: "",
             body,
-            may_write: may,
+            api_right,
             peer: "192.0.2.1".parse().unwrap(),
             accept: None,
-            cross_site: cross,
         }
     }
 
     #[test]
-    fn form_actions_need_the_token_and_same_site() {
+    fn form_actions_need_the_token() {
         let dir = std::env::temp_dir().join(format!("gopxe-status-ui-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let (store, _) = Store::open(&dir).unwrap();
@@ -632,24 +579,23 @@ mod tests {
         a.store.borrow_mut().machines.get_mut(&id).unwrap().state = MachineState::Installed;
         let path = ["pxeboot", "01-aa-bb-cc-dd-ee-01", "reinstall"];
         let run = |r: Req<'_>| smol::block_on(ui(&a, &r, &path)).status;
-        assert_eq!(run(req(b"", false, false)), 401);
-        assert_eq!(run(req(b"token=wrong", false, false)), 401);
-        assert_eq!(run(req(b"token=s3cret", true, false)), 403);
+        assert_eq!(run(req(b"", false)), 401);
+        assert_eq!(run(req(b"token=wrong", false)), 401);
         assert_eq!(
             a.store.borrow().machines.get(&id).unwrap().state,
             MachineState::Installed,
             "nothing changed by refused posts"
         );
-        assert_eq!(run(req(b"token=s3cret", false, false)), 303);
+        assert_eq!(run(req(b"token=s3cret", false)), 303);
         assert_eq!(
             a.store.borrow().machines.get(&id).unwrap().state,
             MachineState::Install
         );
         let bad = ["pxeboot", "x", "frobnicate"];
-        let r = req(b"token=s3cret", false, false);
+        let r = req(b"token=s3cret", false);
         assert_eq!(smol::block_on(ui(&a, &r, &bad)).status, 404);
         let del = ["pxeboot", "01-aa-bb-cc-dd-ee-01", "delete"];
-        let r = req(b"", false, true);
+        let r = req(b"", true);
         assert_eq!(
             smol::block_on(ui(&a, &r, &del)).status,
             303,

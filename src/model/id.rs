@@ -134,7 +134,7 @@ fn mac_after(prefix: &str, m: &[u8; 6], sep: &str) -> String {
 
 /// Two lowercase hex digits (these names are made for every boot config
 /// and event, so without `format!` per byte).
-fn push_hex(s: &mut Vec<u8>, b: u8) {
+pub(crate) fn push_hex(s: &mut Vec<u8>, b: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for nibble in [b >> 4, b & 0x0f] {
         s.push(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'));

@@ -213,7 +213,48 @@ impl fmt::Display for MachineState {
     }
 }
 
+/// The secret of one install. gopxe writes it into the `done` call-back
+/// URL of the answer files it renders for the machine itself
+/// (`/pxeboot/{id}/done?key=<32 hex digits>`), and the call-back must carry
+/// it (or the API token): a host elsewhere on the segment cannot end an
+/// install it did not run. A new key comes with every install (record
+/// written, reinstall); `done` clears it, so it works once. Made by the
+/// caller from the system's random source; its `Debug` hides it.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallKey(pub [u8; 16]);
+
+impl InstallKey {
+    /// The 32 lower-case hex digits written into URLs.
+    pub fn hex(&self) -> String {
+        let mut s = Vec::with_capacity(32);
+        for b in self.0 {
+            id::push_hex(&mut s, b);
+        }
+        String::from_utf8(s).unwrap_or_default()
+    }
+
+    /// Whether `given` is this key, compared without an early exit.
+    pub fn matches(&self, given: &str) -> bool {
+        let want = self.hex();
+        want.len() == given.len()
+            && want
+                .bytes()
+                .zip(given.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b.to_ascii_lowercase()))
+                == 0
+    }
+}
+
+impl fmt::Debug for InstallKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InstallKey(..)")
+    }
+}
+
 /// A machine to provision (the original's "PXEBoot record").
+///
+/// Stored with postcard: a new field needs a new store schema version
+/// (`store::MachineV1`); new fields go at the end.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Machine {
     pub id: MachineId,
@@ -230,6 +271,8 @@ pub struct Machine {
     pub state: MachineState,
     /// Unix time in milliseconds of the last change of the record.
     pub updated_ms: u64,
+    /// The current install's key; `None` once installed (schema 2).
+    pub install_key: Option<InstallKey>,
 }
 
 /// The JSON body of `POST /pxeboot` and `PUT /pxeboot/{id}`.
@@ -307,6 +350,7 @@ impl Machine {
             ns2: opt(b.ns2, |s| parse_ipv4("ns2", s))?,
             state: MachineState::Install,
             updated_ms: 0,
+            install_key: None,
         })
     }
 }
@@ -472,6 +516,18 @@ mod tests {
             Machine::from_body(b, Some(other)).unwrap_err().field,
             "uuid"
         );
+    }
+
+    #[test]
+    fn install_keys_are_hex_and_compared_whole() {
+        let k = InstallKey([0xab; 16]);
+        assert_eq!(k.hex(), "ab".repeat(16));
+        assert!(k.matches(&"ab".repeat(16)));
+        assert!(k.matches(&"AB".repeat(16)), "hex digits ignore case");
+        assert!(!k.matches(&"ab".repeat(15)));
+        assert!(!k.matches(&format!("{}ac", "ab".repeat(15))));
+        assert!(!k.matches(""));
+        assert_eq!(format!("{k:?}"), "InstallKey(..)", "Debug hides the key");
     }
 
     #[test]

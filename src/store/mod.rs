@@ -20,19 +20,22 @@
 //! this gopxe is reported and moved aside, never misread.
 //!
 //! Versions: boot actions 1 (the original's fields, `append`, `loader`),
-//! 2 (+ `installer`, `storage`); machines 1. Every write is a temp file in
+//! 2 (+ `installer`, `storage`); machines 1, 2 (+ `install_key`; a
+//! version-1 machine reads with no key, so an install running across the
+//! upgrade calls back with the token or is reinstalled). Every write is a temp file in
 //! the same folder, `fsync`, `rename` over the old name, `fsync` of the
 //! folder: after a crash a record is either the old or the new version,
 //! never a mix, and a write that returned is on disk. A file that fails to
 //! decode at start-up is reported with its path, moved into `corrupt/`, and
 //! the rest is served.
 
-use crate::model::{BootAction, Installer, Loader, Machine, MachineId};
+use crate::model::{BootAction, Installer, Loader, Machine, MachineId, MachineState};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 4] = b"GPXR";
@@ -78,7 +81,54 @@ pub trait Record: Serialize + DeserializeOwned {
 }
 
 impl Record for Machine {
-    const VERSION: u16 = 1;
+    const VERSION: u16 = 2;
+
+    fn decode_old(version: u16, payload: &[u8]) -> Result<Self, String> {
+        match version {
+            1 => postcard_exact::<MachineV1>(payload).map(Machine::from),
+            v => Err(format!("schema version {v}, this gopxe reads 1 and 2")),
+        }
+    }
+}
+
+/// A machine as schema version 1 stored it (before `install_key`).
+/// Never written any more; kept to read old stores.
+#[derive(Serialize, serde::Deserialize)]
+pub struct MachineV1 {
+    pub id: MachineId,
+    pub bootaction: String,
+    pub ksfile: String,
+    pub os: Option<String>,
+    pub version: Option<String>,
+    pub hostname: Option<String>,
+    pub ip: Option<Ipv4Addr>,
+    pub mask: Option<Ipv4Addr>,
+    pub gw: Option<Ipv4Addr>,
+    pub ns1: Option<Ipv4Addr>,
+    pub ns2: Option<Ipv4Addr>,
+    pub state: MachineState,
+    pub updated_ms: u64,
+}
+
+impl From<MachineV1> for Machine {
+    fn from(m: MachineV1) -> Self {
+        Machine {
+            id: m.id,
+            bootaction: m.bootaction,
+            ksfile: m.ksfile,
+            os: m.os,
+            version: m.version,
+            hostname: m.hostname,
+            ip: m.ip,
+            mask: m.mask,
+            gw: m.gw,
+            ns1: m.ns1,
+            ns2: m.ns2,
+            state: m.state,
+            updated_ms: m.updated_ms,
+            install_key: None,
+        }
+    }
 }
 
 impl Record for BootAction {
@@ -345,7 +395,7 @@ fn read_dir_files(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{BootActionBody, MachineState, Storage};
+    use crate::model::{BootActionBody, Storage};
 
     fn tmpdir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("gopxe-store-{tag}-{}", std::process::id()));
@@ -413,6 +463,7 @@ mod tests {
             ns2: None,
             state: MachineState::Installed,
             updated_ms: 5,
+            install_key: None,
         };
         // A record under the wrong name is not trusted either.
         write_atomic(
@@ -463,10 +514,21 @@ mod tests {
         assert_eq!(a.loader, Loader::Ipxe);
         assert_eq!(a.installer, Installer::Kickstart);
         assert_eq!(a.storage, None);
-        // Machines are still version 1: the same bytes are what gopxe writes today.
+        // A version-1 machine reads with no install key and is written
+        // back as version 2: its fields, then the key.
         let m: Machine = decode(&unhex(V1_MACHINE)).unwrap();
         assert_eq!(m.hostname.as_deref(), Some("n1.lab"));
-        assert_eq!(encode(&m).unwrap(), unhex(V1_MACHINE));
+        assert_eq!(m.install_key, None);
+        let m2 = encode(&m).unwrap();
+        assert_eq!(&m2[4..6], &[2, 0]);
+        assert_eq!(&m2[HEADER..m2.len() - 1], &unhex(V1_MACHINE)[HEADER..]);
+        assert_eq!(m2.last(), Some(&0), "no key");
+        assert_eq!(decode::<Machine>(&m2).unwrap(), m);
+        let keyed = Machine {
+            install_key: Some(crate::model::InstallKey([7; 16])),
+            ..m
+        };
+        assert_eq!(decode::<Machine>(&encode(&keyed).unwrap()).unwrap(), keyed);
         // A converted action is written back as version 2 and reads back equal.
         let v2 = encode(&a).unwrap();
         assert_eq!(&v2[4..6], &[2, 0]);

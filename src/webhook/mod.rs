@@ -294,6 +294,7 @@ mod tests {
             ns2: None,
             state: MachineState::Installed,
             updated_ms: 0,
+            install_key: None,
         };
         let metrics = Metrics::default();
         w.notify(

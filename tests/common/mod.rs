@@ -126,6 +126,11 @@ impl Gopxe {
         request(self.port, "GET", path, &[], b"")
     }
 
+    /// A GET from another loopback address (a machine's own, in tests).
+    pub fn get_from(&self, source: &str, path: &str) -> Resp {
+        request_from(source, self.port, "GET", path, &[], b"")
+    }
+
     pub fn post(&self, path: &str, body: &str) -> Resp {
         request(
             self.port,
@@ -184,7 +189,26 @@ impl Resp {
 
 /// One request on its own connection (`Connection: close`).
 pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    request_from("127.0.0.1", port, method, path, headers, body)
+}
+
+/// [`request`] from a given loopback source address (any 127.x.y.z): a
+/// machine's own address in tests, since its answer-file fetches count
+/// only from there.
+pub fn request_from(
+    source: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let src: std::net::SocketAddr = format!("{source}:0").parse().expect("source address");
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&src.into()).expect("bind source");
+    let dst: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    sock.connect(&dst.into()).expect("connect");
+    let mut s: TcpStream = sock.into();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
