@@ -12,7 +12,9 @@
 //! so a boot that runs alone keeps a thread to itself (the pump's solo
 //! mode). Each transfer binds a socket to the listening address's IP,
 //! port 0. Refused: write requests (error 2), names that fail [`sanitize`]
-//! (error 2), missing files (error 1), requests past
+//! (error 2), missing files (error 1), names [`crate::fsroot`] will not
+//! open (error 2, or 0 for an I/O error; the reason is logged at warn:
+//! a symlink out of the root, a FIFO, a device...), requests past
 //! [`ServerConfig::max_transfers`] (error 0 "server busy"). A repeated RRQ
 //! from the same client port for the same file while its transfer runs is
 //! ignored. Packets from a foreign TID get error 5 and are otherwise ignored.
@@ -37,6 +39,7 @@ use super::path::{RelativePath, sanitize};
 use super::pump::{Content, Finished, Job, Pump, outcome_of};
 use super::transfer::{Outcome, Transfer, TransferConfig, netascii_len};
 use super::wire::{ErrorCode, Mode, Packet, Request, error_packet};
+use crate::fsroot::{self, Refusal};
 
 /// Driver settings.
 #[derive(Debug, Clone)]
@@ -81,22 +84,14 @@ pub enum Source {
     File { file: File, len: u64 },
 }
 
-/// Why a name could not be opened.
-#[derive(Debug)]
-pub enum OpenError {
-    NotFound,
-    AccessDenied,
-    Io(io::Error),
-}
-
 /// The hook that turns a checked name into content, per client.
 pub trait FileProvider {
-    fn open(&self, path: &RelativePath, client: SocketAddr) -> Result<Source, OpenError>;
+    fn open(&self, path: &RelativePath, client: SocketAddr) -> Result<Source, Refusal>;
 }
 
-/// Serves regular files under one directory. Symlinks are followed only
-/// while they stay inside it: the full path is canonicalised and must start
-/// with the canonical root.
+/// Serves regular files under one directory, through
+/// [`fsroot::open_regular`]: symlinks are followed only while they stay
+/// inside it, and FIFOs, sockets, devices and directories are never opened.
 #[derive(Debug, Clone)]
 pub struct ImagesRoot {
     root: PathBuf,
@@ -116,28 +111,9 @@ impl ImagesRoot {
 }
 
 impl FileProvider for ImagesRoot {
-    fn open(&self, path: &RelativePath, _client: SocketAddr) -> Result<Source, OpenError> {
-        let canonical = path.under(&self.root).canonicalize().map_err(io_error)?;
-        if !canonical.starts_with(&self.root) {
-            return Err(OpenError::AccessDenied);
-        }
-        let file = File::open(&canonical).map_err(io_error)?;
-        let meta = file.metadata().map_err(io_error)?;
-        if !meta.is_file() {
-            return Err(OpenError::NotFound);
-        }
-        Ok(Source::File {
-            file,
-            len: meta.len(),
-        })
-    }
-}
-
-fn io_error(e: io::Error) -> OpenError {
-    match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => OpenError::NotFound,
-        io::ErrorKind::PermissionDenied => OpenError::AccessDenied,
-        _ => OpenError::Io(e),
+    fn open(&self, path: &RelativePath, _client: SocketAddr) -> Result<Source, Refusal> {
+        let (file, len) = fsroot::open_regular(&self.root, path.components())?;
+        Ok(Source::File { file, len })
     }
 }
 
@@ -153,7 +129,7 @@ where
     F: Fn(&RelativePath, SocketAddr) -> Option<Vec<u8>>,
     P: FileProvider,
 {
-    fn open(&self, path: &RelativePath, client: SocketAddr) -> Result<Source, OpenError> {
+    fn open(&self, path: &RelativePath, client: SocketAddr) -> Result<Source, Refusal> {
         match (self.lookup)(path, client) {
             Some(content) => Ok(Source::Virtual(content)),
             None => self.inner.open(path, client),
@@ -385,12 +361,17 @@ where
     P: FileProvider,
     R: Fn(&TransferReport),
 {
-    let source = shared.provider.open(&path, peer).map_err(|e| match e {
-        OpenError::NotFound => (ErrorCode::FileNotFound, "file not found"),
-        OpenError::AccessDenied => (ErrorCode::AccessViolation, "access violation"),
-        OpenError::Io(e) => {
-            warn!("tftp: open {path}: {e}");
-            (ErrorCode::NotDefined, "cannot open file")
+    let source = shared.provider.open(&path, peer).map_err(|e| {
+        if !matches!(e, Refusal::NotFound) {
+            // A missing name is routine (pxelinux probes many config
+            // names) and is reported at info; anything else is a reason
+            // the admin wants to read.
+            warn!("tftp: {peer}: {path} refused: {e}");
+        }
+        match e {
+            Refusal::NotFound => (ErrorCode::FileNotFound, "file not found"),
+            Refusal::Io(_) => (ErrorCode::NotDefined, "cannot open file"),
+            _ => (ErrorCode::AccessViolation, "access violation"),
         }
     })?;
     let tsize = match (&source, request.mode) {
