@@ -15,9 +15,11 @@
 //! (error 2), missing files (error 1), names [`crate::fsroot`] will not
 //! open (error 2, or 0 for an I/O error; the reason is logged at warn:
 //! a symlink out of the root, a FIFO, a device...), requests past
-//! [`ServerConfig::max_transfers`] (error 0 "server busy"). A repeated RRQ
-//! from the same client port for the same file while its transfer runs is
-//! ignored. Packets from a foreign TID get error 5 and are otherwise ignored.
+//! [`ServerConfig::max_transfers`] (error 0 "server busy") and past
+//! [`ServerConfig::max_per_client`] from one IP address (error 0 "too many
+//! transfers from your address"). A repeated RRQ from the same client port
+//! for the same file while its transfer runs is ignored. Packets from a
+//! foreign TID get error 5 and are otherwise ignored.
 //!
 //! Files are streamed by the data thread in chunks, never read whole.
 
@@ -47,6 +49,10 @@ pub struct ServerConfig {
     pub transfer: TransferConfig,
     /// Transfers running at once; requests past it get "server busy".
     pub max_transfers: usize,
+    /// Transfers running at once for one client IP address (any port), so
+    /// one client cannot take every slot; requests past it get "too many
+    /// transfers from your address".
+    pub max_per_client: usize,
     /// Data threads the transfers are spread over (see [`super::pump`]).
     pub data_threads: usize,
 }
@@ -56,6 +62,7 @@ impl Default for ServerConfig {
         ServerConfig {
             transfer: TransferConfig::default(),
             max_transfers: 128,
+            max_per_client: 8,
             data_threads: default_data_threads(),
         }
     }
@@ -325,20 +332,18 @@ where
             return Some(error_packet(ErrorCode::AccessViolation, &msg));
         }
     };
-    let duplicate = shared
-        .active
-        .borrow()
-        .values()
-        .any(|a| a.client == peer && a.file == path.as_str());
-    if duplicate {
-        debug!("tftp: {peer}: duplicate request for {path} ignored");
-        return None;
-    }
-    if shared.active.borrow().len() >= shared.cfg.max_transfers {
-        let msg = "server busy, try again later";
-        warn!("tftp: {peer}: {path} refused: {msg}");
-        shared.refused(path.to_string(), peer, ErrorCode::NotDefined, msg);
-        return Some(error_packet(ErrorCode::NotDefined, msg));
+    let admission = admit(&shared.active.borrow(), &shared.cfg, peer, path.as_str());
+    match admission {
+        Admission::Start => {}
+        Admission::Duplicate => {
+            debug!("tftp: {peer}: duplicate request for {path} ignored");
+            return None;
+        }
+        Admission::Refuse(msg) => {
+            warn!("tftp: {peer}: {path} refused: {msg}");
+            shared.refused(path.to_string(), peer, ErrorCode::NotDefined, msg);
+            return Some(error_packet(ErrorCode::NotDefined, msg));
+        }
     }
     match start_transfer(shared, &request, path.clone(), peer) {
         Ok(()) => None,
@@ -347,6 +352,43 @@ where
             Some(error_packet(code, msg))
         }
     }
+}
+
+/// What to do with a read request, given the transfers running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    Start,
+    /// The same client port already fetches this file (a retransmitted
+    /// RRQ): ignored.
+    Duplicate,
+    /// Past a limit: error 0 with this message.
+    Refuse(&'static str),
+}
+
+/// The limits on new transfers: a repeated request is ignored; past
+/// [`ServerConfig::max_transfers`] in all, or
+/// [`ServerConfig::max_per_client`] from the requester's IP address (any
+/// port), the request is refused.
+fn admit(
+    active: &HashMap<u64, Active>,
+    cfg: &ServerConfig,
+    peer: SocketAddr,
+    file: &str,
+) -> Admission {
+    if active.values().any(|a| a.client == peer && a.file == file) {
+        return Admission::Duplicate;
+    }
+    if active.len() >= cfg.max_transfers {
+        return Admission::Refuse("server busy, try again later");
+    }
+    let from_peer = active
+        .values()
+        .filter(|a| a.client.ip() == peer.ip())
+        .count();
+    if from_peer >= cfg.max_per_client {
+        return Admission::Refuse("too many transfers from your address, try again later");
+    }
+    Admission::Start
 }
 
 /// Open the file, negotiate, bind the transfer's socket and hand it to
@@ -518,6 +560,61 @@ mod tests {
         assert_eq!(pick_thread(&[3, 2, 2, 5], 4), Pick::Thread(1));
         assert_eq!(pick_thread(&[1], 1), Pick::Thread(0));
         assert_eq!(pick_thread(&[1], 0), Pick::Thread(0));
+    }
+
+    #[test]
+    fn admission_limits_in_all_and_per_client_address() {
+        let cfg = ServerConfig {
+            max_transfers: 4,
+            max_per_client: 2,
+            ..ServerConfig::default()
+        };
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let mut active = HashMap::new();
+        let mut run = |client: &str, file: &str| {
+            let id = active.len() as u64;
+            active.insert(
+                id,
+                Active {
+                    client: addr(client),
+                    file: file.to_owned(),
+                    thread: 0,
+                },
+            );
+        };
+        run("10.0.0.5:1001", "pxelinux.0");
+        run("10.0.0.5:1002", "pxelinux.0");
+        let per_client = Admission::Refuse("too many transfers from your address, try again later");
+        // A third from the same address, whatever its port or file...
+        assert_eq!(admit(&active, &cfg, addr("10.0.0.5:1003"), "x"), per_client);
+        // ...while the same port and file is a retransmitted request.
+        assert_eq!(
+            admit(&active, &cfg, addr("10.0.0.5:1001"), "pxelinux.0"),
+            Admission::Duplicate
+        );
+        // Another address still starts.
+        assert_eq!(
+            admit(&active, &cfg, addr("10.0.0.6:1001"), "pxelinux.0"),
+            Admission::Start
+        );
+        let mut run = |client: &str| {
+            let id = active.len() as u64;
+            active.insert(
+                id,
+                Active {
+                    client: addr(client),
+                    file: "f".to_owned(),
+                    thread: 0,
+                },
+            );
+            admit(&active, &cfg, addr("10.0.0.9:1"), "f")
+        };
+        assert_eq!(run("10.0.0.6:1"), Admission::Start);
+        // Four running in all: the global limit comes first.
+        assert_eq!(
+            run("10.0.0.7:1"),
+            Admission::Refuse("server busy, try again later")
+        );
     }
 
     #[test]
