@@ -98,7 +98,11 @@ start() { # server port; sets SPID[server]; returns 1 if it cannot run
     gopxe | baseline)
         local bin=$GOPXE
         [ "$1" = baseline ] && bin=$BASELINE
-        "$bin" serve --tftp-listen "127.0.0.1:$port" --tftp-max-transfers 256 \
+        # Every download comes from 127.0.0.1: lift the per-client limit
+        # (a baseline built before it has no such flag).
+        local per=()
+        "$bin" --help | grep -q -- --tftp-max-per-client && per=(--tftp-max-per-client 256)
+        "$bin" serve --tftp-listen "127.0.0.1:$port" --tftp-max-transfers 256 "${per[@]}" \
             --images "$WORK/root" --data-dir "$WORK/$1-data" --http-listen 127.0.0.1:0 \
             --advertise-addr 127.0.0.1 >/dev/null 2>&1 &
         ;;

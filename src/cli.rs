@@ -39,6 +39,7 @@ Options (each also a key in the config file, with _ for -):
   --repo-url URL           kickstart repository ({os}, {version}, {server})
   --tftp-listen ADDR|off   TFTP address  [0.0.0.0:69 when it can be had]
   --tftp-max-transfers N   concurrent TFTP transfers              [64]
+  --tftp-max-per-client N  concurrent TFTP transfers per client address [8]
   --dhcp-mode off|proxy|authoritative                             [off]
   --dhcp-range FIRST,LAST[,MASK[,LEASE]]   (repeatable; LEASE like 12h)
   --dhcp-router IP         option 3 for pool addresses
@@ -169,14 +170,20 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<
                     let v = val("server-name")?;
                     f.server_names.get_or_insert_with(Vec::new).push(v);
                 }
-                "tftp-max-transfers" | "max-body-bytes" | "max-connections" | "dhcp-relay-port"
-                | "template-fuel" | "template-max-bytes" => {
+                "tftp-max-transfers"
+                | "tftp-max-per-client"
+                | "max-body-bytes"
+                | "max-connections"
+                | "dhcp-relay-port"
+                | "template-fuel"
+                | "template-max-bytes" => {
                     let v = val(&name)?;
                     let num: u64 = v
                         .parse()
                         .map_err(|_| format!("--{name}: `{v}` is not a whole number"))?;
                     match name.as_str() {
                         "tftp-max-transfers" => f.tftp_max_transfers = Some(num),
+                        "tftp-max-per-client" => f.tftp_max_per_client = Some(num),
                         "max-body-bytes" => f.max_body_bytes = Some(num),
                         "template-fuel" => f.template_fuel = Some(num),
                         "template-max-bytes" => f.template_max_bytes = Some(num),
@@ -374,6 +381,7 @@ fn start_tftp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<()
     };
     let mut cfg = ServerConfig {
         max_transfers: app.config.tftp_max_transfers,
+        max_per_client: app.config.tftp_max_per_client,
         ..ServerConfig::default()
     };
     if let Some(mtu) = tftp_mtu(app, local) {
@@ -389,9 +397,10 @@ fn start_tftp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<()
     announce(&format!("gopxe: tftp listening on {local}"));
     app.listening.borrow_mut().push(format!("tftp {local}"));
     log::info!(
-        "tftp on {local}, blksize up to {}, {} transfers at once",
+        "tftp on {local}, blksize up to {}, {} transfers at once, {} per client",
         cfg.transfer.max_blksize,
-        cfg.max_transfers
+        cfg.max_transfers,
+        cfg.max_per_client
     );
     let reports = app.clone();
     ex.spawn(async move {
@@ -538,5 +547,7 @@ mod tests {
                 .unwrap_err()
                 .contains("--max-connections")
         );
+        let t = args(&["--tftp-max-per-client", "2"]).unwrap();
+        assert_eq!(t.flags.tftp_max_per_client, Some(2));
     }
 }

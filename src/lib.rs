@@ -2,6 +2,8 @@
 //!
 //! Layers, from the wire inwards:
 //! - [`http`] (and later the DHCP/TFTP drivers): thin smol drivers.
+//! - [`fsroot`]: the one place a name from the network becomes an open
+//!   file (regular files under a root, for TFTP and HTTP).
 //! - [`dhcp`], [`tftp`]: sans-I/O protocol cores.
 //! - [`app`]: the running service's state and its durable writes.
 //! - [`boot`]: what a given client boots (pure rendering).
@@ -16,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod dhcp;
+pub mod fsroot;
 pub mod http;
 pub mod logring;
 pub mod metrics;

@@ -433,6 +433,8 @@ fn concurrency_limit_answers_busy() {
     let extra = 4;
     let fx = fixture(ServerConfig {
         max_transfers: max,
+        // Every client is 127.0.0.1: only the global limit is tested here.
+        max_per_client: max + extra,
         ..ServerConfig::default()
     });
     let clients: Vec<UdpSocket> = (0..max + extra).map(|_| client()).collect();

@@ -1,12 +1,16 @@
 //! TFTP through the real binary over loopback: per-machine configs are the
 //! same text `GET /pxelinux/{file}` returns, under every name pxelinux asks
 //! for; images are served byte for byte; transfers become events of the
-//! machine and counters in the metrics. Uses curl's TFTP client.
+//! machine and counters in the metrics; one client address cannot take
+//! more than `tftp_max_per_client` transfers. Uses curl's TFTP client, and
+//! raw requests where the test needs transfers left hanging.
 
 mod common;
 
 use common::{Gopxe, tempdir};
+use std::net::UdpSocket;
 use std::process::Command;
+use std::time::Duration;
 
 fn tftp_get(port: u16, name: &str, blksize: &str) -> Option<Vec<u8>> {
     let out = Command::new("curl")
@@ -78,5 +82,47 @@ fn boot_configs_and_images_over_tftp() {
     assert!(
         metrics.contains("gopxe_tftp_errors_total{error=\"not_found\"}"),
         "{metrics}"
+    );
+}
+
+/// Sends an RRQ for `name` from `from` (port 0) and returns the first
+/// packet answered, from whichever port; the transfer is never ACKed.
+fn rrq_from(from: &str, port: u16, name: &str) -> Vec<u8> {
+    let s = UdpSocket::bind((from, 0)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut p = vec![0, 1];
+    p.extend_from_slice(name.as_bytes());
+    p.extend_from_slice(b"\0octet\0");
+    s.send_to(&p, ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 1024];
+    let (n, _) = s
+        .recv_from(&mut buf)
+        .unwrap_or_else(|e| panic!("no answer from {from}: {e}"));
+    buf[..n].to_vec()
+}
+
+#[test]
+fn one_address_gets_at_most_max_per_client_transfers() {
+    let dir = tempdir("tftp-per-client");
+    std::fs::create_dir_all(dir.join("images")).unwrap();
+    std::fs::write(dir.join("images/pxelinux.0"), vec![7u8; 4000]).unwrap();
+    let g = Gopxe::start(&dir, &["--tftp-max-per-client", "2"]);
+    let port = g.announced_port("tftp").expect("tftp port announced");
+    // Two transfers from 127.0.0.1 start (DATA block 1) and hang.
+    for _ in 0..2 {
+        let p = rrq_from("127.0.0.1", port, "pxelinux.0");
+        assert_eq!(p.get(..4), Some(&[0, 3, 0, 1][..]), "{p:?}");
+    }
+    // A third from the same address, another port: error 0.
+    let p = rrq_from("127.0.0.1", port, "pxelinux.0");
+    let mut want = vec![0, 5, 0, 0];
+    want.extend_from_slice(b"too many transfers from your address, try again later\0");
+    assert_eq!(p, want, "{}", String::from_utf8_lossy(&p));
+    // Another address still starts one.
+    let p = rrq_from("127.0.0.2", port, "pxelinux.0");
+    assert_eq!(p.get(..4), Some(&[0, 3, 0, 1][..]), "{p:?}");
+    assert!(
+        g.log_text()
+            .contains("too many transfers from your address")
     );
 }

@@ -34,6 +34,7 @@ pub struct RawConfig {
     pub repo_url: Option<String>,
     pub tftp_listen: Option<String>,
     pub tftp_max_transfers: Option<u64>,
+    pub tftp_max_per_client: Option<u64>,
     pub dhcp_mode: Option<String>,
     pub dhcp_range: Option<Vec<String>>,
     pub dhcp_listen: Option<String>,
@@ -91,6 +92,8 @@ pub struct Config {
     /// port cannot be had (not root, or another server holds it).
     pub tftp_auto: bool,
     pub tftp_max_transfers: usize,
+    /// Concurrent TFTP transfers from one client IP address.
+    pub tftp_max_per_client: usize,
     pub dhcp_mode: DhcpMode,
     pub dhcp_ranges: Vec<Pool>,
     /// Where DHCP listens (udp/67; another port for relay tests).
@@ -125,6 +128,7 @@ impl Default for Config {
             tftp_listen: Some(SocketAddr::from(([0, 0, 0, 0], 69))),
             tftp_auto: true,
             tftp_max_transfers: 64,
+            tftp_max_per_client: 8,
             dhcp_mode: DhcpMode::Off,
             dhcp_ranges: Vec::new(),
             dhcp_listen: SocketAddr::from(([0, 0, 0, 0], 67)),
@@ -294,6 +298,12 @@ impl Config {
             }
             c.tftp_max_transfers = v as usize;
         }
+        if let Some((v, o)) = pick!(tftp_max_per_client) {
+            if !(1..=10_000).contains(&v) {
+                return Err(err(o, format!("{v} is out of range 1..=10000")));
+            }
+            c.tftp_max_per_client = v as usize;
+        }
         if let Some((v, o)) = pick!(dhcp_mode) {
             c.dhcp_mode = v
                 .parse()
@@ -429,6 +439,23 @@ mod tests {
         };
         let e = Config::from_raw(&RawConfig::default(), None, &flags).unwrap_err();
         assert_eq!(e.origin, "--dhcp-mode");
+    }
+
+    #[test]
+    fn tftp_per_client_limit_is_in_range() {
+        let d = Config::from_raw(&RawConfig::default(), None, &RawConfig::default()).unwrap();
+        assert_eq!(d.tftp_max_per_client, 8);
+        let file: RawConfig = basic_toml::from_str("tftp_max_per_client = 3\n").unwrap();
+        let c = Config::from_raw(&file, Some(Path::new("g.toml")), &RawConfig::default()).unwrap();
+        assert_eq!(c.tftp_max_per_client, 3);
+        for v in [0, 10_001] {
+            let flags = RawConfig {
+                tftp_max_per_client: Some(v),
+                ..Default::default()
+            };
+            let e = Config::from_raw(&RawConfig::default(), None, &flags).unwrap_err();
+            assert_eq!(e.origin, "--tftp-max-per-client", "{v}");
+        }
     }
 
     #[test]

@@ -79,6 +79,7 @@ pub fn render(raw: &RawConfig, header: &str) -> String {
         }
     };
     n("tftp_max_transfers", raw.tftp_max_transfers);
+    n("tftp_max_per_client", raw.tftp_max_per_client);
     n("dhcp_relay_port", raw.dhcp_relay_port);
     n("max_body_bytes", raw.max_body_bytes);
     n("max_connections", raw.max_connections);

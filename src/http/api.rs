@@ -38,6 +38,7 @@
 use super::reply::{Body, Reply};
 use crate::app::{App, AppError};
 use crate::boot::{self, installer, kickstart};
+use crate::fsroot::Refusal;
 use crate::model::validate::check_token;
 use crate::model::{
     BootAction, BootActionBody, EventKind, Machine, MachineBody, MachineId, MachineState,
@@ -45,7 +46,7 @@ use crate::model::{
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// A request as the router sees it.
@@ -397,12 +398,12 @@ async fn route(app: &App, req: &Req<'_>) -> Reply {
             _ => method_not_allowed("GET"),
         },
         ["images", rest @ ..] if req.method == "GET" => {
-            let reply = serve_file(app.images_root.as_deref(), rest).await;
+            let reply = serve_file(app.images_root.as_deref(), rest, "images", req.peer).await;
             file_event(app, req, &reply);
             reply
         }
         ["localrepo", rest @ ..] if req.method == "GET" => {
-            serve_file(app.localrepo_root.as_deref(), rest).await
+            serve_file(app.localrepo_root.as_deref(), rest, "localrepo", req.peer).await
         }
         _ => Reply::error(404, None, UNKNOWN_ROUTE),
     }
@@ -866,54 +867,52 @@ fn ipxe(app: &App, query: &str) -> Reply {
     )
 }
 
-/// Resolves decoded segments under `root`, refusing anything that leaves it
-/// (`..`, `.`, NUL, backslashes, and symlinks resolving outside the root).
-pub fn resolve_under(root: &Path, segments: &[&str]) -> Option<PathBuf> {
-    let mut p = root.to_path_buf();
-    for s in segments {
-        if s.is_empty() || *s == "." || *s == ".." || s.contains(['\0', '\\', '/']) || s.len() > 255
-        {
-            return None;
-        }
-        p.push(s);
-    }
-    let real = p.canonicalize().ok()?;
-    real.starts_with(root).then_some(real)
-}
-
-async fn serve_file(root: Option<&Path>, segments: &[&str]) -> Reply {
+/// A file under `root` (canonical), streamed; opened through
+/// [`crate::fsroot::open_regular`] off the executor (an open is still a
+/// system call that can wait on the disk). A missing name is a 404; any
+/// other refusal (a FIFO, device or directory, a symlink out of the root,
+/// a bad name) is a 403 whose body gives a short reason without paths,
+/// and whose full reason goes to the log. `what` names the tree in the log.
+async fn serve_file(
+    root: Option<&Path>,
+    segments: &[&str],
+    what: &str,
+    peer: std::net::IpAddr,
+) -> Reply {
     let not_found = || Reply::error(404, None, "no such file");
     let Some(root) = root else { return not_found() };
-    let Some(path) = resolve_under(root, segments) else {
-        return not_found();
+    let opened = {
+        let root = root.to_path_buf();
+        let components: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
+        smol::unblock(move || crate::fsroot::open_regular(&root, &components)).await
     };
-    let opened = smol::unblock(move || {
-        let f = std::fs::File::open(&path)?;
-        let meta = f.metadata()?;
-        Ok::<_, std::io::Error>((f, meta))
-    })
-    .await;
-    match opened {
-        Ok((f, meta)) if meta.is_file() => {
-            let ct = if segments
-                .last()
-                .is_some_and(|n| n.ends_with(".ipxe") || n.ends_with(".cfg"))
-            {
-                "text/plain; charset=utf-8"
-            } else {
-                "application/octet-stream"
-            };
-            Reply {
-                status: 200,
-                content_type: ct,
-                body: Body::File {
-                    file: Arc::new(f),
-                    len: meta.len(),
-                },
-                header: None,
-            }
+    let (file, len) = match opened {
+        Ok(f) => f,
+        Err(Refusal::NotFound) => return not_found(),
+        Err(e) => {
+            log::warn!(
+                "http: {peer}: GET /{what}/{} refused: {e}",
+                segments.join("/")
+            );
+            return Reply::error(403, None, e.public_reason());
         }
-        _ => not_found(),
+    };
+    let ct = if segments
+        .last()
+        .is_some_and(|n| n.ends_with(".ipxe") || n.ends_with(".cfg"))
+    {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/octet-stream"
+    };
+    Reply {
+        status: 200,
+        content_type: ct,
+        body: Body::File {
+            file: Arc::new(file),
+            len,
+        },
+        header: None,
     }
 }
 

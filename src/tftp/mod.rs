@@ -17,7 +17,7 @@ pub mod wire;
 
 pub use path::{PathError, RelativePath, sanitize};
 pub use server::{
-    FileProvider, ImagesRoot, OpenError, ServerConfig, Source, TransferReport, WithVirtual,
-    blksize_for_mtu, serve,
+    FileProvider, ImagesRoot, ServerConfig, Source, TransferReport, WithVirtual, blksize_for_mtu,
+    serve,
 };
 pub use transfer::{Outcome, Stats, Transfer, TransferConfig};

@@ -10,10 +10,9 @@
 //! [`MAX_NAME_LEN`] bytes and components over [`MAX_COMPONENT_LEN`] bytes.
 //! Percent signs are not decoded: `%2e%2e` is an ordinary file name.
 //!
-//! Symlinks are the resolver's job (see `server::ImagesRoot`).
+//! Symlinks and file types are the resolver's job (see `crate::fsroot`).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 
 /// Longest accepted request name, in bytes.
 pub const MAX_NAME_LEN: usize = 1024;
@@ -97,15 +96,6 @@ impl RelativePath {
     pub fn components(&self) -> impl Iterator<Item = &str> {
         self.0.split('/')
     }
-
-    /// `root` joined with every component (lexically; no file system access).
-    pub fn under(&self, root: &Path) -> PathBuf {
-        let mut p = root.to_path_buf();
-        for c in self.components() {
-            p.push(c);
-        }
-        p
-    }
 }
 
 impl fmt::Display for RelativePath {
@@ -175,9 +165,8 @@ mod tests {
     }
 
     #[test]
-    fn under_root() {
+    fn components() {
         let p = sanitize(b"a\\b/c").unwrap();
-        assert_eq!(p.under(Path::new("/srv")), PathBuf::from("/srv/a/b/c"));
         assert_eq!(p.components().collect::<Vec<_>>(), ["a", "b", "c"]);
     }
 }

@@ -12,10 +12,14 @@
 //! so a boot that runs alone keeps a thread to itself (the pump's solo
 //! mode). Each transfer binds a socket to the listening address's IP,
 //! port 0. Refused: write requests (error 2), names that fail [`sanitize`]
-//! (error 2), missing files (error 1), requests past
-//! [`ServerConfig::max_transfers`] (error 0 "server busy"). A repeated RRQ
-//! from the same client port for the same file while its transfer runs is
-//! ignored. Packets from a foreign TID get error 5 and are otherwise ignored.
+//! (error 2), missing files (error 1), names [`crate::fsroot`] will not
+//! open (error 2, or 0 for an I/O error; the reason is logged at warn:
+//! a symlink out of the root, a FIFO, a device...), requests past
+//! [`ServerConfig::max_transfers`] (error 0 "server busy") and past
+//! [`ServerConfig::max_per_client`] from one IP address (error 0 "too many
+//! transfers from your address"). A repeated RRQ from the same client port
+//! for the same file while its transfer runs is ignored. Packets from a
+//! foreign TID get error 5 and are otherwise ignored.
 //!
 //! Files are streamed by the data thread in chunks, never read whole.
 
@@ -37,6 +41,7 @@ use super::path::{RelativePath, sanitize};
 use super::pump::{Content, Finished, Job, Pump, outcome_of};
 use super::transfer::{Outcome, Transfer, TransferConfig, netascii_len};
 use super::wire::{ErrorCode, Mode, Packet, Request, error_packet};
+use crate::fsroot::{self, Refusal};
 
 /// Driver settings.
 #[derive(Debug, Clone)]
@@ -44,6 +49,10 @@ pub struct ServerConfig {
     pub transfer: TransferConfig,
     /// Transfers running at once; requests past it get "server busy".
     pub max_transfers: usize,
+    /// Transfers running at once for one client IP address (any port), so
+    /// one client cannot take every slot; requests past it get "too many
+    /// transfers from your address".
+    pub max_per_client: usize,
     /// Data threads the transfers are spread over (see [`super::pump`]).
     pub data_threads: usize,
 }
@@ -53,6 +62,7 @@ impl Default for ServerConfig {
         ServerConfig {
             transfer: TransferConfig::default(),
             max_transfers: 128,
+            max_per_client: 8,
             data_threads: default_data_threads(),
         }
     }
@@ -81,22 +91,14 @@ pub enum Source {
     File { file: File, len: u64 },
 }
 
-/// Why a name could not be opened.
-#[derive(Debug)]
-pub enum OpenError {
-    NotFound,
-    AccessDenied,
-    Io(io::Error),
-}
-
 /// The hook that turns a checked name into content, per client.
 pub trait FileProvider {
-    fn open(&self, path: &RelativePath, client: SocketAddr) -> Result<Source, OpenError>;
+    fn open(&self, path: &RelativePath, client: SocketAddr) -> Result<Source, Refusal>;
 }
 
-/// Serves regular files under one directory. Symlinks are followed only
-/// while they stay inside it: the full path is canonicalised and must start
-/// with the canonical root.
+/// Serves regular files under one directory, through
+/// [`fsroot::open_regular`]: symlinks are followed only while they stay
+/// inside it, and FIFOs, sockets, devices and directories are never opened.
 #[derive(Debug, Clone)]
 pub struct ImagesRoot {
     root: PathBuf,
@@ -116,28 +118,9 @@ impl ImagesRoot {
 }
 
 impl FileProvider for ImagesRoot {
-    fn open(&self, path: &RelativePath, _client: SocketAddr) -> Result<Source, OpenError> {
-        let canonical = path.under(&self.root).canonicalize().map_err(io_error)?;
-        if !canonical.starts_with(&self.root) {
-            return Err(OpenError::AccessDenied);
-        }
-        let file = File::open(&canonical).map_err(io_error)?;
-        let meta = file.metadata().map_err(io_error)?;
-        if !meta.is_file() {
-            return Err(OpenError::NotFound);
-        }
-        Ok(Source::File {
-            file,
-            len: meta.len(),
-        })
-    }
-}
-
-fn io_error(e: io::Error) -> OpenError {
-    match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => OpenError::NotFound,
-        io::ErrorKind::PermissionDenied => OpenError::AccessDenied,
-        _ => OpenError::Io(e),
+    fn open(&self, path: &RelativePath, _client: SocketAddr) -> Result<Source, Refusal> {
+        let (file, len) = fsroot::open_regular(&self.root, path.components())?;
+        Ok(Source::File { file, len })
     }
 }
 
@@ -153,7 +136,7 @@ where
     F: Fn(&RelativePath, SocketAddr) -> Option<Vec<u8>>,
     P: FileProvider,
 {
-    fn open(&self, path: &RelativePath, client: SocketAddr) -> Result<Source, OpenError> {
+    fn open(&self, path: &RelativePath, client: SocketAddr) -> Result<Source, Refusal> {
         match (self.lookup)(path, client) {
             Some(content) => Ok(Source::Virtual(content)),
             None => self.inner.open(path, client),
@@ -349,20 +332,18 @@ where
             return Some(error_packet(ErrorCode::AccessViolation, &msg));
         }
     };
-    let duplicate = shared
-        .active
-        .borrow()
-        .values()
-        .any(|a| a.client == peer && a.file == path.as_str());
-    if duplicate {
-        debug!("tftp: {peer}: duplicate request for {path} ignored");
-        return None;
-    }
-    if shared.active.borrow().len() >= shared.cfg.max_transfers {
-        let msg = "server busy, try again later";
-        warn!("tftp: {peer}: {path} refused: {msg}");
-        shared.refused(path.to_string(), peer, ErrorCode::NotDefined, msg);
-        return Some(error_packet(ErrorCode::NotDefined, msg));
+    let admission = admit(&shared.active.borrow(), &shared.cfg, peer, path.as_str());
+    match admission {
+        Admission::Start => {}
+        Admission::Duplicate => {
+            debug!("tftp: {peer}: duplicate request for {path} ignored");
+            return None;
+        }
+        Admission::Refuse(msg) => {
+            warn!("tftp: {peer}: {path} refused: {msg}");
+            shared.refused(path.to_string(), peer, ErrorCode::NotDefined, msg);
+            return Some(error_packet(ErrorCode::NotDefined, msg));
+        }
     }
     match start_transfer(shared, &request, path.clone(), peer) {
         Ok(()) => None,
@@ -371,6 +352,43 @@ where
             Some(error_packet(code, msg))
         }
     }
+}
+
+/// What to do with a read request, given the transfers running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    Start,
+    /// The same client port already fetches this file (a retransmitted
+    /// RRQ): ignored.
+    Duplicate,
+    /// Past a limit: error 0 with this message.
+    Refuse(&'static str),
+}
+
+/// The limits on new transfers: a repeated request is ignored; past
+/// [`ServerConfig::max_transfers`] in all, or
+/// [`ServerConfig::max_per_client`] from the requester's IP address (any
+/// port), the request is refused.
+fn admit(
+    active: &HashMap<u64, Active>,
+    cfg: &ServerConfig,
+    peer: SocketAddr,
+    file: &str,
+) -> Admission {
+    if active.values().any(|a| a.client == peer && a.file == file) {
+        return Admission::Duplicate;
+    }
+    if active.len() >= cfg.max_transfers {
+        return Admission::Refuse("server busy, try again later");
+    }
+    let from_peer = active
+        .values()
+        .filter(|a| a.client.ip() == peer.ip())
+        .count();
+    if from_peer >= cfg.max_per_client {
+        return Admission::Refuse("too many transfers from your address, try again later");
+    }
+    Admission::Start
 }
 
 /// Open the file, negotiate, bind the transfer's socket and hand it to
@@ -385,12 +403,17 @@ where
     P: FileProvider,
     R: Fn(&TransferReport),
 {
-    let source = shared.provider.open(&path, peer).map_err(|e| match e {
-        OpenError::NotFound => (ErrorCode::FileNotFound, "file not found"),
-        OpenError::AccessDenied => (ErrorCode::AccessViolation, "access violation"),
-        OpenError::Io(e) => {
-            warn!("tftp: open {path}: {e}");
-            (ErrorCode::NotDefined, "cannot open file")
+    let source = shared.provider.open(&path, peer).map_err(|e| {
+        if !matches!(e, Refusal::NotFound) {
+            // A missing name is routine (pxelinux probes many config
+            // names) and is reported at info; anything else is a reason
+            // the admin wants to read.
+            warn!("tftp: {peer}: {path} refused: {e}");
+        }
+        match e {
+            Refusal::NotFound => (ErrorCode::FileNotFound, "file not found"),
+            Refusal::Io(_) => (ErrorCode::NotDefined, "cannot open file"),
+            _ => (ErrorCode::AccessViolation, "access violation"),
         }
     })?;
     let tsize = match (&source, request.mode) {
@@ -537,6 +560,61 @@ mod tests {
         assert_eq!(pick_thread(&[3, 2, 2, 5], 4), Pick::Thread(1));
         assert_eq!(pick_thread(&[1], 1), Pick::Thread(0));
         assert_eq!(pick_thread(&[1], 0), Pick::Thread(0));
+    }
+
+    #[test]
+    fn admission_limits_in_all_and_per_client_address() {
+        let cfg = ServerConfig {
+            max_transfers: 4,
+            max_per_client: 2,
+            ..ServerConfig::default()
+        };
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let mut active = HashMap::new();
+        let mut run = |client: &str, file: &str| {
+            let id = active.len() as u64;
+            active.insert(
+                id,
+                Active {
+                    client: addr(client),
+                    file: file.to_owned(),
+                    thread: 0,
+                },
+            );
+        };
+        run("10.0.0.5:1001", "pxelinux.0");
+        run("10.0.0.5:1002", "pxelinux.0");
+        let per_client = Admission::Refuse("too many transfers from your address, try again later");
+        // A third from the same address, whatever its port or file...
+        assert_eq!(admit(&active, &cfg, addr("10.0.0.5:1003"), "x"), per_client);
+        // ...while the same port and file is a retransmitted request.
+        assert_eq!(
+            admit(&active, &cfg, addr("10.0.0.5:1001"), "pxelinux.0"),
+            Admission::Duplicate
+        );
+        // Another address still starts.
+        assert_eq!(
+            admit(&active, &cfg, addr("10.0.0.6:1001"), "pxelinux.0"),
+            Admission::Start
+        );
+        let mut run = |client: &str| {
+            let id = active.len() as u64;
+            active.insert(
+                id,
+                Active {
+                    client: addr(client),
+                    file: "f".to_owned(),
+                    thread: 0,
+                },
+            );
+            admit(&active, &cfg, addr("10.0.0.9:1"), "f")
+        };
+        assert_eq!(run("10.0.0.6:1"), Admission::Start);
+        // Four running in all: the global limit comes first.
+        assert_eq!(
+            run("10.0.0.7:1"),
+            Admission::Refuse("server busy, try again later")
+        );
     }
 
     #[test]

@@ -119,7 +119,8 @@ prepare_images() {
 }
 
 GOPXE_PID=""
-# start_gopxe DATA_DIR IMAGES_DIR [extra flags...]: in $NS_SRV, waits until serving
+# start_gopxe DATA_DIR IMAGES_DIR [extra flags...]: in $NS_SRV, waits until serving.
+# Every simulated client's TFTP comes from $CLI_IP: no per-client limit.
 start_gopxe() {
     local data=$1 images=$2
     shift 2
@@ -128,6 +129,7 @@ start_gopxe() {
         --http-listen "$SRV_IP:80" --advertise-addr "$SRV_IP" --api-token "$TOKEN" \
         --dhcp-mode authoritative --dhcp-listen "$SRV_IP:67" --dhcp-relay-port 67 \
         --dhcp-range "$POOL,1h" --tftp-listen "$SRV_IP:69" --tftp-max-transfers 256 \
+        --tftp-max-per-client 256 \
         "$@" >>"$WORK/gopxe.out" 2>>"$WORK/gopxe.err" &
     GOPXE_PID=$!
     PIDS+=("$GOPXE_PID")

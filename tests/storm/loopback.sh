@@ -38,7 +38,8 @@ RP=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRA
     --http-listen 127.0.0.1:0 --advertise-addr 127.0.0.1 \
     --dhcp-mode authoritative --dhcp-listen 127.0.0.1:0 --dhcp-relay-port "$RP" \
     --dhcp-range 127.0.1.1,127.0.200.254,255.0.0.0,1h \
-    --tftp-listen 127.0.0.1:0 --tftp-max-transfers 128 >"$WORK/out" 2>"$WORK/err" &
+    --tftp-listen 127.0.0.1:0 --tftp-max-transfers 128 --tftp-max-per-client 128 \
+    >"$WORK/out" 2>"$WORK/err" &
 GP=$!
 for _ in $(seq 1 100); do
     grep -q "http listening" "$WORK/out" && break
