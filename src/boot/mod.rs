@@ -15,10 +15,11 @@
 //! *before* the action's `append` so that an admin's `--- console=...`
 //! (arguments after `---` are copied to the installed system) stays last.
 //!
-//! The kernel keeps a command line of at most [`MAX_KERNEL_LINE`]` - 1`
-//! bytes and boot loaders cut a longer one silently — with `ks=` written
-//! last, the installer would lose its kickstart. [`kernel_line_len`]
-//! measures the longest line an action gives a machine, counting what the
+//! The kernel keeps a command line of at most `MAX_KERNEL_LINE - 1` bytes
+//! ([`MAX_KERNEL_LINE`] counts its NUL) and boot loaders cut a longer one
+//! silently — with `ks=` written last, the installer would lose its
+//! kickstart. [`kernel_line_len`] measures the longest line an action
+//! gives a machine, counting what the
 //! loaders put in front (pxelinux: `BOOT_IMAGE=<kernel> `, syslinux
 //! `execute.c`; iPXE on UEFI: the image name and a space, iPXE
 //! `efi_image_cmdline`), and [`check_kernel_line`] refuses a line that

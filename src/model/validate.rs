@@ -73,7 +73,7 @@ const SCRIPT_BREAKERS: [&str; 5] = [";", "&&", "||", "#", "${"];
 
 /// A value that is written into a boot script (pxelinux, iPXE, GRUB) or
 /// onto the kernel line: refuses control characters (a newline starts a
-/// new command) and [`SCRIPT_BREAKERS`] anywhere in the value, naming the
+/// new command) and `SCRIPT_BREAKERS` anywhere in the value, naming the
 /// first one found.
 ///
 /// A lone `$`, `|` or `&` is allowed: none of them ends a command or
