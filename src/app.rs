@@ -324,9 +324,18 @@ impl App {
     }
 
     /// Creates or replaces a boot action. Returns true when it was created.
+    /// Refused (field `append`) when the kernel line it gives unknown
+    /// machines or any machine that boots it would be too long for the
+    /// kernel (`boot::check_kernel_line`).
     pub async fn put_bootaction(&self, a: BootAction) -> Result<bool, AppError> {
         let _g = self.write_lock.write().await;
-        let path = self.store.borrow().path(Kind::BootAction, &a.name);
+        let path = {
+            let s = self.store.borrow();
+            let users = s.machines.values().filter(|m| m.bootaction == a.name);
+            crate::boot::check_kernel_line(&self.urls, &a, users)
+                .map_err(|e| AppError::Invalid(FieldError::new("append", e.to_string())))?;
+            s.path(Kind::BootAction, &a.name)
+        };
         persist(path, Some(store::encode(&a).map_err(AppError::Store)?))
             .await
             .map_err(AppError::Store)?;
@@ -394,11 +403,36 @@ impl App {
         Ok(())
     }
 
+    /// The kernel line machine `m` would boot with must fit the kernel
+    /// (`boot::check_kernel_line`). A refusal names `hostname` when the
+    /// record has one — it is the longest value the record puts on the
+    /// line (in the `ks=` URL, the preseed's `hostname=`/`domain=`,
+    /// autoinstall's `ip=`) — and otherwise `bootaction`, whose arguments
+    /// make the rest of the line.
+    fn check_kernel_line(&self, m: &Machine) -> Result<(), AppError> {
+        let s = self.store.borrow();
+        let Some(a) = s.bootactions.get(&m.bootaction) else {
+            return Ok(());
+        };
+        crate::boot::check_kernel_line(&self.urls, a, [m]).map_err(|e| {
+            let field = if m.hostname.is_some() {
+                "hostname"
+            } else {
+                "bootaction"
+            };
+            AppError::Invalid(FieldError::new(
+                field,
+                format!("with boot action `{}`, {e}", a.name),
+            ))
+        })
+    }
+
     /// Creates or replaces a machine (a replaced record starts a new
     /// install). Returns true when it was created.
     pub async fn put_machine(&self, mut m: Machine) -> Result<bool, AppError> {
         let _g = self.write_lock.write().await;
         self.check_references(&m)?;
+        self.check_kernel_line(&m)?;
         m.updated_ms = now_ms();
         m.state = MachineState::Install;
         m.install_key = Some(new_install_key()?);

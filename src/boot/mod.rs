@@ -14,6 +14,16 @@
 //! wrote it, or the preseed / autoinstall presets of [`installer`], which go
 //! *before* the action's `append` so that an admin's `--- console=...`
 //! (arguments after `---` are copied to the installed system) stays last.
+//!
+//! The kernel keeps a command line of at most `MAX_KERNEL_LINE - 1` bytes
+//! ([`MAX_KERNEL_LINE`] counts its NUL) and boot loaders cut a longer one
+//! silently — with `ks=` written last, the installer would lose its
+//! kickstart. [`kernel_line_len`] measures the longest line an action
+//! gives a machine, counting what the
+//! loaders put in front (pxelinux: `BOOT_IMAGE=<kernel> `, syslinux
+//! `execute.c`; iPXE on UEFI: the image name and a space, iPXE
+//! `efi_image_cmdline`), and [`check_kernel_line`] refuses a line that
+//! would not fit; the API checks it on every write that changes one.
 
 pub mod installer;
 pub mod kickstart;
@@ -22,8 +32,14 @@ use crate::model::{
     BootAction, Installer, Loader, Machine, MachineId, MachineState, parse_mac, parse_uuid,
 };
 use crate::store::Store;
+use std::fmt;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
+
+pub use crate::model::validate::MAX_KERNEL_LINE;
+
+/// The name an iPXE script gives the initrd, and so the `initrd=` argument.
+const IPXE_INITRD: &str = "initrd.img";
 
 /// What `pxelinux.cfg/default` (and an unknown machine) gets.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -238,6 +254,84 @@ fn command_line(a: &BootAction, initrd_arg: Option<&str>, extra: Option<&Machine
     args.trim_end().to_string()
 }
 
+/// The `APPEND` text of a pxelinux config: the initrd by its path.
+fn pxelinux_args(a: &BootAction, extra: Option<&MachineArgs>) -> String {
+    command_line(a, a.initrd.as_deref(), extra)
+}
+
+/// The arguments after the kernel URL in an iPXE script: the initrd by
+/// the name the script gives it.
+fn ipxe_args(a: &BootAction, extra: Option<&MachineArgs>) -> String {
+    command_line(a, a.initrd.as_ref().map(|_| IPXE_INITRD), extra)
+}
+
+/// The name iPXE gives the kernel it downloads: the URL's last component.
+fn ipxe_image_name(kernel: &str) -> &str {
+    kernel.rsplit('/').next().unwrap_or(kernel)
+}
+
+/// Bytes of the longest command line the kernel of action `a` receives,
+/// booting machine `m` (`None`: an unknown machine booting the default),
+/// through pxelinux (`BOOT_IMAGE=<kernel> <APPEND text>`) or iPXE (on
+/// UEFI `<image name> <arguments after the URL>`; on BIOS the arguments
+/// alone, which is shorter). The terminating NUL is not counted.
+pub fn kernel_line_len(urls: &Urls, a: &BootAction, m: Option<&Machine>) -> usize {
+    let extra = m.map(|m| machine_args(urls, a, m));
+    let pxelinux =
+        "BOOT_IMAGE=".len() + a.kernel.len() + 1 + pxelinux_args(a, extra.as_ref()).len();
+    let ipxe = ipxe_image_name(&a.kernel).len() + 1 + ipxe_args(a, extra.as_ref()).len();
+    pxelinux.max(ipxe)
+}
+
+/// A kernel command line the kernel would cut short.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineTooLong {
+    /// Its length in bytes, without the terminating NUL.
+    pub bytes: usize,
+    /// The machine it is for; `None`: unknown machines.
+    pub machine: Option<MachineId>,
+}
+
+impl fmt::Display for LineTooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the kernel command line")?;
+        if let Some(id) = &self.machine {
+            write!(f, " of machine {id}")?;
+        }
+        write!(
+            f,
+            " would be {} bytes; the kernel keeps at most {} (COMMAND_LINE_SIZE {MAX_KERNEL_LINE} with its terminating NUL)",
+            self.bytes,
+            MAX_KERNEL_LINE - 1
+        )
+    }
+}
+
+/// Checks that action `a` gives unknown machines and each of `machines`
+/// a kernel line the kernel keeps whole; names the longest one otherwise.
+pub fn check_kernel_line<'m>(
+    urls: &Urls,
+    a: &BootAction,
+    machines: impl IntoIterator<Item = &'m Machine>,
+) -> Result<(), LineTooLong> {
+    let unknown = LineTooLong {
+        bytes: kernel_line_len(urls, a, None),
+        machine: None,
+    };
+    let longest = machines
+        .into_iter()
+        .map(|m| LineTooLong {
+            bytes: kernel_line_len(urls, a, Some(m)),
+            machine: Some(m.id),
+        })
+        .fold(unknown, |l, m| if m.bytes > l.bytes { m } else { l });
+    if longest.bytes < MAX_KERNEL_LINE {
+        Ok(())
+    } else {
+        Err(longest)
+    }
+}
+
 /// The pxelinux config of an action; `extra` are the machine's arguments.
 /// pxelinux hands the rest of the `APPEND` line to the kernel verbatim (no
 /// quoting, `;` is an ordinary character).
@@ -248,7 +342,7 @@ pub fn pxelinux_action(a: &BootAction, extra: Option<&MachineArgs>) -> String {
         a.label,
         a.menu,
         a.kernel,
-        command_line(a, a.initrd.as_deref(), extra)
+        pxelinux_args(a, extra)
     )
 }
 
@@ -311,15 +405,14 @@ pub fn ipxe_script(
     // only when it is exactly `;`, `&&` or `||` (or starts with `#`), so
     // `ds=nocloud-net;s=...` needs no quoting here either.
     let extra = m.map(|m| machine_args(urls, a, m));
-    let args = command_line(a, a.initrd.as_ref().map(|_| "initrd.img"), extra.as_ref());
     let mut s = format!(
         "#!ipxe\necho gopxe: {}\nkernel {} {}\n",
         a.menu,
         urls.image(&a.kernel),
-        args
+        ipxe_args(a, extra.as_ref())
     );
     if let Some(i) = &a.initrd {
-        let _ = writeln!(s, "initrd --name initrd.img {}", urls.image(i));
+        let _ = writeln!(s, "initrd --name {IPXE_INITRD} {}", urls.image(i));
     }
     s.push_str("boot\n");
     s
@@ -538,5 +631,124 @@ mod tests {
             !dflt.contains("cloud-init") && !dflt.contains("autoinstall"),
             "{dflt}"
         );
+    }
+
+    /// Lengths of what the kernel receives, read off rendered configs:
+    /// pxelinux `BOOT_IMAGE=<KERNEL> <APPEND>`, iPXE on UEFI `<image name>
+    /// <arguments after the kernel URL>`.
+    fn rendered_lens(pxelinux: &str, ipxe: &str) -> (usize, usize) {
+        let field = |key: &str| {
+            pxelinux
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or_else(|| panic!("no {key} in {pxelinux}"))
+        };
+        let pxe = format!("BOOT_IMAGE={} {}", field(" KERNEL "), field(" APPEND "));
+        let kernel = ipxe
+            .lines()
+            .find_map(|l| l.strip_prefix("kernel "))
+            .unwrap_or_else(|| panic!("no kernel line in {ipxe}"));
+        let (url, args) = kernel.split_once(' ').unwrap();
+        let name = url.rsplit('/').next().unwrap();
+        (pxe.len(), format!("{name} {args}").len())
+    }
+
+    #[test]
+    fn kernel_line_len_is_the_rendered_length() {
+        let urls = Urls::new(Ipv4Addr::new(10, 1, 20, 2), 9090)
+            .with_dns(vec![Ipv4Addr::new(10, 1, 20, 53)]);
+        for installer in ["kickstart", "preseed", "autoinstall"] {
+            for append in [None, Some("--- console=ttyS0,115200n8")] {
+                let (store, m) = store_with_installer(installer, append);
+                let a = store.bootactions.get("inst").unwrap();
+                let (pxe, ipxe) = rendered_lens(
+                    &pxelinux_machine(&store, &urls, &m),
+                    &ipxe_script(&store, &urls, &DefaultBoot::Local, Some(&m)),
+                );
+                assert_eq!(
+                    kernel_line_len(&urls, a, Some(&m)),
+                    pxe.max(ipxe),
+                    "{installer} {append:?}"
+                );
+                // pxelinux names the initrd by its path, iPXE by a short
+                // name: here pxelinux's line is the longer.
+                assert!(pxe > ipxe, "{installer}");
+                let dflt = DefaultBoot::Action("inst".into());
+                let (pxe, ipxe) = rendered_lens(
+                    &pxelinux_default(&store, &dflt),
+                    &ipxe_script(&store, &urls, &dflt, None),
+                );
+                assert_eq!(
+                    kernel_line_len(&urls, a, None),
+                    pxe.max(ipxe),
+                    "{installer} {append:?}"
+                );
+            }
+        }
+        // The README's kickstart action, whose ks= URL carries every field.
+        let store = store_with_readme_records();
+        let m = store.machines.values().next().unwrap();
+        let a = store.bootactions.get("vmtemplate").unwrap();
+        let (pxe, ipxe) = rendered_lens(
+            &pxelinux_machine(&store, &urls, m),
+            &ipxe_script(&store, &urls, &DefaultBoot::Local, Some(m)),
+        );
+        assert_eq!(kernel_line_len(&urls, a, Some(m)), pxe.max(ipxe));
+    }
+
+    /// An `append` of exactly `n` bytes: words of at most 255 characters.
+    fn append_of(n: usize) -> String {
+        let mut s = String::new();
+        while s.len() < n {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            let word = (n - s.len()).min(255);
+            s.push_str(&"a".repeat(word));
+        }
+        s
+    }
+
+    #[test]
+    fn kernel_lines_are_refused_from_2048_bytes_with_the_nul() {
+        let urls = Urls::new(Ipv4Addr::new(10, 1, 20, 2), 9090);
+        let (store, m) = store_with_installer("kickstart", None);
+        let bare = store.bootactions.get("inst").unwrap().clone();
+        let with_append = |n: usize| BootAction {
+            append: Some(append_of(n)),
+            ..bare.clone()
+        };
+        // Sized so that the machine's line is exactly 2047 bytes.
+        let fixed = kernel_line_len(&urls, &with_append(1), Some(&m)) - 1;
+        let fits = with_append(MAX_KERNEL_LINE - 1 - fixed);
+        assert_eq!(kernel_line_len(&urls, &fits, Some(&m)), MAX_KERNEL_LINE - 1);
+        assert_eq!(check_kernel_line(&urls, &fits, [&m]), Ok(()));
+        let over = with_append(MAX_KERNEL_LINE - fixed);
+        let e = check_kernel_line(&urls, &over, [&m]).unwrap_err();
+        assert_eq!(
+            e,
+            LineTooLong {
+                bytes: MAX_KERNEL_LINE,
+                machine: Some(m.id)
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "the kernel command line of machine 01-52-54-00-12-34-56 would be 2048 bytes; the kernel keeps at most 2047 (COMMAND_LINE_SIZE 2048 with its terminating NUL)"
+        );
+        // Unknown machines get no ks= URL: the same action fits them.
+        assert_eq!(check_kernel_line(&urls, &over, []), Ok(()));
+        // A longer hostname lengthens the ks= URL past the limit; the
+        // longest line is the one named.
+        let mut long = m.clone();
+        long.id = "52:54:00:12:34:57".parse().unwrap();
+        long.hostname = Some(format!("{}.lab", "h".repeat(60)));
+        let e = check_kernel_line(&urls, &fits, [&m, &long]).unwrap_err();
+        assert_eq!(e.machine, Some(long.id));
+        assert_eq!(e.bytes, kernel_line_len(&urls, &fits, Some(&long)));
+        // An append that alone fills the line is refused for unknown
+        // machines too.
+        let e = check_kernel_line(&urls, &with_append(MAX_KERNEL_LINE), []).unwrap_err();
+        assert_eq!(e.machine, None);
     }
 }

