@@ -43,8 +43,8 @@ GPID=$!; PIDS+=("$GPID")
 for _ in $(seq 100); do grep -q "listening on" "$WORK/gopxe.out" 2>/dev/null && break; sleep 0.05; done
 GPORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\),.*/\1/p' "$WORK/gopxe.out")
 G="http://127.0.0.1:$GPORT"
-curl -fsS -o /dev/null -XPOST "$G/bootaction/centos" -d '{"kernel":"centos7/vmlinuz","initrd":"centos7/initrd.img","ksdevice":"link","ip":"dhcp"}'
-curl -fsS -o /dev/null -XPOST "$G/pxeboot" -d '{"bootaction":"centos","os":"centos-7","version":"7.5.1804","hostname":"bench.lab","ip":"10.1.20.50","mask":"255.255.255.0","gw":"10.1.20.1","ns1":"8.8.8.8","uuid":"42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69"}'
+curl -fsS -o /dev/null -XPOST -H 'Content-Type: application/json' "$G/bootaction/centos" -d '{"kernel":"centos7/vmlinuz","initrd":"centos7/initrd.img","ksdevice":"link","ip":"dhcp"}'
+curl -fsS -o /dev/null -XPOST -H 'Content-Type: application/json' "$G/pxeboot" -d '{"bootaction":"centos","os":"centos-7","version":"7.5.1804","hostname":"bench.lab","ip":"10.1.20.50","mask":"255.255.255.0","gw":"10.1.20.1","ns1":"8.8.8.8","uuid":"42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69"}'
 sleep 0.5
 IDLE=$(rss_kib "$GPID")
 

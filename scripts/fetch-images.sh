@@ -225,12 +225,13 @@ cat /tmp/ks.cfg
 echo
 echo "=== GOPXE KICKSTART END ==="
 # The installer's %post calls gopxe back. gopxe.done=URL on the command line
-# wins; otherwise take the first .../pxeboot/<id>/done URL in the kickstart;
+# wins; otherwise take the first .../pxeboot/<id>/done[?key=...] URL in the
+# kickstart (the key proves the call-back comes from this install);
 # otherwise derive it from a ks URL of the form .../kickstart/<id>.
 # gopxe.done=none disables the call.
 DONE=$(arg gopxe.done)
 if [ -z "$DONE" ]; then
-    DONE=$(grep -o 'https\{0,1\}://[^ "'"'"'<>]*/pxeboot/[^ "'"'"'<>/]*/done' /tmp/ks.cfg | head -1)
+    DONE=$(grep -o 'https\{0,1\}://[^ "'"'"'<>]*/pxeboot/[^ "'"'"'<>/]*/done\(?key=[0-9A-Za-z]*\)\{0,1\}' /tmp/ks.cfg | head -1)
 fi
 if [ -z "$DONE" ]; then
     # a short kickstart URL .../kickstart/<id> names the machine

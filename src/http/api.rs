@@ -556,6 +556,15 @@ async fn machine_action(app: &App, req: &Req<'_>, id: &str, action: &str) -> Rep
             let key = form_urlencoded::parse(req.query.as_bytes())
                 .find(|(k, _)| k == "key")
                 .map(|(_, v)| v.into_owned());
+            if let Some(k) = &key
+                && (k.len() != 32 || !k.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Reply::error(
+                    400,
+                    Some("key"),
+                    "key: not an install key (32 hex digits; a preview's URL carries `preview`, which no call-back accepts)",
+                );
+            }
             let proof = crate::app::DoneProof {
                 key: key.as_deref(),
                 api_right: req.api_right,
@@ -696,12 +705,17 @@ async fn note_fetched(
     } else {
         known.join(", ")
     };
-    let who = if reader == Reader::Admin {
-        "by the admin "
+    let admin = reader == Reader::Admin;
+    let who = if admin { "by the admin " } else { "" };
+    // An admin's look is routine; an anonymous fetch from elsewhere may be
+    // an installer at an address gopxe does not know: worth a log line.
+    let level = if admin {
+        log::Level::Debug
     } else {
-        ""
+        log::Level::Info
     };
-    app.event(
+    app.event_at(
+        level,
         id,
         EventKind::Http,
         format!(

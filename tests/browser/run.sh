@@ -95,7 +95,10 @@ state() {
 HOSTILE_MENU='<b id="pwn-menu">CentOS</b><script>document.title="pwned"</script>'
 [ "$(api POST /bootaction/centos "{\"kernel\":\"centos/vmlinuz\",\"initrd\":\"centos/initrd.img\",\"menu\":\"${HOSTILE_MENU//\"/\\\"}\"}")" = 201 ] ||
     fail "bootaction not created"
-[ "$(api POST /pxeboot "{\"mac\":\"$MAC\",\"bootaction\":\"centos\",\"hostname\":\"web1.lab\"}")" = 201 ] ||
+# The machine's own address is a loopback one, so that its kickstart,
+# fetched from there below, is the machine's (and starts the install).
+MACHINE_IP=127.0.0.50
+[ "$(api POST /pxeboot "{\"mac\":\"$MAC\",\"bootaction\":\"centos\",\"hostname\":\"web1.lab\",\"ip\":\"$MACHINE_IP\",\"mask\":\"255.0.0.0\"}")" = 201 ] ||
     fail "machine not created"
 
 # The machine's boot, as seen from loopback: its pxelinux config and kernel
@@ -105,9 +108,13 @@ grep -q "centos/vmlinuz" "$WORK/cfg" || fail "the config does not name the kerne
 curl -sS --max-time 20 -o "$WORK/k" "tftp://127.0.0.1:$TFTP/centos/vmlinuz" || fail "tftp kernel"
 cmp -s "$WORK/k" "$WORK/images/centos/vmlinuz" || fail "tftp kernel differs"
 curl -sS --max-time 20 -o /dev/null "$BASE/images/centos/initrd.img" || fail "http initrd"
-curl -sS --max-time 20 -o /dev/null "$BASE/kickstart/$ID" || fail "kickstart"
+curl -sS --max-time 20 --interface "$MACHINE_IP" -o "$WORK/ks" "$BASE/kickstart/$ID" || fail "kickstart"
 [ "$(state)" = installing ] || fail "state after kickstart: $(state)"
-[ "$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$BASE/pxeboot/$ID/done")" = 200 ] || fail "done"
+# The call-back URL the kickstart carries, with the install's key.
+DONE=$(grep -o 'http://[^ "]*/done?key=[0-9a-f]*' "$WORK/ks" | head -1)
+[ -n "$DONE" ] || fail "no keyed done URL in the kickstart"
+[ "$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$BASE/pxeboot/$ID/done")" = 403 ] || fail "done without the key was not refused"
+[ "$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$BASE/${DONE#http://*/}")" = 200 ] || fail "done"
 [ "$(state)" = installed ] || fail "state after done: $(state)"
 # A hostile file name from the network lands in the log tail.
 curl -s --max-time 10 -o /dev/null "tftp://127.0.0.1:$TFTP/%3Cimg%20id%3Dpwn-log%20src%3Dx%3E" || true

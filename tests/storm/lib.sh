@@ -7,6 +7,10 @@
 #                                         agent (giaddr 10.97.0.1, udp/67)
 #   $NS_SRV  veth $VETH_S  10.97.0.2/16   the server under test: gopxe, or
 #                                         dnsmasq + nginx (udp/67, udp/69, tcp/80)
+# $NS_CLI also owns every pool address (local routes for 10.97.1.0 and up):
+# each simulated installer fetches its kickstart and calls back from the
+# address DHCP gave it, as a real one does (gopxe moves a machine only for
+# answer files its own address fetches).
 # Every server gets the same traffic from the same client. No packet leaves
 # the two namespaces. Only PIDs started here are killed.
 
@@ -85,6 +89,11 @@ netns_up() {
     ip -n "$NS_CLI" link set lo up
     ip -n "$NS_SRV" link set "$VETH_S" up
     ip -n "$NS_CLI" link set "$VETH_C" up
+    local p
+    for p in 10.97.1.0/24 10.97.2.0/23 10.97.4.0/22 10.97.8.0/21 10.97.16.0/20 \
+        10.97.32.0/19 10.97.64.0/18 10.97.128.0/17; do
+        ip -n "$NS_CLI" route add local "$p" dev lo
+    done
     for _ in $(seq 1 50); do
         if ip -n "$NS_CLI" -o link show "$VETH_C" | grep -q LOWER_UP &&
             ip -n "$NS_SRV" -o link show "$VETH_S" | grep -q LOWER_UP; then
@@ -196,7 +205,7 @@ run_storm() {
     local label=$1
     shift
     timeout "${STORM_TIMEOUT:-600}" ip netns exec "$NS_CLI" "$STORM_BIN" run \
-        --dhcp "$SRV_IP:67" --relay "$CLI_IP:67" --tftp-bind "$CLI_IP" \
+        --dhcp "$SRV_IP:67" --relay "$CLI_IP:67" --tftp-bind "$CLI_IP" --http-from-lease \
         --label "$label" --json "$WORK/$label.json" "$@"
 }
 

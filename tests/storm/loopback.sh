@@ -51,15 +51,15 @@ H=$(grep -o 'http listening on [0-9.:]*' "$WORK/out" | awk '{print $4}' | tr -d 
 D=$(grep -o 'dhcp ([a-z]*) listening on [0-9.:]*' "$WORK/out" | awk '{print $NF}')
 T=$(grep -o 'tftp listening on [0-9.:]*' "$WORK/out" | awk '{print $NF}')
 c() { curl -sf --max-time 10 -o /dev/null "$@"; }
-c -X POST "http://$H/bootaction/storm" -d '{"kernel":"k/vmlinuz","initrd":"k/initrd.img"}'
+c -X POST -H "Content-Type: application/json" "http://$H/bootaction/storm" -d '{"kernel":"k/vmlinuz","initrd":"k/initrd.img"}'
 "$STORM_BIN" clients --clients "$N" >"$WORK/clients.txt"
 while read -r _ mac _ host; do
-    c -X POST "http://$H/pxeboot" \
+    c -X POST -H "Content-Type: application/json" "http://$H/pxeboot" \
         -d "{\"bootaction\":\"storm\",\"ksfile\":\"default\",\"mac\":\"$mac\",\"hostname\":\"$host\"}"
 done <"$WORK/clients.txt"
 rc=0
 timeout 60 "$STORM_BIN" run --dhcp "$D" --relay "127.0.0.1:$RP" --tftp "$T" \
-    --clients "$N" --concurrency 25 --windowsize 4 --probe-uuid \
+    --clients "$N" --concurrency 25 --windowsize 4 --probe-uuid --http-from-lease \
     --timeout-ms 500 --attempts 3 --deadline 50 --label loopback \
     --loader-size 16K --kernel-size 256K --initrd-size 512K || rc=$?
 [[ $rc == 0 ]] || { echo "FAIL: loopback: storm exit $rc"; exit 1; }

@@ -49,11 +49,14 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
+/// One request on its own connection; from `source` when given (bound
+/// before connecting).
 pub fn request(
     method: &str,
     url: &str,
     body: &[u8],
     timeout: Duration,
+    source: Option<std::net::Ipv4Addr>,
 ) -> Result<Response, String> {
     let u = parse_url(url)?;
     let addr: SocketAddr = (u.host.as_str(), u.port)
@@ -61,7 +64,19 @@ pub fn request(
         .map_err(|e| format!("resolve {}: {e}", u.host))?
         .next()
         .ok_or_else(|| format!("no address for {}", u.host))?;
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    let mut s = match source {
+        None => TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?,
+        Some(ip) => {
+            let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .map_err(|e| format!("socket: {e}"))?;
+            let from = SocketAddr::from((ip, 0));
+            sock.bind(&from.into())
+                .map_err(|e| format!("bind {ip}: {e}"))?;
+            sock.connect_timeout(&addr.into(), timeout)
+                .map_err(|e| format!("connect from {ip}: {e}"))?;
+            sock.into()
+        }
+    };
     s.set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(timeout))

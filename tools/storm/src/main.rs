@@ -57,6 +57,9 @@ HTTP:
   --done-url TEMPLATE    call-back when the kickstart names none;
                          {mac} {uuid} {hostname} {ip} are replaced
   --no-done              skip the call-back phase
+  --http-from-lease      send each client's HTTP requests from its DHCP
+                         address, as an installer does (the client's host
+                         must own the pool's addresses, e.g. a local route)
 Retries (per packet / per phase):
   --timeout-ms MS        first per-packet timeout, doubled each retry [1000]
   --max-timeout-ms MS    cap of the per-packet timeout              [4000]
@@ -97,6 +100,7 @@ struct Opts {
     http: Option<String>,
     done_url: Option<String>,
     no_done: bool,
+    http_from_lease: bool,
     retry: dhcp::Retry,
     attempts: u32,
     http_timeout: Duration,
@@ -134,6 +138,7 @@ impl Default for Opts {
             http: None,
             done_url: None,
             no_done: false,
+            http_from_lease: false,
             retry: dhcp::Retry {
                 timeout: Duration::from_millis(1000),
                 max_timeout: Duration::from_millis(4000),
@@ -268,6 +273,7 @@ fn parse_args(args: &[String]) -> Result<(Cmd, Opts), String> {
             "--http" => o.http = Some(val()?),
             "--done-url" => o.done_url = Some(val()?),
             "--no-done" => o.no_done = true,
+            "--http-from-lease" => o.http_from_lease = true,
             "--timeout-ms" => o.retry.timeout = ms(val()?)?,
             "--max-timeout-ms" => o.retry.max_timeout = ms(val()?)?,
             "--retries" => o.retry.retries = num(val()?)? as u32,
@@ -495,7 +501,8 @@ fn parse_config(text: &str) -> BootConfig {
     b
 }
 
-/// The call-back URL in a kickstart: the first http URL ending in `/done`.
+/// The call-back URL in a kickstart: the first http URL whose path ends
+/// in `/done` (gopxe's carries the install's key as `?key=...`).
 fn find_done_url(ks: &str) -> Option<String> {
     let mut rest = ks;
     while let Some(i) = rest.find("http://") {
@@ -504,7 +511,8 @@ fn find_done_url(ks: &str) -> Option<String> {
             .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>'))
             .unwrap_or(tail.len());
         let url = &tail[..end];
-        if url.trim_end_matches('/').ends_with("/done") {
+        let path = url.split('?').next().unwrap_or(url);
+        if path.trim_end_matches('/').ends_with("/done") {
             return Some(url.to_string());
         }
         rest = &tail[end..];
@@ -614,9 +622,13 @@ fn boot(
         (Some(u), None) => Ok(u.clone()),
         (None, _) => Err("config has no ks= URL".to_string()),
     };
+    let http_source = match (o.http_from_lease, &lease) {
+        (true, Some(l)) => Some(l.ip),
+        _ => None,
+    };
     let ks = phase(st, o, 5, c, give_up, |_| {
         let url = ks_url.clone()?;
-        let r = http::request("GET", &url, b"", o.http_timeout)?;
+        let r = http::request("GET", &url, b"", o.http_timeout, http_source)?;
         if r.status != 200 {
             return Err(format!("GET {url}: status {}", r.status));
         }
@@ -640,7 +652,7 @@ fn boot(
             .unwrap_or_else(|| Err("kickstart names no call-back URL and no --done-url".into()));
         phase(st, o, 6, c, give_up, |_| {
             let url = done.clone()?;
-            let r = http::request("POST", &url, b"", o.http_timeout)?;
+            let r = http::request("POST", &url, b"", o.http_timeout, http_source)?;
             if !(200..300).contains(&r.status) {
                 return Err(format!("POST {url}: status {}", r.status));
             }
@@ -912,6 +924,12 @@ mod tests {
             Some("http://10.0.0.2:9090/pxeboot/52-54/done")
         );
         assert_eq!(find_done_url("url --url http://x/repo\n"), None);
+        let keyed = "curl -X POST 'http://10.0.0.2:9090/pxeboot/52-54/done?key=00ff' || true";
+        assert_eq!(
+            find_done_url(keyed).as_deref(),
+            Some("http://10.0.0.2:9090/pxeboot/52-54/done?key=00ff")
+        );
+        assert_eq!(find_done_url("http://x/done-not?key=1"), None);
     }
 
     #[test]
