@@ -11,7 +11,14 @@
 //! (a panic elsewhere must not silence the log). Lines are kept as logged
 //! and are untrusted (they quote file names and paths from the network):
 //! whoever shows them must escape them.
+//!
+//! Every line, on stderr and in the ring, has the secrets of the URLs in
+//! it taken out first ([`redact`]): the userinfo (`user:password@`) and the
+//! query string (webhook URLs carry keys there, call-back URLs the
+//! install's key), so neither reaches a serial console, a log file or the
+//! status page's anonymous readers.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard};
@@ -119,6 +126,42 @@ impl TeeLogger {
     }
 }
 
+/// `text` with each URL's userinfo and query string replaced by `…`
+/// (`http://…@host/path?…`). Borrowed when there is no URL in it.
+pub fn redact(text: &str) -> Cow<'_, str> {
+    if !text.contains("://") {
+        return Cow::Borrowed(text);
+    }
+    let ends = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (before, url) = rest.split_at(i + 3);
+        out.push_str(before);
+        let end = url.find(ends).unwrap_or(url.len());
+        let (token, after) = url.split_at(end);
+        let host_end = token.find(['/', '?', '#']).unwrap_or(token.len());
+        let (authority, path) = token.split_at(host_end);
+        match authority.rsplit_once('@') {
+            Some((_, host)) => {
+                out.push_str("…@");
+                out.push_str(host);
+            }
+            None => out.push_str(authority),
+        }
+        match path.split_once('?') {
+            Some((p, _)) => {
+                out.push_str(p);
+                out.push_str("?…");
+            }
+            None => out.push_str(path),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
 /// One ring line: `2026-11-26 01:54:01 INFO  gopxe::tftp: message`.
 pub fn format_line(
     at_ms: u64,
@@ -140,12 +183,23 @@ impl log::Log for TeeLogger {
         if !self.inner.matches(record) {
             return;
         }
-        self.inner.log(record);
+        let message = record.args().to_string();
+        let message = redact(&message);
+        self.inner.log(
+            &log::Record::builder()
+                .args(format_args!("{message}"))
+                .level(record.level())
+                .target(record.target())
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .build(),
+        );
         self.ring.push(format_line(
             crate::app::now_ms(),
             record.level(),
             record.target(),
-            record.args(),
+            &format_args!("{message}"),
         ));
     }
 
@@ -232,6 +286,26 @@ mod tests {
         assert_eq!(utc(1_709_251_199_999), "2024-02-29 23:59:59");
         assert_eq!(utc(1_795_658_041_000), "2026-11-26 01:54:01");
         assert_eq!(utc(4_102_444_800_000), "2100-01-01 00:00:00");
+    }
+
+    #[test]
+    fn urls_lose_their_secrets() {
+        assert!(matches!(redact("no url here"), Cow::Borrowed(_)));
+        assert_eq!(
+            redact("webhook: POSTing machine changes to http://10.0.0.5:8080/hook?key=s3cret"),
+            "webhook: POSTing machine changes to http://10.0.0.5:8080/hook?…"
+        );
+        assert_eq!(
+            redact("to http://ops:hunter2@hooks.lab/x?a=1&b=2 failed; retry http://h/y"),
+            "to http://…@hooks.lab/x?… failed; retry http://h/y"
+        );
+        assert_eq!(
+            redact("'http://10.1.20.2:9090/pxeboot/01-aa/done?key=00ff' || true"),
+            "'http://10.1.20.2:9090/pxeboot/01-aa/done?…' || true"
+        );
+        assert_eq!(redact("u=\"http://a@b\""), "u=\"http://…@b\"");
+        assert_eq!(redact("ends with ://"), "ends with ://");
+        assert_eq!(redact("http://h?q é"), "http://h?… é");
     }
 
     #[test]
