@@ -39,6 +39,13 @@ cargo clippy --all-targets -- -D warnings
 log "cargo test"
 cargo test --all-targets 2>&1
 
+# The attacks of tests/security.rs (and the file rules of tests/files.rs)
+# again, against the release binary users run.
+log "security attacks against the release binary"
+cargo build --release --bin gopxe
+GOPXE_TEST_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/gopxe" \
+    cargo test --test security --test files 2>&1
+
 # A step that may be skipped: exit code 77 means "could not run here" (no
 # root, no chromium, no podman) and is reported loudly, not counted as a pass.
 skippable() { # script title skip-warning [env...]

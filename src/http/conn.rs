@@ -16,10 +16,18 @@
 //! A connection that is not kept alive ends in a lingering close: the
 //! write side is shut, and what the client still sends is read and
 //! dropped for at most [`LINGER`], so the kernel does not answer unread
-//! bytes with a reset that could destroy the response in flight. A
-//! connection marked [`ConnState::closing`] (a request refused for its
-//! framing, whose body cannot be trusted) reads nothing more: the service
-//! answers, and the connection closes without reading the body.
+//! bytes with a reset that could destroy the response in flight.
+//!
+//! A request refused for its framing ([`Closing`]) must be the last one:
+//! the bytes after its head cannot be trusted to be its body, and may hold
+//! a smuggled request, already in picoserve's buffer. The service marks
+//! the connection [`Closing::Eof`] (picoserve's drain of the unread body
+//! ends at once, nothing more is read), then [`Closing::Hold`] and sends
+//! its answer as a picoserve custom response: that response's wait for
+//! the client to disconnect marks picoserve's connection upgraded, so it
+//! parses nothing more from its buffer, and the read under that wait never
+//! completes, so the answer is written in full first. The connection then
+//! closes with a linger.
 
 use async_io::Async;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -32,16 +40,34 @@ use std::time::Duration;
 /// sends before it is closed.
 const LINGER: Duration = Duration::from_secs(1);
 
+/// How a connection whose last request was refused for its framing
+/// reads (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Closing {
+    /// Not closing: reads read.
+    #[default]
+    No,
+    /// Reads end at once (EOF): the body is never read.
+    Eof,
+    /// Reads never complete: the answer is written, then the connection
+    /// closes.
+    Hold,
+}
+
 /// What a connection's service and socket share.
 #[derive(Default)]
 pub struct ConnState {
     /// Set by the service when the last response keeps the connection
     /// alive: then `shutdown` leaves the connection open ("parks" it).
     pub keep_alive: Cell<bool>,
-    /// Set by the service when the request's framing was refused: reads
-    /// end (EOF) from then on, so nothing after the head is read, and the
-    /// connection is closed after the answer.
-    pub closing: Cell<bool>,
+    /// Set by the service when the request's framing was refused.
+    pub closing: Cell<Closing>,
+}
+
+impl ConnState {
+    pub fn is_closing(&self) -> bool {
+        self.closing.get() != Closing::No
+    }
 }
 
 /// The runtime marker type for picoserve's generic `Server`.
@@ -170,7 +196,7 @@ async fn drain(stream: &Async<TcpStream>, cell: &RefCell<WriteBuf>) -> Result<bo
 pub struct ReadHalf<'a> {
     stream: &'a Async<TcpStream>,
     buf: &'a RefCell<WriteBuf>,
-    closing: &'a Cell<bool>,
+    closing: &'a Cell<Closing>,
 }
 
 /// Write half with its buffer.
@@ -194,8 +220,10 @@ impl Read for ReadHalf<'_> {
     /// (`benches/http.sh`: 0.03 `epoll_ctl` per request instead of 1). A
     /// failed `recv` is followed by a wait, never by a second try.
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, IoError> {
-        if self.closing.get() {
-            return Ok(0);
+        match self.closing.get() {
+            Closing::No => {}
+            Closing::Eof => return Ok(0),
+            Closing::Hold => return std::future::pending().await,
         }
         if drain(self.stream, self.buf).await? {
             futures_lite::future::yield_now().await;
@@ -320,7 +348,7 @@ impl picoserve::io::Socket<SmolRuntime> for SmolSocket<'_> {
         let sent = timer
             .run_with_timeout(timeouts.write, drain(self.stream, &self.wbuf))
             .await;
-        if !matches!(sent, Ok(Ok(_))) || self.state.closing.get() {
+        if !matches!(sent, Ok(Ok(_))) || self.state.is_closing() {
             self.state.keep_alive.set(false);
         }
         if self.state.keep_alive.get() {

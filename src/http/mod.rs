@@ -22,10 +22,11 @@ pub mod status;
 
 use crate::app::App;
 use async_io::Async;
-use conn::{ConnState, SmolRuntime, SmolSocket, SmolTimer};
+use conn::{Closing, ConnState, SmolRuntime, SmolSocket, SmolTimer};
 use picoserve::io::Read;
 use picoserve::request::{Path, Request};
-use picoserve::response::{ResponseWriter, StatusCode};
+use picoserve::response::custom::{CustomBody, CustomResponse};
+use picoserve::response::{IntoResponse, ResponseWriter, StatusCode};
 use picoserve::routing::PathRouterService;
 use picoserve::{ResponseSent, Router};
 use reply::{Content, Reply};
@@ -156,7 +157,6 @@ fn refusal_reply(r: guard::Refusal, segments: &[&str]) -> Reply {
         Reply::error(r.status, None, &r.message)
     };
     match r.status {
-        _ if r.close => reply.with_header("Connection", "close".into()),
         // RFC 9110 §11.6.1: a 401 carries its challenge.
         401 => reply.with_header("WWW-Authenticate", "Bearer realm=\"gopxe\"".into()),
         _ => reply,
@@ -205,7 +205,7 @@ impl Service {
                 refused => {
                     // Nothing after the head is read: it cannot be
                     // trusted to be this request's body.
-                    self.state.closing.set(true);
+                    self.state.closing.set(Closing::Eof);
                     self.state.keep_alive.set(false);
                     let r = refused.err().unwrap_or_else(|| guard::Refusal {
                         status: 400,
@@ -298,6 +298,28 @@ impl Service {
 
         let connection = request.body_connection.finalize().await?;
         let status = StatusCode::new(reply.status);
+        if self.state.is_closing() {
+            // The last answer on this connection (see `conn`'s docs).
+            self.state.closing.set(Closing::Hold);
+            let body = match reply.body {
+                reply::Body::Bytes(b) => b,
+                reply::Body::File { .. } => Vec::new(),
+            };
+            // A custom response sends `Connection: close` itself.
+            let head = CustomResponse::build(status)
+                .with_header("Content-Type", reply.content_type)
+                .with_header("Content-Length", body.len());
+            return match reply.header {
+                Some((name, value)) => {
+                    let r = head.with_header(name, value).with_body(LastWords(body));
+                    r.write_to(connection, response_writer).await
+                }
+                None => {
+                    let r = head.with_body(LastWords(body));
+                    r.write_to(connection, response_writer).await
+                }
+            };
+        }
         let content = Content {
             content_type: reply.content_type,
             body: reply.body,
@@ -311,6 +333,22 @@ impl Service {
             }
             None => response_writer.write_response(connection, response).await,
         }
+    }
+}
+
+/// The body of a connection's last answer. It yields once before it is
+/// written: picoserve polls the body's write first and the wait for the
+/// client's disconnection second, and that wait, once polled, is what
+/// stops picoserve from reading another request from its buffer.
+struct LastWords(Vec<u8>);
+
+impl CustomBody for LastWords {
+    async fn write_response_body<W: picoserve::io::Write>(
+        self,
+        mut writer: W,
+    ) -> Result<(), W::Error> {
+        futures_lite::future::yield_now().await;
+        writer.write_all(&self.0).await
     }
 }
 
@@ -369,7 +407,7 @@ async fn serve_connection(app: Rc<App>, stream: Async<std::net::TcpStream>, peer
             log::debug!("http connection from {peer}: {e:?}");
             break;
         }
-        if !state.keep_alive.get() || state.closing.get() {
+        if !state.keep_alive.get() || state.is_closing() {
             break;
         }
         idle = PARKED_TIMEOUT;

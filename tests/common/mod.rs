@@ -32,8 +32,11 @@ pub struct Gopxe {
     pub args: Vec<String>,
 }
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_gopxe")
+/// The binary under test: `GOPXE_TEST_BIN` when set (the test script
+/// points it at the release build for `tests/security.rs`), else the one
+/// cargo built for these tests.
+pub fn bin() -> String {
+    std::env::var("GOPXE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gopxe").to_string())
 }
 
 impl Gopxe {
