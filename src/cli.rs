@@ -496,7 +496,19 @@ pub fn main() -> i32 {
         }
     };
     if args.command == Command::CheckConfig {
-        println!("gopxe: configuration is valid: {config:#?}");
+        // Secrets are said to be set, not shown: this lands in terminals,
+        // CI logs and bug reports.
+        let mut shown = config.clone();
+        let hide = |v: &mut Option<String>| {
+            if v.is_some() {
+                *v = Some("(set, not shown)".into());
+            }
+        };
+        hide(&mut shown.api_token);
+        hide(&mut shown.installer.password_hash);
+        shown.webhooks = Vec::new();
+        let hooks = config.webhooks.len();
+        println!("gopxe: configuration is valid ({hooks} webhook URLs, not shown): {shown:#?}");
         return 0;
     }
     // env_logger, also keeping recent lines for the status page.

@@ -459,6 +459,23 @@ fn secrets_need_the_token() {
         assert!(!page.contains(secret), "{secret} on the status page");
         assert!(!g.log_text().contains(secret), "{secret} in the log");
     }
+    // `check-config` says the secrets are set without printing them.
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "check-config",
+            "--api-token",
+            TOKEN,
+            "--installer-password-hash",
+        ])
+        .arg("$6$salt$hash")
+        .args(["--webhook", "http://127.0.0.1:9/hook?key=webhook-secret"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("not shown"), "{text}");
+    for secret in ["webhook-secret", TOKEN, "$6$salt$hash"] {
+        assert!(!text.contains(secret), "{secret} in check-config: {text}");
+    }
 }
 
 #[test]
