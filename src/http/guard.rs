@@ -39,28 +39,19 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// A request refused before routing.
+/// A request refused before routing. A refusal of [`framing`] is the
+/// connection's last answer (the caller closes it without reading on).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
     pub status: u16,
     pub message: String,
-    /// The connection is closed after the answer (framing refusals).
-    pub close: bool,
 }
 
 impl Refusal {
-    fn new(status: u16, message: impl Into<String>) -> Refusal {
+    pub fn new(status: u16, message: impl Into<String>) -> Refusal {
         Refusal {
             status,
             message: message.into(),
-            close: false,
-        }
-    }
-
-    fn closing(status: u16, message: impl Into<String>) -> Refusal {
-        Refusal {
-            close: true,
-            ..Refusal::new(status, message)
         }
     }
 }
@@ -80,19 +71,19 @@ pub struct FramingHeaders<'r> {
 pub fn framing(h: &FramingHeaders<'_>, max_body: usize) -> Result<usize, Refusal> {
     if h.transfer_encoding {
         return Err(if h.content_lengths > 0 {
-            Refusal::closing(
+            Refusal::new(
                 400,
                 "Transfer-Encoding and Content-Length together; send Content-Length only",
             )
         } else {
-            Refusal::closing(
+            Refusal::new(
                 501,
                 "Transfer-Encoding is not supported; send the body with a Content-Length",
             )
         });
     }
     if h.content_lengths > 1 {
-        return Err(Refusal::closing(400, "Content-Length is repeated"));
+        return Err(Refusal::new(400, "Content-Length is repeated"));
     }
     if h.content_lengths == 0 {
         return Ok(0);
@@ -101,14 +92,11 @@ pub fn framing(h: &FramingHeaders<'_>, max_body: usize) -> Result<usize, Refusal
     // Decimal digits only (RFC 9110 §8.6): no sign, no spaces, no hex; a
     // value too long for usize is over any limit anyway.
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Refusal::closing(
-            400,
-            "Content-Length is not a decimal number",
-        ));
+        return Err(Refusal::new(400, "Content-Length is not a decimal number"));
     }
     let len = digits.parse::<usize>().unwrap_or(usize::MAX);
     if len > max_body {
-        return Err(Refusal::closing(
+        return Err(Refusal::new(
             413,
             format!("the body is {digits} bytes; the limit is {max_body} (max_body_bytes)"),
         ));
@@ -349,18 +337,18 @@ mod tests {
         assert_eq!(framing(&fh(Some("0"), 1, false), 100), Ok(0));
         assert_eq!(framing(&fh(Some("28"), 1, false), 100), Ok(28));
         assert_eq!(framing(&fh(Some("100"), 1, false), 100), Ok(100));
-        let status = |h: FramingHeaders<'_>| framing(&h, 100).map_err(|r| (r.status, r.close));
-        assert_eq!(status(fh(None, 0, true)), Err((501, true)), "chunked");
-        assert_eq!(status(fh(Some("5"), 1, true)), Err((400, true)), "TE.CL");
-        assert_eq!(status(fh(Some("5"), 2, false)), Err((400, true)), "twice");
+        let status = |h: FramingHeaders<'_>| framing(&h, 100).map_err(|r| r.status);
+        assert_eq!(status(fh(None, 0, true)), Err(501), "chunked");
+        assert_eq!(status(fh(Some("5"), 1, true)), Err(400), "TE.CL");
+        assert_eq!(status(fh(Some("5"), 2, false)), Err(400), "twice");
         for bad in ["-1", "+28", " 5", "5 ", "0x10", "", "1e3", "٣"] {
-            assert_eq!(status(fh(Some(bad), 1, false)), Err((400, true)), "{bad:?}");
+            assert_eq!(status(fh(Some(bad), 1, false)), Err(400), "{bad:?}");
         }
-        assert_eq!(status(fh(None, 1, false)), Err((400, true)), "not UTF-8");
-        assert_eq!(status(fh(Some("101"), 1, false)), Err((413, true)));
+        assert_eq!(status(fh(None, 1, false)), Err(400), "not UTF-8");
+        assert_eq!(status(fh(Some("101"), 1, false)), Err(413));
         assert_eq!(
             status(fh(Some("1000000000000000000000000"), 1, false)),
-            Err((413, true)),
+            Err(413),
             "past usize"
         );
     }

@@ -7,8 +7,12 @@
 //! second ("parked", see `serve_connection`), and while it is busy a write
 //! buffer (`conn::WriteBuf`); so 1,000 idle keep-alive connections fit in
 //! a few MiB.
-//! Bodies up to `max_body_bytes` are read through picoserve's body reader;
-//! larger ones get 413 before they are read. Keep-alive is on; the read
+//! Every request passes [`guard`] before it is routed: its framing (one
+//! decimal `Content-Length`, no `Transfer-Encoding`; a body over
+//! `max_body_bytes` is 413), its `Host`, and for a write the right to
+//! change state. A framing refusal is sent before the body is read and is
+//! the connection's last answer (`conn::Closing`). Bodies up to
+//! `max_body_bytes` are read through picoserve's body reader. Keep-alive is on; the read
 //! timeouts bound how long a slow client holds a connection, and
 //! `max_connections` bounds how many it can hold (past it, new connections
 //! are closed at once).
@@ -207,10 +211,8 @@ impl Service {
                     // trusted to be this request's body.
                     self.state.closing.set(Closing::Eof);
                     self.state.keep_alive.set(false);
-                    let r = refused.err().unwrap_or_else(|| guard::Refusal {
-                        status: 400,
-                        message: "Content-Length is not understood".into(),
-                        close: true,
+                    let r = refused.err().unwrap_or_else(|| {
+                        guard::Refusal::new(400, "Content-Length is not understood")
                     });
                     self.app.metrics.http_request("other", r.status);
                     break 'reply refusal_reply(r, &[]);
@@ -485,5 +487,23 @@ pub(crate) mod tests {
         assert_eq!(w.origin, None, "a non-UTF-8 first value counts as absent");
         assert_eq!(w.authorization, None);
         assert_eq!(w.sec_fetch_site, None);
+        assert_eq!(w.framing, guard::FramingHeaders::default());
+        let pairs: [(&[u8], Option<&str>); 4] = [
+            (b"Content-Length", Some("5")),
+            (b"content-length", Some("6")),
+            (b"Transfer-Encoding", None),
+            (b"Content-Type", Some("application/json")),
+        ];
+        let w = Wanted::from_pairs(pairs.into_iter());
+        assert_eq!(
+            w.framing,
+            guard::FramingHeaders {
+                content_length: Some("5"),
+                content_lengths: 2,
+                transfer_encoding: true,
+            },
+            "every Content-Length counted; Transfer-Encoding noted even when not UTF-8"
+        );
+        assert_eq!(w.content_type, Some("application/json"));
     }
 }
