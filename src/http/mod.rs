@@ -7,15 +7,17 @@
 //! second ("parked", see `serve_connection`), and while it is busy a write
 //! buffer (`conn::WriteBuf`); so 1,000 idle keep-alive connections fit in
 //! a few MiB.
+//!
 //! Every request passes [`guard`] before it is routed: its framing (one
 //! decimal `Content-Length`, no `Transfer-Encoding`; a body over
 //! `max_body_bytes` is 413), its `Host`, and for a write the right to
 //! change state. A framing refusal is sent before the body is read and is
 //! the connection's last answer (`conn::Closing`). Bodies up to
-//! `max_body_bytes` are read through picoserve's body reader. Keep-alive is on; the read
-//! timeouts bound how long a slow client holds a connection, and
-//! `max_connections` bounds how many it can hold (past it, new connections
-//! are closed at once).
+//! `max_body_bytes` are read through picoserve's body reader.
+//!
+//! Keep-alive is on; the read timeouts bound how long a slow client holds
+//! a connection, and `max_connections` bounds how many it can hold (past
+//! it, new connections are closed at once).
 
 pub mod api;
 mod coarse;
