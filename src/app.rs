@@ -99,6 +99,10 @@ pub struct App {
     /// The MAC each machine's DHCP requests came from, so that a machine
     /// keyed by UUID is not refused its own reserved address.
     macs: RefCell<HashMap<MachineId, [u8; 6]>>,
+    /// The same, the other way: the machine a MAC was seen for. An
+    /// installer's DHCP carries no UUID (option 97 is the firmware's), so a
+    /// machine keyed by UUID is known to it by the MAC its firmware used.
+    mac_owners: RefCell<HashMap<[u8; 6], MachineId>>,
     /// The address DHCP last gave each machine, or saw it ask for (proxy
     /// mode: the lab's server hands it out). With the record's own `ip`,
     /// these are the addresses whose answer-file fetches count as the
@@ -155,6 +159,7 @@ impl App {
             metrics: Default::default(),
             clients: RefCell::new(HashMap::new()),
             macs: RefCell::new(HashMap::new()),
+            mac_owners: RefCell::new(HashMap::new()),
             dhcp_addrs: RefCell::new(HashMap::new()),
             host_names,
             dhcp: RefCell::new(None),
@@ -184,10 +189,23 @@ impl App {
     /// Remembers the MAC a machine's DHCP requests come from.
     pub fn learn_mac(&self, id: MachineId, mac: [u8; 6]) {
         let mut m = self.macs.borrow_mut();
+        let mut owners = self.mac_owners.borrow_mut();
         if m.len() >= Self::MAX_CLIENTS && !m.contains_key(&id) {
             m.clear();
+            owners.clear();
         }
-        m.insert(id, mac);
+        if let Some(old) = m.insert(id, mac)
+            && old != mac
+        {
+            owners.remove(&old);
+        }
+        owners.insert(mac, id);
+    }
+
+    /// The machine whose firmware was seen with `mac`, if it still exists.
+    pub fn owner_of_mac(&self, mac: [u8; 6]) -> Option<MachineId> {
+        let id = *self.mac_owners.borrow().get(&mac)?;
+        self.store.borrow().machines.contains_key(&id).then_some(id)
     }
 
     pub fn learned_mac(&self, id: &MachineId) -> Option<[u8; 6]> {
@@ -750,6 +768,33 @@ mod tests {
             assert_eq!(mem, Some(MachineState::Install), "{id}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A machine keyed by UUID is found by the MAC its firmware used, the
+    /// latest one, while the record exists.
+    #[test]
+    fn learned_macs_find_their_machine() {
+        let app = App::new(
+            Config::default(),
+            Urls::new(Ipv4Addr::LOCALHOST, 9090),
+            Store::default(),
+        );
+        let body = MachineBody {
+            uuid: Some("8d6f2a1e-4b3c-4d2e-9f10-a1b2c3d4e5f6".into()),
+            bootaction: Some("a".into()),
+            ..Default::default()
+        };
+        let m = Machine::from_body(body, None).unwrap();
+        let id = m.id;
+        let (a, b) = ([2u8; 6], [3u8; 6]);
+        app.learn_mac(id, a);
+        assert_eq!(app.owner_of_mac(a), None, "no record yet");
+        app.store.borrow_mut().machines.insert(id, m);
+        assert_eq!(app.owner_of_mac(a), Some(id));
+        app.learn_mac(id, b);
+        assert_eq!((app.owner_of_mac(a), app.owner_of_mac(b)), (None, Some(id)));
+        app.store.borrow_mut().machines.remove(&id);
+        assert_eq!(app.owner_of_mac(b), None, "a deleted record");
     }
 
     /// The `done` call-back: only while installing, only with the key of

@@ -18,13 +18,18 @@ use std::rc::Rc;
 pub struct StoreLookup(pub Rc<App>);
 
 /// The machine a DHCP client is: by option 97 UUID (either byte order),
-/// else by MAC.
+/// else by MAC, else the machine whose firmware was seen with this MAC
+/// (an installer's DHCP carries no UUID: it still gets the machine's
+/// reservation, and its answer-file fetches count as the machine's).
 fn machine_id(app: &App, mac: [u8; 6], uuid: Option<[u8; 16]>) -> Option<MachineId> {
-    let store = app.store.borrow();
-    let by_uuid = uuid.and_then(|u| boot::find_machine(&store, &ConfigName::Uuid(u)));
-    by_uuid
-        .or_else(|| boot::find_machine(&store, &ConfigName::Mac(mac)))
-        .map(|m| m.id)
+    let found = {
+        let store = app.store.borrow();
+        let by_uuid = uuid.and_then(|u| boot::find_machine(&store, &ConfigName::Uuid(u)));
+        by_uuid
+            .or_else(|| boot::find_machine(&store, &ConfigName::Mac(mac)))
+            .map(|m| m.id)
+    };
+    found.or_else(|| app.owner_of_mac(mac))
 }
 
 impl MachineLookup for StoreLookup {

@@ -158,3 +158,141 @@ fn machines_get_reservations_and_boot_files_through_a_relay() {
     let (t, _, _) = exchange(&relay, server, &packet(1, known, 4, &[]));
     assert_eq!(t, 2);
 }
+
+const UUID: &str = "8d6f2a1e-4b3c-4d2e-9f10-a1b2c3d4e5f6";
+
+/// Option 97 as firmware sends it: type 0 and the UUID in SMBIOS byte
+/// order (the first three fields little-endian).
+fn option_97() -> Vec<u8> {
+    let hex: String = UUID.chars().filter(char::is_ascii_hexdigit).collect();
+    let b: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let mut v = vec![0u8];
+    v.extend([b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6]]);
+    v.extend_from_slice(&b[8..]);
+    v
+}
+
+fn state(g: &Gopxe, id: &str) -> String {
+    g.get(&format!("/pxeboot/{id}")).json()["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A machine registered by its SMBIOS UUID: its firmware's DHCP carries
+/// the UUID, its installer's does not. The installer still gets the
+/// machine's reservation (gopxe learned its MAC from the firmware), and a
+/// kickstart fetched from that address is the machine's own: it starts
+/// the install. From any other loopback address it is a preview.
+#[test]
+fn an_installer_without_the_uuid_is_still_its_machine() {
+    let dir = tempdir("dhcp-uuid");
+    let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
+    relay
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let relay_port = relay.local_addr().unwrap().port().to_string();
+    let g = Gopxe::start(
+        &dir,
+        &[
+            "--dhcp-mode",
+            "authoritative",
+            "--dhcp-listen",
+            "127.0.0.1:0",
+            "--dhcp-relay-port",
+            &relay_port,
+            "--dhcp-range",
+            "127.0.0.100,127.0.0.150,255.0.0.0,1h",
+            "--advertise-addr",
+            "127.0.0.1",
+        ],
+    );
+    let server = g.announced_port("dhcp").expect("dhcp port announced");
+    assert_eq!(
+        g.post("/bootaction/a", r#"{"kernel": "k/vmlinuz"}"#).status,
+        201
+    );
+    let body = format!(
+        r#"{{"bootaction": "a", "uuid": "{UUID}", "hostname": "n2.lab", "ip": "127.0.0.51", "mask": "255.0.0.0"}}"#
+    );
+    assert_eq!(g.post("/pxeboot", &body).status, 201);
+    let mac = [0x52, 0x54, 0, 0xe2, 0xe1, 0x01];
+    let reserved = Ipv4Addr::new(127, 0, 0, 51);
+    let uuid = option_97();
+    // The firmware: by UUID.
+    let (t, ip, _) = exchange(&relay, server, &packet(1, mac, 10, &[(97, &uuid)]));
+    assert_eq!((t, ip), (2, reserved));
+    // The installer: the same MAC, no UUID.
+    let (t, ip, _) = exchange(&relay, server, &packet(1, mac, 11, &[]));
+    assert_eq!((t, ip), (2, reserved), "the installer gets the reservation");
+    let req = packet(
+        3,
+        mac,
+        12,
+        &[(50, &reserved.octets()), (54, &[127, 0, 0, 1])],
+    );
+    assert_eq!(exchange(&relay, server, &req).1, reserved);
+    // Its kickstart: a preview from elsewhere (another loopback address:
+    // the admin, without a token), the install from there.
+    let ks = format!("/kickstart/{UUID}");
+    let r = common::request_from("127.0.0.9", g.port, "GET", &ks, &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(state(&g, UUID), "install");
+    let r = common::request_from("127.0.0.51", g.port, "GET", &ks, &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(state(&g, UUID), "installing");
+}
+
+/// In proxy mode the lab's server hands out the installer's address; gopxe
+/// sees it in the installer's broadcast REQUEST (option 50) and counts that
+/// address as the machine's.
+#[test]
+fn proxy_mode_learns_the_installers_address_from_its_request() {
+    let dir = tempdir("dhcp-proxy-addr");
+    let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let relay_port = relay.local_addr().unwrap().port().to_string();
+    let g = Gopxe::start(
+        &dir,
+        &[
+            "--dhcp-mode",
+            "proxy",
+            "--dhcp-listen",
+            "127.0.0.1:0",
+            "--dhcp-relay-port",
+            &relay_port,
+            "--advertise-addr",
+            "127.0.0.1",
+        ],
+    );
+    let server = g.announced_port("dhcp").expect("dhcp port announced");
+    assert_eq!(
+        g.post("/bootaction/a", r#"{"kernel": "k/vmlinuz"}"#).status,
+        201
+    );
+    let body = r#"{"bootaction": "a", "mac": "52:54:00:e2:e1:02", "hostname": "n3.lab"}"#;
+    assert_eq!(g.post("/pxeboot", body).status, 201);
+    let id = "01-52-54-00-e2-e1-02";
+    let mac = [0x52, 0x54, 0, 0xe2, 0xe1, 0x02];
+    let ks = format!("/kickstart/{id}");
+    let from = |ip: &str| common::request_from(ip, g.port, "GET", &ks, &[], b"");
+    assert_eq!(from("127.0.0.77").status, 200);
+    assert_eq!(state(&g, id), "install", "not yet its address");
+    // The REQUEST to the lab's server (127.0.0.254) for 127.0.0.77.
+    let req = packet(
+        3,
+        mac,
+        20,
+        &[(50, &[127, 0, 0, 77]), (54, &[127, 0, 0, 254])],
+    );
+    relay.send_to(&req, ("127.0.0.1", server)).unwrap();
+    assert!(
+        common::wait_until(Duration::from_secs(5), || {
+            from("127.0.0.77");
+            state(&g, id) == "installing"
+        }),
+        "{}",
+        g.log_text()
+    );
+}
