@@ -1,7 +1,7 @@
 //! The HTTP API and boot endpoints: one small function per resource.
 //!
 //! Layer: service. [`handle`] takes a parsed request (method, decoded path
-//! segments, query, body, whether the caller may write) and returns a
+//! segments, query, body, whether the caller holds the API right) and returns a
 //! [`Reply`]; it does not know about sockets, which keeps it testable.
 //! Routes (JSON unless noted; every request has passed `super::guard`
 //! first, so a write here holds the API right or proves its own):
@@ -110,13 +110,10 @@ fn method_not_allowed(allow: &str) -> Reply {
     .with_header("Allow", allow.into())
 }
 
-fn needs_token(what: &str) -> Reply {
-    Reply::error(
-        401,
-        None,
-        &format!("{what} needs `Authorization: Bearer <token>` (or, with no token configured, a request from loopback)"),
-    )
-    .with_header("WWW-Authenticate", "Bearer realm=\"gopxe\"".into())
+fn needs_token(app: &App, what: &str) -> Reply {
+    let token = app.config.api_token.is_some();
+    Reply::error(401, None, &super::guard::needs_api_right(what, token))
+        .with_header("WWW-Authenticate", "Bearer realm=\"gopxe\"".into())
 }
 
 fn machine_json(app: &App, m: &Machine) -> serde_json::Value {
@@ -815,7 +812,7 @@ async fn kstemplate(app: &App, req: &Req<'_>, name: &str) -> Reply {
     match req.method {
         // Templates hold password hashes and the like: reading one needs
         // the API right.
-        "GET" if !req.api_right => needs_token("reading a template"),
+        "GET" if !req.api_right => needs_token(app, "reading a template"),
         "GET" => match app.store.borrow().templates.get(&name) {
             Some(t) => Reply::text(200, t.clone()),
             None => Reply::error(404, None, &format!("no kickstart template `{name}`")),

@@ -186,6 +186,16 @@ pub fn has_api_right(token: Option<&str>, peer: IpAddr, authorization: Option<&s
     }
 }
 
+/// The message of a 401: what `what` needs, with or without a token
+/// configured.
+pub fn needs_api_right(what: &str, token_configured: bool) -> String {
+    if token_configured {
+        format!("{what} needs `Authorization: Bearer <token>`")
+    } else {
+        format!("{what} needs a request from loopback (no API token is configured)")
+    }
+}
+
 /// How a state-changing route proves its right, and what body it reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Write {
@@ -281,11 +291,7 @@ pub fn check(
     if !api_right && !own_proof {
         return Err(Refusal::new(
             401,
-            if token.is_some() {
-                "this change needs `Authorization: Bearer <token>`"
-            } else {
-                "this change needs `Authorization: Bearer <token>` (or, with no token configured, a request from loopback)"
-            },
+            needs_api_right("this change", token.is_some()),
         ));
     }
     if head.body_len == 0 {
