@@ -693,42 +693,52 @@ mod tests {
     use crate::model::{BootActionBody, MachineBody};
     use std::net::Ipv4Addr;
 
-    /// Many state changes at once, several per machine, as in a boot
-    /// storm: each lands on disk exactly as it is in memory, and no
-    /// machine lock is left behind.
-    #[test]
-    fn concurrent_state_changes_are_durable_and_consistent() {
-        let dir = std::env::temp_dir().join(format!("gopxe-app-states-{}", std::process::id()));
+    /// An app whose store is a fresh folder (removed by the caller).
+    fn app_on_disk(tag: &str) -> (App, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("gopxe-app-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let (store, _) = Store::open(&dir).unwrap();
         let config = Config {
             data_dir: dir.clone(),
             ..Config::default()
         };
-        let app = Rc::new(App::new(
-            config,
-            Urls::new(std::net::Ipv4Addr::LOCALHOST, 9090),
-            store,
-        ));
-        let ex = smol::LocalExecutor::new();
-        let ids: Vec<MachineId> = smol::block_on(ex.run(async {
+        let app = App::new(config, Urls::new(Ipv4Addr::LOCALHOST, 9090), store);
+        (app, dir)
+    }
+
+    /// Boot action `a` (once) and a machine with this MAC using it.
+    async fn add_machine(app: &App, mac: &str) -> MachineId {
+        if !app.store.borrow().bootactions.contains_key("a") {
             let body = BootActionBody {
                 kernel: Some("k".into()),
                 ..Default::default()
             };
-            app.put_bootaction(BootAction::from_body("a", body).unwrap())
-                .await
-                .unwrap();
+            let a = BootAction::from_body("a", body).unwrap();
+            app.put_bootaction(a).await.unwrap();
+        }
+        let body = MachineBody {
+            mac: Some(mac.into()),
+            bootaction: Some("a".into()),
+            ..Default::default()
+        };
+        let m = Machine::from_body(body, None).unwrap();
+        let id = m.id;
+        app.put_machine(m).await.unwrap();
+        id
+    }
+
+    /// Many state changes at once, several per machine, as in a boot
+    /// storm: each lands on disk exactly as it is in memory, and no
+    /// machine lock is left behind.
+    #[test]
+    fn concurrent_state_changes_are_durable_and_consistent() {
+        let (app, dir) = app_on_disk("states");
+        let app = Rc::new(app);
+        let ex = smol::LocalExecutor::new();
+        let ids: Vec<MachineId> = smol::block_on(ex.run(async {
             let mut ids = Vec::new();
             for i in 0..10u8 {
-                let body = MachineBody {
-                    mac: Some(format!("52:54:00:00:00:{i:02x}")),
-                    bootaction: Some("a".into()),
-                    ..Default::default()
-                };
-                let m = Machine::from_body(body, None).unwrap();
-                ids.push(m.id);
-                app.put_machine(m).await.unwrap();
+                ids.push(add_machine(&app, &format!("52:54:00:00:00:{i:02x}")).await);
             }
             ids
         }));
@@ -802,30 +812,9 @@ mod tests {
     /// makes the old key useless.
     #[test]
     fn done_needs_the_current_key_once() {
-        let dir = std::env::temp_dir().join(format!("gopxe-app-done-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let (store, _) = Store::open(&dir).unwrap();
-        let config = Config {
-            data_dir: dir.clone(),
-            ..Config::default()
-        };
-        let app = App::new(config, Urls::new(Ipv4Addr::LOCALHOST, 9090), store);
+        let (app, dir) = app_on_disk("done");
         smol::block_on(async {
-            let body = BootActionBody {
-                kernel: Some("k".into()),
-                ..Default::default()
-            };
-            app.put_bootaction(BootAction::from_body("a", body).unwrap())
-                .await
-                .unwrap();
-            let body = MachineBody {
-                mac: Some("52:54:00:00:00:01".into()),
-                bootaction: Some("a".into()),
-                ..Default::default()
-            };
-            let m = Machine::from_body(body, None).unwrap();
-            let id = m.id;
-            app.put_machine(m).await.unwrap();
+            let id = add_machine(&app, "52:54:00:00:00:01").await;
             let key = |app: &App| app.store.borrow().machines[&id].install_key.unwrap();
             let first = key(&app);
             fn with(k: &str) -> DoneProof<'_> {

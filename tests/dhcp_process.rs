@@ -72,30 +72,37 @@ fn exchange(sock: &UdpSocket, server: u16, msg: &[u8]) -> (u8, Ipv4Addr, Option<
     parse(&buf[..n])
 }
 
-#[test]
-fn machines_get_reservations_and_boot_files_through_a_relay() {
-    let dir = tempdir("dhcp");
+/// gopxe with DHCP in `mode` on loopback, and the test's relay socket;
+/// returns them and gopxe's DHCP port. Authoritative mode has the pool
+/// 127.0.0.100-150.
+fn start_relayed(tag: &str, mode: &str) -> (Gopxe, UdpSocket, u16) {
+    let dir = tempdir(tag);
     let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
     relay
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let relay_port = relay.local_addr().unwrap().port().to_string();
-    let g = Gopxe::start(
-        &dir,
-        &[
-            "--dhcp-mode",
-            "authoritative",
-            "--dhcp-listen",
-            "127.0.0.1:0",
-            "--dhcp-relay-port",
-            &relay_port,
-            "--dhcp-range",
-            "127.0.0.100,127.0.0.150,255.0.0.0,1h",
-            "--advertise-addr",
-            "127.0.0.1",
-        ],
-    );
+    let mut args = vec![
+        "--dhcp-mode",
+        mode,
+        "--dhcp-listen",
+        "127.0.0.1:0",
+        "--dhcp-relay-port",
+        &relay_port,
+        "--advertise-addr",
+        "127.0.0.1",
+    ];
+    if mode == "authoritative" {
+        args.extend(["--dhcp-range", "127.0.0.100,127.0.0.150,255.0.0.0,1h"]);
+    }
+    let g = Gopxe::start(&dir, &args);
     let server = g.announced_port("dhcp").expect("dhcp port announced");
+    (g, relay, server)
+}
+
+#[test]
+fn machines_get_reservations_and_boot_files_through_a_relay() {
+    let (g, relay, server) = start_relayed("dhcp", "authoritative");
     assert_eq!(
         g.post("/bootaction/a", r#"{"kernel": "k/vmlinuz"}"#).status,
         201
@@ -188,28 +195,7 @@ fn state(g: &Gopxe, id: &str) -> String {
 /// the install. From any other loopback address it is a preview.
 #[test]
 fn an_installer_without_the_uuid_is_still_its_machine() {
-    let dir = tempdir("dhcp-uuid");
-    let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
-    relay
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let relay_port = relay.local_addr().unwrap().port().to_string();
-    let g = Gopxe::start(
-        &dir,
-        &[
-            "--dhcp-mode",
-            "authoritative",
-            "--dhcp-listen",
-            "127.0.0.1:0",
-            "--dhcp-relay-port",
-            &relay_port,
-            "--dhcp-range",
-            "127.0.0.100,127.0.0.150,255.0.0.0,1h",
-            "--advertise-addr",
-            "127.0.0.1",
-        ],
-    );
-    let server = g.announced_port("dhcp").expect("dhcp port announced");
+    let (g, relay, server) = start_relayed("dhcp-uuid", "authoritative");
     assert_eq!(
         g.post("/bootaction/a", r#"{"kernel": "k/vmlinuz"}"#).status,
         201
@@ -250,23 +236,7 @@ fn an_installer_without_the_uuid_is_still_its_machine() {
 /// address as the machine's.
 #[test]
 fn proxy_mode_learns_the_installers_address_from_its_request() {
-    let dir = tempdir("dhcp-proxy-addr");
-    let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let relay_port = relay.local_addr().unwrap().port().to_string();
-    let g = Gopxe::start(
-        &dir,
-        &[
-            "--dhcp-mode",
-            "proxy",
-            "--dhcp-listen",
-            "127.0.0.1:0",
-            "--dhcp-relay-port",
-            &relay_port,
-            "--advertise-addr",
-            "127.0.0.1",
-        ],
-    );
-    let server = g.announced_port("dhcp").expect("dhcp port announced");
+    let (g, relay, server) = start_relayed("dhcp-proxy-addr", "proxy");
     assert_eq!(
         g.post("/bootaction/a", r#"{"kernel": "k/vmlinuz"}"#).status,
         201

@@ -4,22 +4,13 @@
 
 mod common;
 
-use common::{Gopxe, tempdir};
+use common::{Gopxe, done_path, tempdir};
 
 /// The machines' own addresses: loopback addresses the test client can
 /// send from, so their answer-file fetches count as the machine's.
 const MACHINE_IP: &str = "127.0.0.50";
 const MACHINE_IP_2: &str = "127.0.0.51";
 
-/// The path (from `/pxeboot/`) of the first `done` call-back URL in `text`.
-fn done_path(text: &str) -> String {
-    let start = text.find("/pxeboot/").expect("a done URL");
-    text[start..]
-        .split(['\'', '"', ' ', '\n'])
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
 use std::process::Command;
 use yaml_rust2::YamlLoader;
 

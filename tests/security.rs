@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Gopxe, Resp, request, request_from, tempdir, wait_until};
+use common::{Gopxe, Resp, done_path, request, request_from, tempdir, wait_until};
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
@@ -49,16 +49,6 @@ fn state(g: &Gopxe) -> String {
     g.get(&format!("/pxeboot/{ID}")).json()["state"]
         .as_str()
         .unwrap_or("gone")
-        .to_string()
-}
-
-/// The `done` path in an answer file (from `/pxeboot/`).
-fn done_path(text: &str) -> String {
-    let start = text.find("/pxeboot/").expect("a done URL");
-    text[start..]
-        .split(['"', '\'', ' ', '\n'])
-        .next()
-        .unwrap_or_default()
         .to_string()
 }
 

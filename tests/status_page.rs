@@ -97,10 +97,9 @@ fn form_actions_with_a_token() {
     // The installer: its kickstart from its own address carries the
     // install's key, and its call-back needs no token with it.
     let ks = g.get_from(MACHINE_IP, &format!("/kickstart/{ID}")).text();
-    let start = ks.find("/pxeboot/").unwrap();
-    let done = ks[start..].split('"').next().unwrap();
+    let done = common::done_path(&ks);
     assert!(done.contains("/done?key="), "{done}");
-    let r = request(g.port, "POST", done, &[], b"");
+    let r = request(g.port, "POST", &done, &[], b"");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(state(&g), "installed");
 

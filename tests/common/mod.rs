@@ -259,6 +259,17 @@ pub fn read_response<R: Read>(r: &mut BufReader<R>) -> Resp {
     }
 }
 
+/// The path (from `/pxeboot/`) of the first `done` call-back URL in an
+/// answer file: up to the quote, space or line end that closes it.
+pub fn done_path(text: &str) -> String {
+    let start = text.find("/pxeboot/").expect("a done URL");
+    text[start..]
+        .split(['\'', '"', ' ', '\n'])
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Polls `f` until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
