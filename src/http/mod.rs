@@ -17,6 +17,8 @@ pub mod api;
 mod coarse;
 mod conn;
 pub mod guard;
+#[doc(hidden)]
+pub mod harness;
 pub mod reply;
 pub mod status;
 
@@ -325,14 +327,25 @@ fn server_config() -> picoserve::Config {
     .keep_connection_alive()
 }
 
-/// Serves one connection. picoserve holds a request buffer for as long as
-/// it serves, so the buffer is allocated only once the client has sent
-/// something, and a keep-alive connection that stays idle for a second is
-/// "parked": picoserve returns, the buffer is freed, and a new session
-/// starts when the next request arrives. A connection idle for
-/// [`IDLE_TIMEOUT`] (first request) or [`PARKED_TIMEOUT`] is closed.
+/// Serves one TCP connection (see [`serve_stream`]).
 async fn serve_connection(app: Rc<App>, stream: Async<std::net::TcpStream>, peer: SocketAddr) {
     let _ = stream.get_ref().set_nodelay(true);
+    serve_stream(app, &stream, peer, SmolTimer).await;
+}
+
+/// Serves one connection from `peer` over `stream`. picoserve holds a
+/// request buffer for as long as it serves, so the buffer is allocated
+/// only once the client has sent something, and a keep-alive connection
+/// that stays idle for a second is "parked": picoserve returns, the buffer
+/// is freed, and a new session starts when the next request arrives. A
+/// connection idle for [`IDLE_TIMEOUT`] (first request) or
+/// [`PARKED_TIMEOUT`] is closed.
+async fn serve_stream<S: conn::Stream, T: picoserve::Timer<SmolRuntime> + Copy>(
+    app: Rc<App>,
+    stream: &S,
+    peer: SocketAddr,
+    timer: T,
+) {
     let state = Rc::new(ConnState::default());
     let router = Router::from_service(Service {
         app,
@@ -356,10 +369,10 @@ async fn serve_connection(app: Rc<App>, stream: Async<std::net::TcpStream>, peer
         // idle connection stays a few hundred bytes.
         let session = Box::pin(async {
             let mut buffer = vec![0u8; REQUEST_BUFFER];
-            let socket = SmolSocket::new(&stream, WRITE_BUFFER, &state);
+            let socket = SmolSocket::new(stream, WRITE_BUFFER, &state);
             let server = picoserve::Server::<SmolRuntime, _, _, _>::custom(
                 &router,
-                SmolTimer,
+                timer,
                 &config,
                 &mut buffer,
             );
