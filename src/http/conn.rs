@@ -19,7 +19,8 @@
 //! bytes with a reset that could destroy the response in flight. A
 //! connection marked [`ConnState::closing`] (a request refused for its
 //! framing, whose body cannot be trusted) reads nothing more: the service
-//! answers, and the connection closes without reading the body.
+//! answers, and the connection closes without reading the body or parsing
+//! anything read past the head.
 //!
 //! The socket works on any [`Stream`]: a TCP connection, or [`MemStream`],
 //! a connection in memory for tests and fuzzing, whose reads hand out
@@ -155,8 +156,10 @@ pub struct ConnState {
     /// alive: then `shutdown` leaves the connection open ("parks" it).
     pub keep_alive: Cell<bool>,
     /// Set by the service when the request's framing was refused: reads
-    /// end (EOF) from then on, so nothing after the head is read, and the
-    /// connection is closed after the answer.
+    /// end (EOF) from then on, so nothing after the head is read; the
+    /// session ends after the answer (`http::closing`), so what an earlier
+    /// read brought in past the head is dropped unparsed; and the
+    /// connection is closed.
     pub closing: Cell<bool>,
 }
 

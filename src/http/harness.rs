@@ -221,6 +221,59 @@ mod tests {
     }
 
     #[test]
+    fn te_cl_smuggling_is_refused_and_the_smuggled_request_never_runs() {
+        let t = TempApp::new("tecl", None);
+        assert_eq!(t.statuses(LO, CREATE_X), [201]);
+        assert!(t.has_bootaction("x"));
+        let smuggled = "DELETE /bootaction/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+        // Framed by Content-Length (4), the body is the chunk size line and
+        // the DELETE is a second request; framed as chunked, it is body.
+        let attack = format!(
+            "POST /pxeboot HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n{:x}\r\n{smuggled}\r\n0\r\n\r\n",
+            smuggled.len()
+        );
+        assert_eq!(only_response_closes(&t.app, LO, attack.as_bytes()), 400);
+        assert!(t.has_bootaction("x"), "the smuggled DELETE did not run");
+        assert_eq!(t.statuses(LO, "GET /bootaction/x HTTP/1.1\r\n\r\n"), [200]);
+    }
+
+    #[test]
+    fn chunked_bodies_are_not_implemented() {
+        let app = memory_app();
+        let input = format!(
+            "POST /bootaction/y HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n{GET_HEALTH}"
+        );
+        assert_eq!(only_response_closes(&app, LO, input.as_bytes()), 501);
+    }
+
+    #[test]
+    fn repeated_or_malformed_content_length_is_refused() {
+        let app = memory_app();
+        for cl in [
+            "Content-Length: 2\r\nContent-Length: 2",
+            "Content-Length: 2\r\nContent-Length: 3",
+            "Content-Length: -1",
+            "Content-Length: +28",
+            "Content-Length:  0x10",
+            "Content-Length: 1e3",
+        ] {
+            // A pipelined request follows: nothing after the refused head
+            // is parsed, so it is never answered.
+            let input = format!(
+                "POST /bootaction/y HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                 Content-Type: application/json\r\n{cl}\r\n\r\n{{}}{GET_HEALTH}"
+            );
+            assert_eq!(
+                only_response_closes(&app, LO, input.as_bytes()),
+                400,
+                "{cl}"
+            );
+        }
+    }
+
+    #[test]
     fn an_oversized_body_is_refused_before_it_is_read() {
         let app = memory_app();
         let input = "POST /bootaction/y HTTP/1.1\r\nHost: 127.0.0.1\r\n\

@@ -34,6 +34,7 @@ use reply::{Content, Reply};
 use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 
 const REQUEST_BUFFER: usize = 2048;
@@ -327,6 +328,20 @@ fn server_config() -> picoserve::Config {
     .keep_connection_alive()
 }
 
+/// Ready once the connection is closing ([`ConnState::closing`]). It
+/// registers no waker: picoserve polls its shutdown signal before it
+/// reads each request and with every poll of the request's handler, and
+/// `closing` is only set by that handler.
+fn closing(state: &ConnState) -> impl Future<Output = ()> + '_ {
+    std::future::poll_fn(|_| {
+        if state.closing.get() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+}
+
 /// Serves one TCP connection (see [`serve_stream`]).
 async fn serve_connection(app: Rc<App>, stream: Async<std::net::TcpStream>, peer: SocketAddr) {
     let _ = stream.get_ref().set_nodelay(true);
@@ -370,12 +385,17 @@ async fn serve_stream<S: conn::Stream, T: picoserve::Timer<SmolRuntime> + Copy>(
         let session = Box::pin(async {
             let mut buffer = vec![0u8; REQUEST_BUFFER];
             let socket = SmolSocket::new(stream, WRITE_BUFFER, &state);
+            // A request refused for its framing ends the session once it
+            // is answered: picoserve may already hold bytes read after the
+            // refused head (a pipelined or smuggled request), and those
+            // must never be parsed.
             let server = picoserve::Server::<SmolRuntime, _, _, _>::custom(
                 &router,
                 timer,
                 &config,
                 &mut buffer,
-            );
+            )
+            .with_graceful_shutdown(closing(&state), config.timeouts.write);
             server.serve(socket).await
         });
         if let Err(e) = session.await {
