@@ -308,6 +308,22 @@ mod tests {
     }
 
     #[test]
+    fn connection_close_is_honoured_in_any_case() {
+        let app = memory_app();
+        for value in ["Close", "CLOSE", "Upgrade", "keep-alive, Upgrade"] {
+            let input = format!(
+                "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: {value}\r\n\r\n{GET_HEALTH}"
+            );
+            for chunk in CHUNKS {
+                let out = serve_bytes_chunked(app.clone(), ip(LO), input.as_bytes(), chunk);
+                let r = parse_responses(&out).unwrap();
+                assert_eq!(r.len(), 1, "{value}, chunk {chunk}");
+                assert_eq!(r[0].header("Connection"), Some("close"), "{value}");
+            }
+        }
+    }
+
+    #[test]
     fn a_foreign_host_is_misdirected() {
         let t = TempApp::new("host", None);
         let machine = "{\"mac\":\"52:54:00:00:00:01\",\"bootaction\":\"x\"}";

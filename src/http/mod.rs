@@ -49,7 +49,6 @@ const PARKED_TIMEOUT: Duration = Duration::from_secs(30);
 /// value that is not UTF-8 counts as absent; `Content-Length` is counted
 /// and `Transfer-Encoding` noted for the framing check.
 struct Wanted<'r> {
-    connection: Option<&'r str>,
     authorization: Option<&'r str>,
     accept: Option<&'r str>,
     origin: Option<&'r str>,
@@ -73,8 +72,7 @@ impl<'r> Wanted<'r> {
     /// From (name, value) pairs in request order; `None` for a value that
     /// is not UTF-8.
     fn from_pairs(pairs: impl Iterator<Item = (&'r [u8], Option<&'r str>)>) -> Self {
-        const NAMES: [&str; 8] = [
-            "connection",
+        const NAMES: [&str; 7] = [
             "authorization",
             "accept",
             "origin",
@@ -83,7 +81,7 @@ impl<'r> Wanted<'r> {
             "content-type",
             "content-length",
         ];
-        let mut found: [Option<Option<&'r str>>; 8] = [None; 8];
+        let mut found: [Option<Option<&'r str>>; 7] = [None; 7];
         let mut framing = guard::FramingHeaders::default();
         for (name, value) in pairs {
             if name.eq_ignore_ascii_case(b"content-length") {
@@ -100,7 +98,6 @@ impl<'r> Wanted<'r> {
             }
         }
         let [
-            connection,
             authorization,
             accept,
             origin,
@@ -111,7 +108,6 @@ impl<'r> Wanted<'r> {
         ] = found.map(Option::flatten);
         framing.content_length = content_length;
         Wanted {
-            connection,
             authorization,
             accept,
             origin,
@@ -131,16 +127,16 @@ struct Service {
     state: Rc<ConnState>,
 }
 
-/// picoserve's keep-alive rule: HTTP/1.1 without `Connection: close` or
-/// an upgrade.
-fn keeps_alive(version: &str, connection: Option<&str>) -> bool {
-    let Some(c) = connection else {
-        return version == "HTTP/1.1";
-    };
-    if c == "close" || c.split(',').any(|t| t.trim() == "upgrade") {
-        return false;
-    }
+/// picoserve's keep-alive rule, with its header comparisons (the first
+/// `Connection` header, values without case, tokens trimmed): HTTP/1.1
+/// without `Connection: close` or an `upgrade` token. picoserve keeps
+/// serving the session by this rule; the connection must agree once the
+/// session ends.
+fn keeps_alive(version: &str, headers: &picoserve::request::Headers<'_>) -> bool {
     version == "HTTP/1.1"
+        && headers
+            .get("connection")
+            .is_none_or(|c| c != "close" && !c.split(b',').any(|t| t == "upgrade"))
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -192,7 +188,7 @@ impl Service {
         let headers = Wanted::from(request.parts.headers());
         self.state.keep_alive.set(keeps_alive(
             request.parts.http_version(),
-            headers.connection,
+            &request.parts.headers(),
         ));
         let query = request.parts.query().map(|q| q.0).unwrap_or("");
         let raw_path = path.encoded();
@@ -476,7 +472,6 @@ pub(crate) mod tests {
         let w = Wanted::from_pairs(pairs.into_iter());
         assert_eq!(w.host, Some("a:1"), "the first Host counts");
         assert_eq!(w.accept, Some("text/html"), "names ignore case");
-        assert_eq!(w.connection, Some("close"));
         assert_eq!(w.origin, None, "a non-UTF-8 first value counts as absent");
         assert_eq!(w.authorization, None);
         assert_eq!(w.sec_fetch_site, None);
