@@ -16,23 +16,21 @@
 //! A connection that is not kept alive ends in a lingering close: the
 //! write side is shut, and what the client still sends is read and
 //! dropped for at most [`LINGER`], so the kernel does not answer unread
-//! bytes with a reset that could destroy the response in flight.
+//! bytes with a reset that could destroy the response in flight. A
+//! connection marked [`ConnState::closing`] (a request refused for its
+//! framing, whose body cannot be trusted) reads nothing more: the service
+//! answers, and the connection closes without reading the body or parsing
+//! anything read past the head.
 //!
-//! A request refused for its framing ([`Closing`]) must be the last one:
-//! the bytes after its head cannot be trusted to be its body, and may hold
-//! a smuggled request, already in picoserve's buffer. The service marks
-//! the connection [`Closing::Eof`] (picoserve's drain of the unread body
-//! ends at once, nothing more is read), then [`Closing::Hold`] and sends
-//! its answer as a picoserve custom response: that response's wait for
-//! the client to disconnect marks picoserve's connection upgraded, so it
-//! parses nothing more from its buffer, and the read under that wait never
-//! completes, so the answer is written in full first. The connection then
-//! closes with a linger.
+//! The socket works on any [`Stream`]: a TCP connection, or [`MemStream`],
+//! a connection in memory for tests and fuzzing, whose reads hand out
+//! given bytes and never wait.
 
 use async_io::Async;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use picoserve::io::{BaseWrite, ErrorKind, ErrorType, Read, Write};
 use std::cell::{Cell, RefCell};
+use std::io;
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
@@ -40,18 +38,115 @@ use std::time::Duration;
 /// sends before it is closed.
 const LINGER: Duration = Duration::from_secs(1);
 
-/// How a connection whose last request was refused for its framing
-/// reads (see the module docs).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Closing {
-    /// Not closing: reads read.
-    #[default]
-    No,
-    /// Reads end at once (EOF): the body is never read.
-    Eof,
-    /// Reads never complete: the answer is written, then the connection
-    /// closes.
-    Hold,
+/// The byte stream under a connection.
+pub trait Stream {
+    /// Reads what has arrived, without waiting: `WouldBlock` when nothing
+    /// has, `Ok(0)` at the end of the stream.
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Waits until [`Stream::try_read`] would not block.
+    async fn readable(&self) -> io::Result<()>;
+    /// Writes some of `data`, waiting for room.
+    async fn write(&self, data: &[u8]) -> io::Result<usize>;
+    /// Ends the write side (the peer reads EOF once it has the rest).
+    fn shutdown_write(&self);
+}
+
+impl Stream for Async<TcpStream> {
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        io::Read::read(&mut self.get_ref(), buf)
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        Async::readable(self).await
+    }
+
+    async fn write(&self, data: &[u8]) -> io::Result<usize> {
+        AsyncWriteExt::write(&mut &*self, data).await
+    }
+
+    fn shutdown_write(&self) {
+        let _ = self.get_ref().shutdown(Shutdown::Write);
+    }
+}
+
+/// Reads, waiting until something has arrived.
+async fn read<S: Stream>(stream: &S, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match stream.try_read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.readable().await?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}
+
+/// Writes all of `data`.
+async fn write_all<S: Stream>(stream: &S, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match stream.write(data).await {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = data.get(n..).unwrap_or_default(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A connection in memory, for tests and fuzzing: reads hand out `input`
+/// at most `chunk` bytes at a time and then end (EOF); they never wait, so
+/// nothing on such a connection ever waits for a timer. Writes are
+/// appended to the output; after `shutdown_write` they fail.
+pub struct MemStream<'i> {
+    input: Cell<&'i [u8]>,
+    chunk: usize,
+    output: RefCell<Vec<u8>>,
+    write_shut: Cell<bool>,
+}
+
+impl<'i> MemStream<'i> {
+    pub fn new(input: &'i [u8], chunk: usize) -> Self {
+        MemStream {
+            input: Cell::new(input),
+            chunk: chunk.max(1),
+            output: RefCell::new(Vec::new()),
+            write_shut: Cell::new(false),
+        }
+    }
+
+    /// Everything written.
+    pub fn into_output(self) -> Vec<u8> {
+        self.output.into_inner()
+    }
+}
+
+impl Stream for MemStream<'_> {
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let input = self.input.get();
+        let n = input.len().min(buf.len()).min(self.chunk);
+        let (now, rest) = input.split_at(n);
+        if let Some(dst) = buf.get_mut(..n) {
+            dst.copy_from_slice(now);
+        }
+        self.input.set(rest);
+        Ok(n)
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    async fn write(&self, data: &[u8]) -> io::Result<usize> {
+        if self.write_shut.get() {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        self.output.borrow_mut().extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn shutdown_write(&self) {
+        self.write_shut.set(true);
+    }
 }
 
 /// What a connection's service and socket share.
@@ -60,18 +155,27 @@ pub struct ConnState {
     /// Set by the service when the last response keeps the connection
     /// alive: then `shutdown` leaves the connection open ("parks" it).
     pub keep_alive: Cell<bool>,
-    /// Set by the service when the request's framing was refused.
-    pub closing: Cell<Closing>,
-}
-
-impl ConnState {
-    pub fn is_closing(&self) -> bool {
-        self.closing.get() != Closing::No
-    }
+    /// Set by the service when the request's framing was refused: reads
+    /// end (EOF) from then on, so nothing after the head is read; the
+    /// session ends after the answer (`http::closing`), so what an earlier
+    /// read brought in past the head is dropped unparsed; and the
+    /// connection is closed.
+    pub closing: Cell<bool>,
 }
 
 /// The runtime marker type for picoserve's generic `Server`.
 pub struct SmolRuntime;
+
+/// A picoserve timer that never fires, for [`MemStream`] connections:
+/// their reads and writes never wait, so no timeout can be due.
+#[derive(Clone, Copy, Default)]
+pub struct NoTimer;
+
+impl picoserve::Timer<SmolRuntime> for NoTimer {
+    async fn delay(&self, _: picoserve::time::Duration) {
+        std::future::pending::<()>().await;
+    }
+}
 
 /// picoserve timer backed by [`super::coarse`] deadlines.
 #[derive(Clone, Copy, Default)]
@@ -86,7 +190,7 @@ impl picoserve::Timer<SmolRuntime> for SmolTimer {
 
 /// An `std::io::Error` as an embedded-io error.
 #[derive(Debug)]
-pub struct IoError(pub std::io::Error);
+pub struct IoError(pub io::Error);
 
 impl std::fmt::Display for IoError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,8 +203,8 @@ impl std::error::Error for IoError {}
 impl picoserve::io::Error for IoError {
     fn kind(&self) -> ErrorKind {
         match self.0.kind() {
-            std::io::ErrorKind::TimedOut => ErrorKind::TimedOut,
-            std::io::ErrorKind::ConnectionReset => ErrorKind::ConnectionReset,
+            io::ErrorKind::TimedOut => ErrorKind::TimedOut,
+            io::ErrorKind::ConnectionReset => ErrorKind::ConnectionReset,
             _ => ErrorKind::Other,
         }
     }
@@ -159,15 +263,15 @@ const MIN_SPARE: usize = 1024;
 /// One picoserve session on a connection: the stream (owned by the
 /// connection task, which may start several sessions on it, see
 /// `http::serve_connection`) and the write buffer.
-pub struct SmolSocket<'s> {
-    stream: &'s Async<TcpStream>,
+pub struct SmolSocket<'s, S: Stream> {
+    stream: &'s S,
     wbuf: RefCell<WriteBuf>,
     capacity: usize,
     state: &'s ConnState,
 }
 
-impl<'s> SmolSocket<'s> {
-    pub fn new(stream: &'s Async<TcpStream>, write_buffer: usize, state: &'s ConnState) -> Self {
+impl<'s, S: Stream> SmolSocket<'s, S> {
+    pub fn new(stream: &'s S, write_buffer: usize, state: &'s ConnState) -> Self {
         SmolSocket {
             stream,
             wbuf: RefCell::new(WriteBuf::default()),
@@ -180,37 +284,36 @@ impl<'s> SmolSocket<'s> {
 /// Sends whatever is buffered and returns whether there was anything. The
 /// buffer is taken out of the cell for the duration of the write, so no
 /// borrow is held across an `.await`, and put back empty afterwards.
-async fn drain(stream: &Async<TcpStream>, cell: &RefCell<WriteBuf>) -> Result<bool, IoError> {
+async fn drain<S: Stream>(stream: &S, cell: &RefCell<WriteBuf>) -> Result<bool, IoError> {
     if cell.borrow().len() == 0 {
         return Ok(false);
     }
     let mut data = cell.take();
-    let mut s = stream;
-    s.write_all(data.filled()).await.map_err(IoError)?;
+    write_all(stream, data.filled()).await.map_err(IoError)?;
     data.len = 0;
     cell.replace(data);
     Ok(true)
 }
 
 /// Read half: sends any pending response before it waits for input.
-pub struct ReadHalf<'a> {
-    stream: &'a Async<TcpStream>,
+pub struct ReadHalf<'a, S: Stream> {
+    stream: &'a S,
     buf: &'a RefCell<WriteBuf>,
-    closing: &'a Cell<Closing>,
+    closing: &'a Cell<bool>,
 }
 
 /// Write half with its buffer.
-pub struct WriteHalf<'a> {
-    stream: &'a Async<TcpStream>,
+pub struct WriteHalf<'a, S: Stream> {
+    stream: &'a S,
     buf: &'a RefCell<WriteBuf>,
     capacity: usize,
 }
 
-impl ErrorType for ReadHalf<'_> {
+impl<S: Stream> ErrorType for ReadHalf<'_, S> {
     type Error = IoError;
 }
 
-impl Read for ReadHalf<'_> {
+impl<S: Stream> Read for ReadHalf<'_, S> {
     /// Sends the pending response, then reads. Right after a response the
     /// client cannot have sent its next request yet, so the task first
     /// yields: the executor runs the other ready connections, and by the
@@ -220,17 +323,15 @@ impl Read for ReadHalf<'_> {
     /// (`benches/http.sh`: 0.03 `epoll_ctl` per request instead of 1). A
     /// failed `recv` is followed by a wait, never by a second try.
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, IoError> {
-        match self.closing.get() {
-            Closing::No => {}
-            Closing::Eof => return Ok(0),
-            Closing::Hold => return std::future::pending().await,
+        if self.closing.get() {
+            return Ok(0);
         }
         if drain(self.stream, self.buf).await? {
             futures_lite::future::yield_now().await;
         }
         loop {
-            match std::io::Read::read(&mut self.stream.get_ref(), buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            match self.stream.try_read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // Idle until the client writes: hold no write buffer
                     // meanwhile (it is empty, having just been drained).
                     if self.buf.borrow().len() == 0 {
@@ -238,31 +339,30 @@ impl Read for ReadHalf<'_> {
                     }
                     self.stream.readable().await.map_err(IoError)?;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 r => return r.map_err(IoError),
             }
         }
     }
 }
 
-impl ErrorType for WriteHalf<'_> {
+impl<S: Stream> ErrorType for WriteHalf<'_, S> {
     type Error = IoError;
 }
 
-impl WriteHalf<'_> {
+impl<S: Stream> WriteHalf<'_, S> {
     fn free(&self) -> usize {
         self.capacity.saturating_sub(self.buf.borrow().len())
     }
 }
 
-impl BaseWrite for WriteHalf<'_> {
+impl<S: Stream> BaseWrite for WriteHalf<'_, S> {
     async fn write(&mut self, data: &[u8]) -> Result<usize, IoError> {
         if data.len() > self.free() {
             drain(self.stream, self.buf).await?;
         }
         if data.len() >= self.capacity {
-            let mut s = self.stream;
-            return s.write(data).await.map_err(IoError);
+            return self.stream.write(data).await.map_err(IoError);
         }
         self.buf.borrow_mut().extend(data);
         Ok(data.len())
@@ -279,7 +379,7 @@ impl BaseWrite for WriteHalf<'_> {
     }
 }
 
-impl Write for WriteHalf<'_> {
+impl<S: Stream> Write for WriteHalf<'_, S> {
     async fn write_with<F: FnOnce(picoserve::mem::BorrowedCursor<'_>) -> R, R>(
         &mut self,
         f: F,
@@ -298,18 +398,18 @@ impl Write for WriteHalf<'_> {
     }
 }
 
-impl picoserve::io::Socket<SmolRuntime> for SmolSocket<'_> {
+impl<S: Stream> picoserve::io::Socket<SmolRuntime> for SmolSocket<'_, S> {
     type Error = IoError;
     type ReadHalf<'a>
-        = ReadHalf<'a>
+        = ReadHalf<'a, S>
     where
         Self: 'a;
     type WriteHalf<'a>
-        = WriteHalf<'a>
+        = WriteHalf<'a, S>
     where
         Self: 'a;
 
-    fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+    fn split(&mut self) -> (ReadHalf<'_, S>, WriteHalf<'_, S>) {
         (
             ReadHalf {
                 stream: self.stream,
@@ -348,7 +448,7 @@ impl picoserve::io::Socket<SmolRuntime> for SmolSocket<'_> {
         let sent = timer
             .run_with_timeout(timeouts.write, drain(self.stream, &self.wbuf))
             .await;
-        if !matches!(sent, Ok(Ok(_))) || self.state.is_closing() {
+        if !matches!(sent, Ok(Ok(_))) || self.state.closing.get() {
             self.state.keep_alive.set(false);
         }
         if self.state.keep_alive.get() {
@@ -363,16 +463,15 @@ impl picoserve::io::Socket<SmolRuntime> for SmolSocket<'_> {
 /// The lingering close (see the module docs): shut the write side, then
 /// read and drop what the client still sends, at most 64 KiB for at most
 /// [`LINGER`].
-async fn linger<T: picoserve::Timer<SmolRuntime>>(stream: &Async<TcpStream>, timer: &T) {
-    let _ = stream.get_ref().shutdown(Shutdown::Write);
+async fn linger<S: Stream, T: picoserve::Timer<SmolRuntime>>(stream: &S, timer: &T) {
+    stream.shutdown_write();
     let mut scratch = [0u8; 1024];
-    let mut s = stream;
     let _ = timer
         .run_with_timeout(
             picoserve::time::Duration::from_millis(LINGER.as_millis() as u64),
             async {
                 for _ in 0..64 {
-                    match s.read(&mut scratch).await {
+                    match read(stream, &mut scratch).await {
                         Ok(n) if n > 0 => continue,
                         _ => break,
                     }

@@ -12,7 +12,7 @@
 //! decimal `Content-Length`, no `Transfer-Encoding`; a body over
 //! `max_body_bytes` is 413), its `Host`, and for a write the right to
 //! change state. A framing refusal is sent before the body is read and is
-//! the connection's last answer (`conn::Closing`). Bodies up to
+//! the connection's last answer (`ConnState::closing`). Bodies up to
 //! `max_body_bytes` are read through picoserve's body reader.
 //!
 //! Keep-alive is on; the read timeouts bound how long a slow client holds
@@ -23,22 +23,24 @@ pub mod api;
 mod coarse;
 mod conn;
 pub mod guard;
+#[doc(hidden)]
+pub mod harness;
 pub mod reply;
 pub mod status;
 
 use crate::app::App;
 use async_io::Async;
-use conn::{Closing, ConnState, SmolRuntime, SmolSocket, SmolTimer};
+use conn::{ConnState, SmolRuntime, SmolSocket, SmolTimer};
 use picoserve::io::Read;
 use picoserve::request::{Path, Request};
-use picoserve::response::custom::{CustomBody, CustomResponse};
-use picoserve::response::{IntoResponse, ResponseWriter, StatusCode};
+use picoserve::response::{ResponseWriter, StatusCode};
 use picoserve::routing::PathRouterService;
 use picoserve::{ResponseSent, Router};
 use reply::{Content, Reply};
 use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Duration;
 
 const REQUEST_BUFFER: usize = 2048;
@@ -53,7 +55,6 @@ const PARKED_TIMEOUT: Duration = Duration::from_secs(30);
 /// value that is not UTF-8 counts as absent; `Content-Length` is counted
 /// and `Transfer-Encoding` noted for the framing check.
 struct Wanted<'r> {
-    connection: Option<&'r str>,
     authorization: Option<&'r str>,
     accept: Option<&'r str>,
     origin: Option<&'r str>,
@@ -77,8 +78,7 @@ impl<'r> Wanted<'r> {
     /// From (name, value) pairs in request order; `None` for a value that
     /// is not UTF-8.
     fn from_pairs(pairs: impl Iterator<Item = (&'r [u8], Option<&'r str>)>) -> Self {
-        const NAMES: [&str; 8] = [
-            "connection",
+        const NAMES: [&str; 7] = [
             "authorization",
             "accept",
             "origin",
@@ -87,7 +87,7 @@ impl<'r> Wanted<'r> {
             "content-type",
             "content-length",
         ];
-        let mut found: [Option<Option<&'r str>>; 8] = [None; 8];
+        let mut found: [Option<Option<&'r str>>; 7] = [None; 7];
         let mut framing = guard::FramingHeaders::default();
         for (name, value) in pairs {
             if name.eq_ignore_ascii_case(b"content-length") {
@@ -104,7 +104,6 @@ impl<'r> Wanted<'r> {
             }
         }
         let [
-            connection,
             authorization,
             accept,
             origin,
@@ -115,7 +114,6 @@ impl<'r> Wanted<'r> {
         ] = found.map(Option::flatten);
         framing.content_length = content_length;
         Wanted {
-            connection,
             authorization,
             accept,
             origin,
@@ -135,16 +133,16 @@ struct Service {
     state: Rc<ConnState>,
 }
 
-/// picoserve's keep-alive rule: HTTP/1.1 without `Connection: close` or
-/// an upgrade.
-fn keeps_alive(version: &str, connection: Option<&str>) -> bool {
-    let Some(c) = connection else {
-        return version == "HTTP/1.1";
-    };
-    if c == "close" || c.split(',').any(|t| t.trim() == "upgrade") {
-        return false;
-    }
+/// picoserve's keep-alive rule, with its header comparisons (the first
+/// `Connection` header, values without case, tokens trimmed): HTTP/1.1
+/// without `Connection: close` or an `upgrade` token. picoserve keeps
+/// serving the session by this rule; the connection must agree once the
+/// session ends.
+fn keeps_alive(version: &str, headers: &picoserve::request::Headers<'_>) -> bool {
     version == "HTTP/1.1"
+        && headers
+            .get("connection")
+            .is_none_or(|c| c != "close" && !c.split(b',').any(|t| t == "upgrade"))
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -195,7 +193,7 @@ impl Service {
         let headers = Wanted::from(request.parts.headers());
         self.state.keep_alive.set(keeps_alive(
             request.parts.http_version(),
-            headers.connection,
+            &request.parts.headers(),
         ));
         let query = request.parts.query().map(|q| q.0).unwrap_or("");
         let raw_path = path.encoded();
@@ -211,13 +209,13 @@ impl Service {
                 refused => {
                     // Nothing after the head is read: it cannot be
                     // trusted to be this request's body.
-                    self.state.closing.set(Closing::Eof);
+                    self.state.closing.set(true);
                     self.state.keep_alive.set(false);
                     let r = refused.err().unwrap_or_else(|| {
                         guard::Refusal::new(400, "Content-Length is not understood")
                     });
                     self.app.metrics.http_request("other", r.status);
-                    break 'reply refusal_reply(r, &[]);
+                    break 'reply refusal_reply(r, &[]).with_header("Connection", "close".into());
                 }
             };
             let segments: Option<Vec<String>> =
@@ -302,28 +300,6 @@ impl Service {
 
         let connection = request.body_connection.finalize().await?;
         let status = StatusCode::new(reply.status);
-        if self.state.is_closing() {
-            // The last answer on this connection (see `conn`'s docs).
-            self.state.closing.set(Closing::Hold);
-            let body = match reply.body {
-                reply::Body::Bytes(b) => b,
-                reply::Body::File { .. } => Vec::new(),
-            };
-            // A custom response sends `Connection: close` itself.
-            let head = CustomResponse::build(status)
-                .with_header("Content-Type", reply.content_type)
-                .with_header("Content-Length", body.len());
-            return match reply.header {
-                Some((name, value)) => {
-                    let r = head.with_header(name, value).with_body(LastWords(body));
-                    r.write_to(connection, response_writer).await
-                }
-                None => {
-                    let r = head.with_body(LastWords(body));
-                    r.write_to(connection, response_writer).await
-                }
-            };
-        }
         let content = Content {
             content_type: reply.content_type,
             body: reply.body,
@@ -340,22 +316,6 @@ impl Service {
     }
 }
 
-/// The body of a connection's last answer. It yields once before it is
-/// written: picoserve polls the body's write first and the wait for the
-/// client's disconnection second, and that wait, once polled, is what
-/// stops picoserve from reading another request from its buffer.
-struct LastWords(Vec<u8>);
-
-impl CustomBody for LastWords {
-    async fn write_response_body<W: picoserve::io::Write>(
-        self,
-        mut writer: W,
-    ) -> Result<(), W::Error> {
-        futures_lite::future::yield_now().await;
-        writer.write_all(&self.0).await
-    }
-}
-
 fn server_config() -> picoserve::Config {
     picoserve::Config::new(picoserve::Timeouts {
         start_read_request: picoserve::time::Duration::from_secs(10),
@@ -367,14 +327,39 @@ fn server_config() -> picoserve::Config {
     .keep_connection_alive()
 }
 
-/// Serves one connection. picoserve holds a request buffer for as long as
-/// it serves, so the buffer is allocated only once the client has sent
-/// something, and a keep-alive connection that stays idle for a second is
-/// "parked": picoserve returns, the buffer is freed, and a new session
-/// starts when the next request arrives. A connection idle for
-/// [`IDLE_TIMEOUT`] (first request) or [`PARKED_TIMEOUT`] is closed.
+/// Ready once the connection is closing ([`ConnState::closing`]). It
+/// registers no waker: picoserve polls its shutdown signal before it
+/// reads each request and with every poll of the request's handler, and
+/// `closing` is only set by that handler.
+fn closing(state: &ConnState) -> impl Future<Output = ()> + '_ {
+    std::future::poll_fn(|_| {
+        if state.closing.get() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+}
+
+/// Serves one TCP connection (see [`serve_stream`]).
 async fn serve_connection(app: Rc<App>, stream: Async<std::net::TcpStream>, peer: SocketAddr) {
     let _ = stream.get_ref().set_nodelay(true);
+    serve_stream(app, &stream, peer, SmolTimer).await;
+}
+
+/// Serves one connection from `peer` over `stream`. picoserve holds a
+/// request buffer for as long as it serves, so the buffer is allocated
+/// only once the client has sent something, and a keep-alive connection
+/// that stays idle for a second is "parked": picoserve returns, the buffer
+/// is freed, and a new session starts when the next request arrives. A
+/// connection idle for [`IDLE_TIMEOUT`] (first request) or
+/// [`PARKED_TIMEOUT`] is closed.
+async fn serve_stream<S: conn::Stream, T: picoserve::Timer<SmolRuntime> + Copy>(
+    app: Rc<App>,
+    stream: &S,
+    peer: SocketAddr,
+    timer: T,
+) {
     let state = Rc::new(ConnState::default());
     let router = Router::from_service(Service {
         app,
@@ -398,20 +383,25 @@ async fn serve_connection(app: Rc<App>, stream: Async<std::net::TcpStream>, peer
         // idle connection stays a few hundred bytes.
         let session = Box::pin(async {
             let mut buffer = vec![0u8; REQUEST_BUFFER];
-            let socket = SmolSocket::new(&stream, WRITE_BUFFER, &state);
+            let socket = SmolSocket::new(stream, WRITE_BUFFER, &state);
+            // A request refused for its framing ends the session once it
+            // is answered: picoserve may already hold bytes read after the
+            // refused head (a pipelined or smuggled request), and those
+            // must never be parsed.
             let server = picoserve::Server::<SmolRuntime, _, _, _>::custom(
                 &router,
-                SmolTimer,
+                timer,
                 &config,
                 &mut buffer,
-            );
+            )
+            .with_graceful_shutdown(closing(&state), config.timeouts.write);
             server.serve(socket).await
         });
         if let Err(e) = session.await {
             log::debug!("http connection from {peer}: {e:?}");
             break;
         }
-        if !state.keep_alive.get() || state.is_closing() {
+        if !state.keep_alive.get() || state.closing.get() {
             break;
         }
         idle = PARKED_TIMEOUT;
@@ -485,7 +475,6 @@ pub(crate) mod tests {
         let w = Wanted::from_pairs(pairs.into_iter());
         assert_eq!(w.host, Some("a:1"), "the first Host counts");
         assert_eq!(w.accept, Some("text/html"), "names ignore case");
-        assert_eq!(w.connection, Some("close"));
         assert_eq!(w.origin, None, "a non-UTF-8 first value counts as absent");
         assert_eq!(w.authorization, None);
         assert_eq!(w.sec_fetch_site, None);
