@@ -235,7 +235,29 @@ impl App {
             .get(id)
             .and_then(|m| m.ip)
             .is_some_and(|ip| IpAddr::V4(ip) == peer);
-        recorded || self.dhcp_addrs.borrow().get(id) == Some(&peer)
+        recorded || self.dhcp_addrs.borrow().get(id) == Some(&peer) || self.holds_lease(id, peer)
+    }
+
+    /// Whether the durable lease table binds `peer` to this machine's
+    /// MAC (its id, or the MAC its firmware was seen with): what keeps a
+    /// machine's own fetches its own across a restart of the appliance,
+    /// when the addresses learned from DHCP in memory are gone.
+    fn holds_lease(&self, id: &MachineId, peer: IpAddr) -> bool {
+        let IpAddr::V4(v4) = peer else {
+            return false;
+        };
+        let Some(dhcp) = self.dhcp.borrow().clone() else {
+            return false;
+        };
+        let leases = dhcp.leases.borrow();
+        let Some(lease) = leases.get(v4) else {
+            return false;
+        };
+        if lease.state != crate::dhcp::lease::LeaseState::Bound {
+            return false;
+        }
+        let mac = lease.mac.0;
+        *id == MachineId::Mac(mac) || self.owner_of_mac(mac) == Some(*id)
     }
 
     /// Where a machine is known to be, for messages: recorded, from DHCP.
@@ -534,27 +556,33 @@ impl App {
 
     /// The installer's `done` call-back: `installing` becomes `installed`
     /// when the call-back carries the install's key (or the caller holds
-    /// the API right); the key is then spent. 409 in another state, 403
-    /// without the proof.
+    /// the API right). The key stays with the record until the next
+    /// install, so a retried call-back (its answer lost to a restart or a
+    /// dropped connection) is answered 200 and changes nothing; only
+    /// `reinstall` (or a rewrite of the record) makes a new one. 409 in
+    /// another state, 403 without the proof.
     pub async fn done(&self, id: &MachineId, proof: DoneProof<'_>) -> Result<Machine, AppError> {
         self.transition(id, EventKind::Done, "installer reported done", |m| {
-            if m.state != MachineState::Installing {
-                return Err(AppError::Conflict(format!(
-                    "machine `{id}` is `{}`: `done` is taken only while it is installing (after its installer fetched its answers)",
-                    m.state
-                )));
-            }
             let keyed = match (m.install_key, proof.key) {
                 (Some(k), Some(given)) => k.matches(given),
                 _ => false,
             };
+            match m.state {
+                MachineState::Installing => {}
+                MachineState::Installed if keyed => return Ok(false),
+                _ => {
+                    return Err(AppError::Conflict(format!(
+                        "machine `{id}` is `{}`: `done` is taken only while it is installing (after its installer fetched its answers)",
+                        m.state
+                    )));
+                }
+            }
             if !keyed && !proof.api_right {
                 return Err(AppError::Forbidden(format!(
                     "`done` for `{id}` needs the key gopxe wrote into its answer file (…/done?key=…), or the API token"
                 )));
             }
             m.state = MachineState::Installed;
-            m.install_key = None;
             Ok(true)
         })
         .await
@@ -727,6 +755,50 @@ mod tests {
         id
     }
 
+    /// A machine's own address is its recorded one, the one DHCP gave it
+    /// (in memory), or a bound lease of its MAC in the durable table (all
+    /// that is left of DHCP after a restart); no other address is.
+    #[test]
+    fn machine_addresses_include_its_lease() {
+        use crate::dhcp::lease::{Lease, LeaseChange, LeaseState};
+        use crate::dhcp::packet::Mac;
+        let (app, dir) = app_on_disk("leased");
+        smol::block_on(async {
+            let id = add_machine(&app, "52:54:00:00:00:07").await;
+            let other = add_machine(&app, "52:54:00:00:00:08").await;
+            let at = |o: u8| IpAddr::V4(Ipv4Addr::new(10, 0, 0, o));
+            assert!(!app.is_machine_address(&id, at(7)), "no DHCP state yet");
+            let dhcp = crate::dhcp::DhcpState::in_memory();
+            *app.dhcp.borrow_mut() = Some(dhcp.clone());
+            let bind = |o: u8, mac: [u8; 6], state: LeaseState| {
+                LeaseChange::Bind(Lease {
+                    ip: Ipv4Addr::new(10, 0, 0, o),
+                    state,
+                    client_id: [&[1u8][..], &mac].concat(),
+                    mac: Mac(mac),
+                    expires: u64::MAX,
+                    hostname: None,
+                })
+            };
+            let mut leases = dhcp.leases.borrow_mut();
+            leases.apply(&bind(7, [0x52, 0x54, 0, 0, 0, 7], LeaseState::Bound));
+            leases.apply(&bind(9, [0x52, 0x54, 0, 0, 0, 9], LeaseState::Bound));
+            drop(leases);
+            assert!(app.is_machine_address(&id, at(7)));
+            let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 7).to_ipv6_mapped());
+            assert!(app.is_machine_address(&id, mapped));
+            assert!(
+                !app.is_machine_address(&other, at(7)),
+                "someone else's lease"
+            );
+            assert!(!app.is_machine_address(&id, at(9)), "another MAC's lease");
+            assert!(!app.is_machine_address(&id, at(10)), "no lease");
+            app.note_dhcp_address(other, at(8));
+            assert!(app.is_machine_address(&other, at(8)));
+        });
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     /// Many state changes at once, several per machine, as in a boot
     /// storm: each lands on disk exactly as it is in memory, and no
     /// machine lock is left behind.
@@ -808,8 +880,8 @@ mod tests {
     }
 
     /// The `done` call-back: only while installing, only with the key of
-    /// the current install (or the API right), only once; a reinstall
-    /// makes the old key useless.
+    /// the current install (or the API right); a retry is answered and
+    /// changes nothing; a reinstall makes the old key useless.
     #[test]
     fn done_needs_the_current_key_once() {
         let (app, dir) = app_on_disk("done");
@@ -849,10 +921,17 @@ mod tests {
                 MachineState::Installing
             );
             let m = app.done(&id, with(&hex)).await.unwrap();
-            assert_eq!((m.state, m.install_key), (MachineState::Installed, None));
-            // Once: the same call again is a conflict.
+            assert_eq!(m.state, MachineState::Installed);
+            // A retry of the same call-back (its answer lost) is answered
+            // and changes nothing; any other key meets the new state.
+            let updated = m.updated_ms;
+            let again = app.done(&id, with(&hex)).await.unwrap();
+            assert_eq!(
+                (again.state, again.updated_ms),
+                (MachineState::Installed, updated)
+            );
             assert!(matches!(
-                app.done(&id, with(&hex)).await,
+                app.done(&id, with(&"0".repeat(32))).await,
                 Err(AppError::Conflict(_))
             ));
             // A reinstall brings a new key; the old one no longer works.

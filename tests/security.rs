@@ -214,10 +214,15 @@ fn only_the_install_can_end_itself() {
     let wget = [("Content-Type", "application/x-www-form-urlencoded")];
     assert_eq!(post(&g, &guess, &wget, b"done").status, 403);
     assert_eq!(state(&g), "installing");
-    // With it (as the installer's wget sends it): done, once.
+    // With it (as the installer's wget sends it): done. A retry of it (its
+    // answer lost) is answered and changes nothing; a guess meets 409.
     assert_eq!(post(&g, &keyed, &wget, b"done").status, 200);
     assert_eq!(state(&g), "installed");
-    assert_eq!(post(&g, &keyed, &[], b"").status, 409);
+    let updated = || g.get(&format!("/pxeboot/{ID}")).json()["updated_ms"].clone();
+    let before = updated();
+    assert_eq!(post(&g, &keyed, &[], b"").status, 200);
+    assert_eq!((state(&g), updated()), ("installed".to_string(), before));
+    assert_eq!(post(&g, &guess, &[], b"").status, 409);
     // A reinstall makes the old key useless.
     let auth = [("Authorization", BEARER)];
     assert_eq!(

@@ -290,7 +290,9 @@ pub struct Machine {
     pub state: MachineState,
     /// Unix time in milliseconds of the last change of the record.
     pub updated_ms: u64,
-    /// The current install's key; `None` once installed (schema 2).
+    /// The current install's key (schema 2): made by `reinstall` and by a
+    /// write of the record, kept once installed so a retried `done` of
+    /// that install is recognised.
     pub install_key: Option<InstallKey>,
 }
 
