@@ -734,6 +734,25 @@ mod tests {
         (app, dir)
     }
 
+    /// Closes the app's store (its journal's committer finishes and the
+    /// data dir is unlocked) and opens the data dir again, as a restart
+    /// would: the machines that were in memory, the store read back, and
+    /// its warnings.
+    fn close_and_reopen(
+        app: &App,
+        dir: &std::path::Path,
+    ) -> (
+        std::collections::BTreeMap<MachineId, Machine>,
+        Store,
+        Vec<String>,
+    ) {
+        let closed = app.store.replace(Store::default());
+        let mem = closed.machines.clone();
+        drop(closed);
+        let (disk, warnings) = Store::open(dir).unwrap();
+        (mem, disk, warnings)
+    }
+
     /// Boot action `a` (once) and a machine with this MAC using it.
     async fn add_machine(app: &App, mac: &str) -> MachineId {
         if !app.store.borrow().bootactions.contains_key("a") {
@@ -839,10 +858,10 @@ mod tests {
             }
         }));
         assert!(app.machine_locks.borrow().is_empty());
-        let (disk, warnings) = Store::open(&dir).unwrap();
+        let (mem, disk, warnings) = close_and_reopen(&app, &dir);
         assert!(warnings.is_empty(), "{warnings:?}");
         for id in &ids {
-            let mem = app.store.borrow().machines.get(id).cloned();
+            let mem = mem.get(id).cloned();
             assert_eq!(disk.machines.get(id), mem.as_ref(), "{id}");
             let mem = mem.map(|m| m.state);
             // 60 changes over 10 machines: each saw the three states twice,
@@ -954,8 +973,8 @@ mod tests {
             };
             assert!(app.done(&id, admin).await.is_ok());
             // What is on disk is what is in memory, key included.
-            let (disk, _) = Store::open(&dir).unwrap();
-            assert_eq!(disk.machines.get(&id), app.store.borrow().machines.get(&id));
+            let (mem, disk, _) = close_and_reopen(&app, &dir);
+            assert_eq!(disk.machines.get(&id), mem.get(&id));
         });
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -1,12 +1,18 @@
-//! The durable store: postcard records in flat files under the data dir.
+//! The durable store: postcard records in flat files under the data dir,
+//! changed through an append-only journal that group-commits.
 //!
-//! Layer: storage (blocking file I/O; callers run writes off the executor
-//! with `smol::unblock`). Layout under the data dir:
+//! Layer: storage (blocking file I/O, never on the executor: start-up
+//! reads before the executor runs, and writes go to the journal's own
+//! thread, [`journal`]; the executor only queues a change and awaits its
+//! answer). Layout under the data dir:
 //!
 //! ```text
 //! bootactions/<name>.rec     one boot action per file
 //! machines/<id>.rec          one machine per file (id in canonical form)
 //! templates/<name>.ks        admin-supplied kickstart templates (text)
+//! journal.<n>                record changes since the record files were
+//!                            last written (n counts up; usually one file)
+//! lock                       held (flock) by the gopxe using the data dir
 //! corrupt/                   records that failed to decode, moved aside
 //! ```
 //!
@@ -22,19 +28,55 @@
 //! Versions: boot actions 1 (the original's fields, `append`, `loader`),
 //! 2 (+ `installer`, `storage`); machines 1, 2 (+ `install_key`; a
 //! version-1 machine reads with no key, so an install running across the
-//! upgrade calls back with the token or is reinstalled). Every write is a temp file in
-//! the same folder, `fsync`, `rename` over the old name, `fsync` of the
-//! folder: after a crash a record is either the old or the new version,
-//! never a mix, and a write that returned is on disk. A file that fails to
-//! decode at start-up is reported with its path, moved into `corrupt/`, and
-//! the rest is served.
+//! upgrade calls back with the token or is reinstalled).
+//!
+//! Writes ([`Store::commit`]): a change (a record's new file body, or its
+//! removal) is an entry of the journal, with its own length and CRC-32
+//! (format in [`journal`]). One committer thread appends every change
+//! queued since its last fsync with one write, makes the batch durable
+//! with one `fdatasync`, and only then answers each change of the batch:
+//! in a boot storm, the kickstart fetches and `done` call-backs arriving
+//! while one batch syncs share the next sync. A change is acknowledged
+//! (and memory changed, by the caller) only after its batch is on disk.
+//! Past 1 MiB the journal moves on to `journal.<n+1>` and a background
+//! checkpoint writes the old journal's records into their files (temp
+//! file, fsync, rename; each folder synced once), then deletes it.
+//!
+//! Start-up reads the record files (the last checkpoint), then replays
+//! every journal file in order over them, and checkpoints what it
+//! replayed in the background while new changes go to a new journal. A
+//! data dir with only record files (from a gopxe before the journal) opens
+//! as it is; one is written only when something changes.
+//!
+//! Crash rules (SIGKILL or power loss at any point):
+//! - every acknowledged change is in a journal file or in its record
+//!   file: journal entries are replayed in order, each a whole record, so
+//!   the last entry of a record wins over its file and over earlier
+//!   entries, and a checkpoint deletes a journal only after the record
+//!   files it updated are synced, oldest journal first;
+//! - a record is never half-written: an entry whose length or CRC does not
+//!   hold ends the replay of its file there (a torn tail, from a crash
+//!   during an append: never acknowledged; logged and dropped), and record
+//!   files are replaced by `rename`, so each is the old or the new version;
+//! - a batch that fails to write or sync is answered with the error and
+//!   cut off the journal again before anything else is appended.
+//!
+//! A record file that fails to decode at start-up is reported with its
+//! path, moved into `corrupt/`, and the rest is served; a whole journal
+//! entry that does not decode as its record is reported and saved in
+//! `corrupt/`, and the record keeps its earlier value. A journal of an
+//! unknown version stops the start-up and is left as it is.
 
 use crate::model::{BootAction, Installer, Loader, Machine, MachineId, MachineState};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
+pub mod journal;
+
+pub use journal::{Change, Options, Stats};
+use journal::{Committer, Job};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -42,7 +84,7 @@ const MAGIC: &[u8; 4] = b"GPXR";
 const HEADER: usize = 10;
 
 /// The kinds of record the store holds, each in its own folder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     BootAction,
     Machine,
@@ -233,32 +275,15 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, String> {
     postcard_exact(payload)
 }
 
-/// Writes `bytes` to `path` atomically and durably (temp, fsync, rename, fsync dir).
+/// Writes `bytes` to `path` atomically and durably (temp, fsync, rename,
+/// fsync dir). For files outside the journal (the console's configuration
+/// files); store records are written through [`Store::commit`].
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    journal::replace_file(path, bytes)?;
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("record path has no folder"))?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| io::Error::other("record path has no file name"))?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    journal::sync_dir(dir)
 }
 
 /// Removes `path` durably; a missing file is not an error.
@@ -274,62 +299,232 @@ pub fn remove_durable(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// All records, loaded at start-up and kept in memory; the files are the truth.
+/// The file that holds record `key` of `kind` under the data dir `root`.
+fn record_path(root: &Path, kind: Kind, key: &str) -> PathBuf {
+    root.join(kind.dir()).join(format!("{key}.{}", kind.ext()))
+}
+
+/// All records, loaded at start-up and kept in memory; the record files
+/// and the journal are the truth.
 #[derive(Debug, Default)]
 pub struct Store {
     root: PathBuf,
     pub bootactions: BTreeMap<String, BootAction>,
     pub machines: BTreeMap<MachineId, Machine>,
     pub templates: BTreeMap<String, String>,
+    /// Appends changes to the journal; none for a store in memory only.
+    committer: Option<Committer>,
+    /// `lock` in the data dir, locked while this store is open. Dropped
+    /// after the committer (fields drop in order).
+    _lock: Option<File>,
 }
 
 impl Store {
     /// Opens (creating if needed) the store under `root` and loads every
     /// record. Returns the store and one warning per file moved aside.
     pub fn open(root: &Path) -> io::Result<(Store, Vec<String>)> {
+        Store::open_with(root, &Options::default())
+    }
+
+    /// [`Store::open`] with the journal's options (tests count and hold
+    /// its syncs, or checkpoint early).
+    pub fn open_with(root: &Path, options: &Options) -> io::Result<(Store, Vec<String>)> {
+        for kind in [Kind::BootAction, Kind::Machine, Kind::Template] {
+            fs::create_dir_all(root.join(kind.dir()))?;
+        }
+        let lock = lock(root)?;
         let mut store = Store {
             root: root.to_path_buf(),
             ..Default::default()
         };
         let mut warnings = Vec::new();
-        for kind in [Kind::BootAction, Kind::Machine, Kind::Template] {
-            fs::create_dir_all(root.join(kind.dir()))?;
+        store.load_files(&mut warnings)?;
+        let journals = journal::list(root)?;
+        let mut touched = BTreeSet::new();
+        let mut replayed = 0;
+        for (generation, path) in &journals {
+            let parsed = journal::parse(&fs::read(path)?)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            if let Some((at, why)) = &parsed.torn {
+                log::warn!(
+                    "journal {}: entries end at byte {at} ({why}); the rest, a write cut short and never acknowledged, is dropped",
+                    path.display()
+                );
+            }
+            for (at, why) in &parsed.skipped {
+                warnings.push(format!(
+                    "{} at byte {at}: an entry this gopxe cannot read ({why}); skipped",
+                    path.display()
+                ));
+            }
+            for (at, change) in parsed.changes {
+                match store.apply(&change) {
+                    Ok(()) => {
+                        replayed += 1;
+                        touched.insert((change.kind, change.key));
+                    }
+                    Err(why) => store.set_aside(&change, *generation, at, &why, &mut warnings),
+                }
+            }
         }
-        for (path, bytes) in
-            read_dir_files(&root.join(Kind::BootAction.dir()), "rec", &mut warnings)?
-        {
+        if !journals.is_empty() {
+            log::info!(
+                "{replayed} record changes replayed from {} journal file(s)",
+                journals.len()
+            );
+        }
+        // What the journals changed goes into the record files in the
+        // background; new changes go to a new journal meanwhile.
+        let first = if journals.is_empty() {
+            None
+        } else {
+            let mut dirty = journal::Dirty::new();
+            for (kind, key) in touched {
+                let body = store.body(kind, &key)?;
+                dirty.insert((kind, key), body);
+            }
+            Some(Job {
+                dirty,
+                files: journals.iter().map(|(_, p)| p.clone()).collect(),
+            })
+        };
+        let next = journals.last().map_or(1, |(g, _)| g + 1);
+        store.committer = Some(Committer::start(root, next, first, options)?);
+        store._lock = Some(lock);
+        Ok((store, warnings))
+    }
+
+    /// Loads every record file (the state of the last checkpoint).
+    fn load_files(&mut self, warnings: &mut Vec<String>) -> io::Result<()> {
+        let root = self.root.clone();
+        for (path, bytes) in read_dir_files(&root.join(Kind::BootAction.dir()), "rec", warnings)? {
             match decode::<BootAction>(&bytes) {
                 Ok(a) if path_key(&path) == Some(a.name.as_str()) => {
-                    store.bootactions.insert(a.name.clone(), a);
+                    self.bootactions.insert(a.name.clone(), a);
                 }
-                Ok(_) => {
-                    store.quarantine(&path, "file name does not match the record", &mut warnings)
-                }
-                Err(e) => store.quarantine(&path, &e, &mut warnings),
+                Ok(_) => self.quarantine(&path, "file name does not match the record", warnings),
+                Err(e) => self.quarantine(&path, &e, warnings),
             }
         }
-        for (path, bytes) in read_dir_files(&root.join(Kind::Machine.dir()), "rec", &mut warnings)?
-        {
+        for (path, bytes) in read_dir_files(&root.join(Kind::Machine.dir()), "rec", warnings)? {
             match decode::<Machine>(&bytes) {
                 Ok(m) if path_key(&path) == Some(m.id.canonical().as_str()) => {
-                    store.machines.insert(m.id, m);
+                    self.machines.insert(m.id, m);
                 }
-                Ok(_) => {
-                    store.quarantine(&path, "file name does not match the record", &mut warnings)
-                }
-                Err(e) => store.quarantine(&path, &e, &mut warnings),
+                Ok(_) => self.quarantine(&path, "file name does not match the record", warnings),
+                Err(e) => self.quarantine(&path, &e, warnings),
             }
         }
-        for (path, bytes) in read_dir_files(&root.join(Kind::Template.dir()), "ks", &mut warnings)?
-        {
+        for (path, bytes) in read_dir_files(&root.join(Kind::Template.dir()), "ks", warnings)? {
             match (path_key(&path), String::from_utf8(bytes)) {
                 (Some(k), Ok(text)) => {
-                    store.templates.insert(k.to_string(), text);
+                    self.templates.insert(k.to_string(), text);
                 }
-                _ => store.quarantine(&path, "not UTF-8 text", &mut warnings),
+                _ => self.quarantine(&path, "not UTF-8 text", warnings),
             }
         }
-        Ok((store, warnings))
+        Ok(())
+    }
+
+    /// Applies a replayed change to memory, checking it as a record file
+    /// is checked.
+    fn apply(&mut self, c: &Change) -> Result<(), String> {
+        let mismatch = || "the key does not match the record".to_string();
+        match (c.kind, &c.body) {
+            (Kind::BootAction, Some(b)) => {
+                let a: BootAction = decode(b)?;
+                if a.name != c.key {
+                    return Err(mismatch());
+                }
+                self.bootactions.insert(a.name.clone(), a);
+            }
+            (Kind::Machine, Some(b)) => {
+                let m: Machine = decode(b)?;
+                if m.id.canonical() != c.key {
+                    return Err(mismatch());
+                }
+                self.machines.insert(m.id, m);
+            }
+            (Kind::Template, Some(b)) => {
+                let text = String::from_utf8(b.clone()).map_err(|_| "not UTF-8 text")?;
+                self.templates.insert(c.key.clone(), text);
+            }
+            (Kind::BootAction, None) => {
+                self.bootactions.remove(&c.key);
+            }
+            (Kind::Machine, None) => {
+                if let Some(id) = machine_id(&c.key) {
+                    self.machines.remove(&id);
+                }
+            }
+            (Kind::Template, None) => {
+                self.templates.remove(&c.key);
+            }
+        }
+        Ok(())
+    }
+
+    /// A journal entry that does not decode: its body goes to `corrupt/`
+    /// and the record keeps its earlier value.
+    fn set_aside(
+        &self,
+        c: &Change,
+        generation: u64,
+        at: u64,
+        why: &str,
+        warnings: &mut Vec<String>,
+    ) {
+        let aside = self.root.join("corrupt");
+        let target = aside.join(format!(
+            "journal.{generation}-{at}-{}.{}",
+            c.key,
+            c.kind.ext()
+        ));
+        let body = c.body.as_deref().unwrap_or_default();
+        let saved = fs::create_dir_all(&aside).and_then(|()| fs::write(&target, body));
+        warnings.push(match saved {
+            Ok(()) => format!(
+                "journal.{generation} at byte {at}: {} `{}`: {why}; saved to {}",
+                c.kind.dir(),
+                c.key,
+                target.display()
+            ),
+            Err(e) => format!(
+                "journal.{generation} at byte {at}: {} `{}`: {why}; could not save it: {e}",
+                c.kind.dir(),
+                c.key
+            ),
+        });
+    }
+
+    /// A record's file body as it is in memory (`None`: there is none).
+    fn body(&self, kind: Kind, key: &str) -> io::Result<Option<Vec<u8>>> {
+        Ok(match kind {
+            Kind::BootAction => self.bootactions.get(key).map(encode).transpose()?,
+            Kind::Machine => machine_id(key)
+                .and_then(|id| self.machines.get(&id))
+                .map(encode)
+                .transpose()?,
+            Kind::Template => self.templates.get(key).map(|t| t.clone().into_bytes()),
+        })
+    }
+
+    /// Makes `changes` durable: queued at once (in call order) for the
+    /// journal's next batch; the future resolves when that batch is on
+    /// disk. Memory is the caller's to change, after that.
+    pub fn commit(&self, changes: Vec<Change>) -> impl Future<Output = io::Result<()>> + use<> {
+        let queued = self.committer.as_ref().map(|c| c.commit(changes));
+        async move {
+            match queued {
+                Some(answer) => answer.await,
+                None => Err(io::Error::other("the store is in memory only")),
+            }
+        }
+    }
+
+    /// What the journal's committer has done (none in memory only).
+    pub fn journal_stats(&self) -> Option<&Stats> {
+        self.committer.as_ref().map(|c| c.stats())
     }
 
     pub fn root(&self) -> &Path {
@@ -339,9 +534,7 @@ impl Store {
     /// The file that holds record `key` of `kind`. Keys are checked tokens
     /// or canonical ids, so the path never leaves the data dir.
     pub fn path(&self, kind: Kind, key: &str) -> PathBuf {
-        self.root
-            .join(kind.dir())
-            .join(format!("{key}.{}", kind.ext()))
+        record_path(&self.root, kind, key)
     }
 
     fn quarantine(&self, path: &Path, why: &str, warnings: &mut Vec<String>) {
@@ -357,6 +550,39 @@ impl Store {
             Err(e) => format!("{}: {why}; could not move it aside: {e}", path.display()),
         });
     }
+}
+
+/// The machine a record key names: its id in canonical form, and only that.
+fn machine_id(key: &str) -> Option<MachineId> {
+    key.parse::<MachineId>()
+        .ok()
+        .filter(|id| id.canonical() == key)
+}
+
+/// Locks `root/lock` for this process: a second gopxe on the same data
+/// dir would replay and delete the first one's journal.
+fn lock(root: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(root.join("lock"))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |e| {
+            if e == rustix::io::Errno::WOULDBLOCK {
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "the data dir is in use by another gopxe (its `lock` is held)",
+                )
+            } else {
+                io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("cannot lock the data dir: {e}"),
+                )
+            }
+        },
+    )?;
+    Ok(file)
 }
 
 fn path_key(path: &Path) -> Option<&str> {
@@ -476,6 +702,7 @@ mod tests {
             &encode(&m).unwrap(),
         )
         .unwrap();
+        drop(store);
         let (store, w) = Store::open(&root).unwrap();
         assert_eq!(store.bootactions.get("good"), Some(&a));
         assert_eq!(store.machines.get(&m.id), Some(&m));
@@ -486,6 +713,7 @@ mod tests {
         assert!(!root.join("bootactions/.x.rec.tmp").exists());
         remove_durable(&store.path(Kind::BootAction, "good")).unwrap();
         remove_durable(&store.path(Kind::BootAction, "good")).unwrap();
+        drop(store);
         let (store, _) = Store::open(&root).unwrap();
         assert!(store.bootactions.is_empty());
         let _ = fs::remove_dir_all(&root);
@@ -564,6 +792,7 @@ mod tests {
         b.installer = Installer::Autoinstall;
         b.storage = Some(Storage::Direct);
         write_atomic(&store.path(Kind::BootAction, "new"), &encode(&b).unwrap()).unwrap();
+        drop(store);
         let (store, w) = Store::open(&root).unwrap();
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(store.bootactions.len(), 2);
@@ -573,6 +802,375 @@ mod tests {
         );
         assert_eq!(store.bootactions.get("new"), Some(&b));
         assert_eq!(store.machines.len(), 1);
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    // The journal: group commit, replay, checkpoints.
+
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Condvar, Mutex};
+
+    /// An injected sync: counts the journal's fsyncs, can hold the
+    /// committer inside one (so that changes queue behind it) or fail one.
+    #[derive(Default)]
+    struct Hook {
+        syncs: AtomicUsize,
+        fail_next: AtomicBool,
+        held: Mutex<bool>,
+        changed: Condvar,
+    }
+
+    impl Hook {
+        fn options(self: &Arc<Hook>, checkpoint_bytes: u64) -> Options {
+            let hook = self.clone();
+            Options {
+                checkpoint_bytes,
+                sync: Arc::new(move |f: &File| {
+                    hook.syncs.fetch_add(1, Ordering::SeqCst);
+                    let mut held = hook.held.lock().unwrap();
+                    hook.changed.notify_all();
+                    while *held {
+                        held = hook.changed.wait(held).unwrap();
+                    }
+                    drop(held);
+                    if hook.fail_next.swap(false, Ordering::SeqCst) {
+                        return Err(io::Error::other("injected sync failure"));
+                    }
+                    f.sync_data()
+                }),
+            }
+        }
+
+        fn hold(&self, on: bool) {
+            *self.held.lock().unwrap() = on;
+            self.changed.notify_all();
+        }
+
+        /// Waits until `n` syncs have started.
+        fn wait_for(&self, n: usize) {
+            let mut held = self.held.lock().unwrap();
+            while self.syncs.load(Ordering::SeqCst) < n {
+                held = self.changed.wait(held).unwrap();
+            }
+        }
+
+        fn syncs(&self) -> usize {
+            self.syncs.load(Ordering::SeqCst)
+        }
+    }
+
+    fn machine(i: u8, state: MachineState) -> Machine {
+        Machine {
+            id: MachineId::Mac([0x52, 0x54, 0, 0, 0, i]),
+            bootaction: "good".into(),
+            ksfile: "default".into(),
+            os: None,
+            version: None,
+            hostname: Some(format!("h{i}")),
+            ip: None,
+            mask: None,
+            gw: None,
+            ns1: None,
+            ns2: None,
+            state,
+            updated_ms: u64::from(i),
+            install_key: None,
+        }
+    }
+
+    fn put_machine(m: &Machine) -> Change {
+        Change::put(Kind::Machine, m.id.canonical(), encode(m).unwrap())
+    }
+
+    fn journals(root: &Path) -> Vec<(u64, PathBuf)> {
+        journal::list(root).unwrap()
+    }
+
+    /// Changes queued while a batch is being synced are written together
+    /// and made durable with one fsync, and each is answered only then.
+    #[test]
+    fn changes_queued_during_a_sync_share_the_next_one() {
+        let root = tmpdir("batch");
+        let hook = Arc::new(Hook::default());
+        let (store, _) = Store::open_with(&root, &hook.options(journal::CHECKPOINT_BYTES)).unwrap();
+        hook.hold(true);
+        let first = store.commit(vec![put_machine(&machine(0, MachineState::Install))]);
+        hook.wait_for(1);
+        const N: u8 = 100;
+        let rest: Vec<_> = (1..=N)
+            .map(|i| store.commit(vec![put_machine(&machine(i, MachineState::Installing))]))
+            .collect();
+        // Nothing is answered while its batch is not on disk.
+        let mut first = std::pin::pin!(first);
+        assert!(
+            smol::future::block_on(smol::future::poll_once(first.as_mut())).is_none(),
+            "answered before its sync returned"
+        );
+        hook.hold(false);
+        smol::block_on(async {
+            first.await.unwrap();
+            for r in rest {
+                r.await.unwrap();
+            }
+        });
+        assert_eq!(
+            hook.syncs(),
+            2,
+            "one fsync for the first change, one for the {N} queued"
+        );
+        let stats = store.journal_stats().unwrap();
+        assert_eq!(stats.batches.load(Ordering::SeqCst), 2);
+        assert_eq!(stats.changes.load(Ordering::SeqCst), u64::from(N) + 1);
+        drop(store);
+        let (store, w) = Store::open(&root).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(store.machines.len(), usize::from(N) + 1);
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    /// A batch whose write or sync fails is answered with the error and
+    /// cut off the journal; the next batch is written after the last
+    /// acknowledged one, and replay finds exactly the acknowledged ones.
+    #[test]
+    fn a_failed_sync_is_cut_off_and_the_journal_goes_on() {
+        let root = tmpdir("failed");
+        let hook = Arc::new(Hook::default());
+        let (store, _) = Store::open_with(&root, &hook.options(journal::CHECKPOINT_BYTES)).unwrap();
+        let (a, b, c) = (
+            machine(1, MachineState::Install),
+            machine(2, MachineState::Install),
+            machine(3, MachineState::Install),
+        );
+        smol::block_on(store.commit(vec![put_machine(&a)])).unwrap();
+        hook.fail_next.store(true, Ordering::SeqCst);
+        assert!(smol::block_on(store.commit(vec![put_machine(&b)])).is_err());
+        smol::block_on(store.commit(vec![put_machine(&c)])).unwrap();
+        drop(store);
+        let files = journals(&root);
+        assert_eq!(files.len(), 1);
+        let parsed = journal::parse(&fs::read(&files[0].1).unwrap()).unwrap();
+        assert_eq!(parsed.torn, None);
+        assert_eq!(parsed.changes.len(), 2);
+        let (store, w) = Store::open(&root).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(store.machines.get(&a.id), Some(&a));
+        assert_eq!(store.machines.get(&b.id), None, "never acknowledged");
+        assert_eq!(store.machines.get(&c.id), Some(&c));
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    /// A crash during an append leaves a torn last entry: at every cut
+    /// of the file, replay reads the whole entries before it and drops
+    /// the rest (never acknowledged); start-up folds what it read into
+    /// the record files and deletes the journal.
+    #[test]
+    fn replay_drops_a_torn_tail() {
+        let root = tmpdir("torn");
+        let ms: Vec<Machine> = (1..=3)
+            .map(|i| machine(i, MachineState::Installing))
+            .collect();
+        let (store, _) = Store::open(&root).unwrap();
+        for m in &ms {
+            smol::block_on(store.commit(vec![put_machine(m)])).unwrap();
+        }
+        drop(store);
+        let files = journals(&root);
+        assert_eq!(files.len(), 1);
+        let path = files[0].1.clone();
+        let bytes = fs::read(&path).unwrap();
+        let whole = journal::parse(&bytes).unwrap();
+        assert_eq!(whole.torn, None);
+        let ends: Vec<usize> = whole
+            .changes
+            .iter()
+            .skip(1)
+            .map(|(at, _)| *at as usize)
+            .chain([bytes.len()])
+            .collect();
+        for cut in 0..bytes.len() {
+            let p = journal::parse(&bytes[..cut]).unwrap();
+            let n = ends.iter().filter(|&&e| e <= cut).count();
+            assert_eq!(p.changes.len(), n, "cut at {cut}");
+            let at_boundary = cut <= 6 || ends.contains(&cut) || cut == whole.changes[0].0 as usize;
+            assert_eq!(p.torn.is_some(), !at_boundary, "cut at {cut}");
+            assert!(p.skipped.is_empty());
+        }
+        // Torn inside the last entry: the first two machines come back.
+        fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
+        let (store, w) = Store::open(&root).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(store.machines.len(), 2);
+        assert_eq!(store.machines.get(&ms[0].id), Some(&ms[0]));
+        assert_eq!(store.machines.get(&ms[1].id), Some(&ms[1]));
+        drop(store);
+        // Checkpointed at start-up: record files, no journal left.
+        assert!(journals(&root).is_empty());
+        for m in &ms[..2] {
+            let rec = fs::read(root.join(format!("machines/{}.rec", m.id.canonical()))).unwrap();
+            assert_eq!(decode::<Machine>(&rec).unwrap(), *m);
+        }
+        let (store, _) = Store::open(&root).unwrap();
+        assert_eq!(store.machines.len(), 2);
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    /// Random puts and removes of every kind, some queued together, over
+    /// several sessions with tiny journals (checkpoints all the time):
+    /// what each start-up reads back is what was in memory.
+    #[test]
+    fn replay_equals_memory() {
+        let root = tmpdir("model");
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut model = Store::default();
+        for session in 0..4 {
+            let hook = Arc::new(Hook::default());
+            let limit = if session % 2 == 0 {
+                700
+            } else {
+                journal::CHECKPOINT_BYTES
+            };
+            let (mut store, w) = Store::open_with(&root, &hook.options(limit)).unwrap();
+            assert!(w.is_empty(), "{w:?}");
+            assert_eq!(store.bootactions, model.bootactions, "session {session}");
+            assert_eq!(store.machines, model.machines, "session {session}");
+            assert_eq!(store.templates, model.templates, "session {session}");
+            for _ in 0..40 {
+                let mut pending = Vec::new();
+                for _ in 0..(1 + next() % 4) {
+                    let r = next();
+                    let remove = r % 5 == 0;
+                    let i = (r >> 8) as u8 % 6;
+                    let change = match (r >> 16) % 3 {
+                        0 => {
+                            let name = format!("a{i}");
+                            if remove {
+                                model.bootactions.remove(&name);
+                                Change::remove(Kind::BootAction, name)
+                            } else {
+                                let mut a = action(&name);
+                                a.label = format!("{r}");
+                                let c = Change::put(Kind::BootAction, &name, encode(&a).unwrap());
+                                model.bootactions.insert(name, a);
+                                c
+                            }
+                        }
+                        1 => {
+                            let mut m = machine(i, MachineState::Install);
+                            if remove {
+                                model.machines.remove(&m.id);
+                                Change::remove(Kind::Machine, m.id.canonical())
+                            } else {
+                                m.updated_ms = r;
+                                let c = put_machine(&m);
+                                model.machines.insert(m.id, m);
+                                c
+                            }
+                        }
+                        _ => {
+                            let name = format!("t{i}");
+                            if remove {
+                                model.templates.remove(&name);
+                                Change::remove(Kind::Template, name)
+                            } else {
+                                let text = format!("# {r}\n");
+                                let c =
+                                    Change::put(Kind::Template, &name, text.clone().into_bytes());
+                                model.templates.insert(name, text);
+                                c
+                            }
+                        }
+                    };
+                    pending.push(store.commit(vec![change]));
+                }
+                smol::block_on(async {
+                    for p in pending {
+                        p.await.unwrap();
+                    }
+                });
+            }
+            store.bootactions = model.bootactions.clone();
+            store.machines = model.machines.clone();
+            store.templates = model.templates.clone();
+        }
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    /// Past its size limit the journal moves on to a new file and the old
+    /// one is folded into the record files in the background and deleted:
+    /// the journal stays small, and the record files hold the changes.
+    #[test]
+    fn checkpoints_keep_the_journal_small() {
+        let root = tmpdir("checkpoint");
+        let hook = Arc::new(Hook::default());
+        let (store, _) = Store::open_with(&root, &hook.options(2048)).unwrap();
+        let mut last = BTreeMap::new();
+        for round in 0..60u64 {
+            for i in 0..10 {
+                let mut m = machine(i, MachineState::Installing);
+                m.updated_ms = round;
+                smol::block_on(store.commit(vec![put_machine(&m)])).unwrap();
+                last.insert(m.id, m);
+            }
+        }
+        let checkpoints = store
+            .journal_stats()
+            .unwrap()
+            .checkpoints
+            .load(Ordering::SeqCst);
+        drop(store);
+        assert!(checkpoints >= 1, "no checkpoint ran");
+        let left: u64 = journals(&root)
+            .iter()
+            .map(|(_, p)| fs::metadata(p).unwrap().len())
+            .sum();
+        assert!(left < 2 * 2048 + 1024, "{left} bytes of journal left");
+        let (store, w) = Store::open(&root).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(store.machines, last);
+        drop(store);
+        // Start-up folded the rest in: the record files alone hold it all.
+        assert!(journals(&root).is_empty());
+        for m in last.values() {
+            let rec = fs::read(root.join(format!("machines/{}.rec", m.id.canonical()))).unwrap();
+            assert_eq!(decode::<Machine>(&rec).unwrap(), *m);
+        }
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    /// A journal entry that is whole but does not read as its record is
+    /// saved in `corrupt/` and reported; a journal of an unknown version
+    /// stops the start, untouched; a second open of a data dir in use is
+    /// refused.
+    #[test]
+    fn journal_damage_and_a_second_open() {
+        let root = tmpdir("damage");
+        drop(Store::open(&root).unwrap());
+        let good = machine(1, MachineState::Installed);
+        let mut bytes = b"GPXJ\x01\x00".to_vec();
+        journal::encode_entry(&put_machine(&good), &mut bytes).unwrap();
+        let wrong = Change::put(Kind::Machine, "01-52-54-00-00-00-09", b"GPXRjunk".to_vec());
+        journal::encode_entry(&wrong, &mut bytes).unwrap();
+        fs::write(root.join("journal.4"), &bytes).unwrap();
+        let (store, w) = Store::open(&root).unwrap();
+        assert_eq!(store.machines.get(&good.id), Some(&good));
+        assert_eq!(store.machines.len(), 1);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("01-52-54-00-00-00-09"), "{w:?}");
+        assert!(fs::read_dir(root.join("corrupt")).unwrap().count() == 1);
+        // In use: refused, and nothing is touched.
+        let e = Store::open(&root).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        drop(store);
+        fs::write(root.join("journal.9"), b"GPXJ\x07\x00").unwrap();
+        let e = Store::open(&root).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(fs::read(root.join("journal.9")).unwrap(), b"GPXJ\x07\x00");
         let _ = fs::remove_dir_all(&root);
     }
 }
