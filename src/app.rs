@@ -3,13 +3,14 @@
 //! Layer: service (async, single-threaded). Everything runs on one
 //! `LocalExecutor`, so state lives in `RefCell`s and is never borrowed
 //! across an `.await`. Writes take `write_lock`, check against the current
-//! store, make the record durable off the executor (`smol::unblock`), and
-//! only then change memory and answer: nothing is acknowledged that a crash
-//! could lose. Record writes take the lock exclusively; state changes
-//! (kickstart fetched, `done`, reinstall) take it shared plus a lock of
-//! their machine, so those of different machines are made durable side by
-//! side and their fsyncs share the file system's journal commits — in a
-//! boot storm, hundreds of machines fetch their kickstarts at once.
+//! store, queue the change for the store's journal (`Store::commit`: its
+//! committer thread writes every change queued meanwhile and fsyncs once),
+//! and when that batch is on disk change memory and answer: nothing is
+//! acknowledged that a crash could lose. Record writes take the lock
+//! exclusively; state changes (kickstart fetched, `done`, reinstall) take
+//! it shared plus a lock of their machine, so those of different machines
+//! wait for the same batch — in a boot storm, hundreds of machines fetch
+//! their kickstarts at once, and a batch's one fsync answers them all.
 //! Events are kept in memory in a bounded log per machine; the state
 //! changes they accompany are durable. A durable machine change is then
 //! queued for the webhooks (`crate::webhook`), never awaited.
@@ -20,7 +21,7 @@ use crate::model::validate::FieldError;
 use crate::model::{
     BootAction, Event, EventKind, EventLog, InstallKey, Machine, MachineId, MachineState,
 };
-use crate::store::{self, Kind, Store};
+use crate::store::{self, Change, Kind, Store};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
@@ -126,14 +127,6 @@ pub struct App {
     machine_locks: RefCell<HashMap<MachineId, Rc<async_lock::Mutex<()>>>>,
 }
 
-async fn persist(path: PathBuf, bytes: Option<Vec<u8>>) -> io::Result<()> {
-    smol::unblock(move || match bytes {
-        Some(b) => store::write_atomic(&path, &b),
-        None => store::remove_durable(&path),
-    })
-    .await
-}
-
 impl App {
     pub fn new(config: Config, urls: Urls, store: Store) -> App {
         let images_root = config.images.canonicalize().ok();
@@ -169,6 +162,14 @@ impl App {
             template_permits: async_lock::Semaphore::new(Self::TEMPLATE_RENDERS),
             machine_locks: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// Makes a record change durable: queued for the store journal's next
+    /// batch (one fsync for every change queued meanwhile), answered when
+    /// that batch is on disk. The caller changes memory after that.
+    async fn persist(&self, change: Change) -> Result<(), AppError> {
+        let durable = self.store.borrow().commit(vec![change]);
+        durable.await.map_err(AppError::Store)
     }
 
     /// Admin templates rendered at once; more wait their turn.
@@ -369,16 +370,15 @@ impl App {
     /// kernel (`boot::check_kernel_line`).
     pub async fn put_bootaction(&self, a: BootAction) -> Result<bool, AppError> {
         let _g = self.write_lock.write().await;
-        let path = {
+        {
             let s = self.store.borrow();
             let users = s.machines.values().filter(|m| m.bootaction == a.name);
             crate::boot::check_kernel_line(&self.urls, &a, users)
                 .map_err(|e| AppError::Invalid(FieldError::new("append", e.to_string())))?;
-            s.path(Kind::BootAction, &a.name)
-        };
-        persist(path, Some(store::encode(&a).map_err(AppError::Store)?))
-            .await
-            .map_err(AppError::Store)?;
+        }
+        let body = store::encode(&a).map_err(AppError::Store)?;
+        self.persist(Change::put(Kind::BootAction, a.name.clone(), body))
+            .await?;
         Ok(self
             .store
             .borrow_mut()
@@ -390,7 +390,7 @@ impl App {
     /// Deletes a boot action no machine uses.
     pub async fn delete_bootaction(&self, name: &str) -> Result<(), AppError> {
         let _g = self.write_lock.write().await;
-        let path = {
+        {
             let s = self.store.borrow();
             if !s.bootactions.contains_key(name) {
                 return Err(AppError::NotFound(format!("no boot action `{name}`")));
@@ -413,9 +413,8 @@ impl App {
                     "boot action `{name}` is the default for unknown machines"
                 )));
             }
-            s.path(Kind::BootAction, name)
-        };
-        persist(path, None).await.map_err(AppError::Store)?;
+        }
+        self.persist(Change::remove(Kind::BootAction, name)).await?;
         self.store.borrow_mut().bootactions.remove(name);
         Ok(())
     }
@@ -476,10 +475,9 @@ impl App {
         m.updated_ms = now_ms();
         m.state = MachineState::Install;
         m.install_key = Some(new_install_key()?);
-        let path = self.store.borrow().path(Kind::Machine, &m.id.canonical());
-        persist(path, Some(store::encode(&m).map_err(AppError::Store)?))
-            .await
-            .map_err(AppError::Store)?;
+        let body = store::encode(&m).map_err(AppError::Store)?;
+        self.persist(Change::put(Kind::Machine, m.id.canonical(), body))
+            .await?;
         let id = m.id;
         let old = self
             .store
@@ -512,8 +510,8 @@ impl App {
         if !self.store.borrow().machines.contains_key(id) {
             return Err(AppError::NotFound(format!("no machine `{id}`")));
         }
-        let path = self.store.borrow().path(Kind::Machine, &id.canonical());
-        persist(path, None).await.map_err(AppError::Store)?;
+        self.persist(Change::remove(Kind::Machine, id.canonical()))
+            .await?;
         let old = self.store.borrow_mut().machines.remove(id);
         self.events.borrow_mut().remove(id);
         if let Some(m) = old {
@@ -644,10 +642,9 @@ impl App {
             return Ok(m);
         }
         m.updated_ms = now_ms();
-        let path = self.store.borrow().path(Kind::Machine, &id.canonical());
-        persist(path, Some(store::encode(&m).map_err(AppError::Store)?))
-            .await
-            .map_err(AppError::Store)?;
+        let body = store::encode(&m).map_err(AppError::Store)?;
+        self.persist(Change::put(Kind::Machine, id.canonical(), body))
+            .await?;
         self.store.borrow_mut().machines.insert(*id, m.clone());
         if m.state != old {
             self.webhooks.notify(
@@ -665,10 +662,8 @@ impl App {
     /// Stores an admin kickstart template (already checked). True if created.
     pub async fn put_template(&self, name: &str, text: String) -> Result<bool, AppError> {
         let _g = self.write_lock.write().await;
-        let path = self.store.borrow().path(Kind::Template, name);
-        persist(path, Some(text.clone().into_bytes()))
-            .await
-            .map_err(AppError::Store)?;
+        self.persist(Change::put(Kind::Template, name, text.clone().into_bytes()))
+            .await?;
         Ok(self
             .store
             .borrow_mut()
@@ -679,7 +674,7 @@ impl App {
 
     pub async fn delete_template(&self, name: &str) -> Result<(), AppError> {
         let _g = self.write_lock.write().await;
-        let path = {
+        {
             let s = self.store.borrow();
             if !s.templates.contains_key(name) {
                 return Err(AppError::NotFound(format!(
@@ -692,9 +687,8 @@ impl App {
                     m.id
                 )));
             }
-            s.path(Kind::Template, name)
-        };
-        persist(path, None).await.map_err(AppError::Store)?;
+        }
+        self.persist(Change::remove(Kind::Template, name)).await?;
         self.store.borrow_mut().templates.remove(name);
         Ok(())
     }

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{Gopxe, done_path, tempdir};
+use std::time::Duration;
 
 /// The machines' own addresses: loopback addresses the test client can
 /// send from, so their answer-file fetches count as the machine's.
@@ -342,11 +343,16 @@ fn a_version_1_store_still_loads_and_is_upgraded_on_write() {
         r#"{"kernel": "debian/linux", "initrd": "debian/initrd.gz", "installer": "preseed"}"#,
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    let bytes = std::fs::read(data.join("bootactions/deb.rec")).unwrap();
-    assert_eq!(bytes.get(4..6), Some(&[2u8, 0][..]));
     drop(g);
     let g = Gopxe::start(&dir, &[]);
     assert_eq!(g.get("/bootaction/deb").json()["installer"], "preseed");
+    // The change went to the store's journal; this start folded it into
+    // the record file.
+    assert!(common::wait_until(Duration::from_secs(10), || {
+        common::journal_files(&data) == 0
+    }));
+    let bytes = std::fs::read(data.join("bootactions/deb.rec")).unwrap();
+    assert_eq!(bytes.get(4..6), Some(&[2u8, 0][..]));
     assert!(
         g.get(&format!("/pxelinux/{MAC_ID}"))
             .text()

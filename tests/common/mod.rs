@@ -270,6 +270,18 @@ pub fn done_path(text: &str) -> String {
         .to_string()
 }
 
+/// How many store journal files (`journal.<n>`) the data dir `data` has:
+/// none once a start-up's checkpoint has folded them into the record files.
+pub fn journal_files(data: &Path) -> usize {
+    std::fs::read_dir(data)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("journal."))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// Polls `f` until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
