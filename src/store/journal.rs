@@ -8,7 +8,9 @@
 //! answer for its batch.
 //!
 //! A journal file is a header, `GPXJ` and the journal version (u16 LE,
-//! 1), then entries:
+//! 1), then entries, then zeros (the file is written full of zeros when it
+//! is created, see `prepare`; a length of 0 where an entry would start,
+//! with only zeros after it, is the end):
 //!
 //! ```text
 //! len   u32 LE   length of the body
@@ -24,14 +26,19 @@
 //! then answers each waiter: a change is acknowledged once its batch is on
 //! disk. While it syncs, the next changes queue; they make the next batch.
 //! A batch that cannot be written or synced is answered with the error and
-//! cut off again (the file is truncated to the last acknowledged entry and
-//! synced); if even that fails, the journal refuses every later change
-//! until gopxe restarts, so nothing is acknowledged after a tail it could
-//! not clean up.
+//! wiped again (its bytes overwritten with zeros and synced), so that no
+//! later, shorter batch can be followed by its entries; if even that
+//! fails, the journal refuses every later change until gopxe restarts, so
+//! nothing is acknowledged after a tail it could not clean up.
 //!
-//! A journal file is created with its first batch (header written, file
-//! and folder synced before the batch is appended), so a store that is
-//! only read writes nothing. Checkpoint: once the journal passes
+//! The first journal file is created with the first batch (header and
+//! zeros written, file and folder synced before the batch is written into
+//! it), so a store that is only read writes nothing; each next one is
+//! prepared in the background while the one before is in use. Appends
+//! overwrite the zeros in place, so an append's `fdatasync` changes no
+//! file size and needs no commit of the file system's own journal.
+//!
+//! Checkpoint: once the journal passes
 //! [`Options::checkpoint_bytes`], the committer moves on to
 //! `journal.<n+1>` and hands the old file, with the latest body of every
 //! record it changed, to a checkpoint thread (one at a time; a failed one
@@ -50,6 +57,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -193,15 +201,21 @@ pub fn parse(bytes: &[u8]) -> io::Result<Parsed> {
     }
     let mut offset = FILE_HEADER as u64;
     while !rest.is_empty() {
+        // The file's prepared zeros: the end of its entries.
+        let at_end = |rest: &[u8]| rest.iter().all(|&b| b == 0);
         let Some((header, after)) = rest.split_at_checked(ENTRY_HEADER) else {
-            parsed.torn = Some((offset, "torn entry header".into()));
+            if !at_end(rest) {
+                parsed.torn = Some((offset, "torn entry header".into()));
+            }
             break;
         };
         let (len, crc) = header.split_at(4);
         let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
         let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
         if len == 0 {
-            parsed.torn = Some((offset, "zeros where an entry should be".into()));
+            if !at_end(rest) {
+                parsed.torn = Some((offset, "zeros before more bytes".into()));
+            }
             break;
         }
         let Some((body, next)) = after.split_at_checked(len) else {
@@ -378,56 +392,100 @@ pub fn checkpoint(root: &Path, job: &Job) -> io::Result<()> {
     Ok(())
 }
 
-/// The journal file being appended to. It is created with the first
-/// batch, so a store that is only read writes nothing.
+/// Creates `journal.<generation>`: the header, then zeros up to `size`
+/// bytes, written and synced (file and folder) before it is used. Its
+/// blocks are then allocated and written, so an append overwrites them in
+/// place and its `fdatasync` writes only the data: the file's size does
+/// not change, so no file-system journal commit is needed (on ext4 such a
+/// commit also waits for other files' pending data, which made single
+/// syncs take seconds in a busy boot storm). (No other file of this
+/// generation is in use: the store's lock keeps other gopxe processes out,
+/// and start-up chose a generation past every file there.)
+fn prepare(root: &Path, generation: u64, size: u64) -> io::Result<File> {
+    let path = journal_path(root, generation);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)?;
+    let size = usize::try_from(size)
+        .map_err(|_| io::Error::other("journal size"))?
+        .max(FILE_HEADER);
+    let mut bytes = vec![0u8; size];
+    for (b, h) in bytes
+        .iter_mut()
+        .zip(MAGIC.iter().chain(&VERSION.to_le_bytes()))
+    {
+        *b = *h;
+    }
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    sync_dir(root)?;
+    Ok(file)
+}
+
+/// A journal file being made ready in the background.
+type Spare = JoinHandle<io::Result<File>>;
+
+/// The journal file being appended to. The first is created with the first
+/// batch, so a store that is only read writes nothing; from then on the
+/// next one is prepared in the background (a spare), so moving on to it
+/// costs the committer nothing.
 struct Journal {
     root: PathBuf,
     generation: u64,
     file: Option<File>,
-    /// Bytes in the file, all of them acknowledged entries (or the header).
+    /// Where the acknowledged entries end; zeros follow.
     len: u64,
+    /// Bytes a new journal file is made of.
+    size: u64,
+    /// `journal.<generation + 1>`, being prepared.
+    spare: Option<Spare>,
     /// What this file changed, for its checkpoint.
     dirty: Dirty,
     sync: SyncFn,
-    /// Set when a failed batch could not be cut off again.
+    /// Set when a failed batch could not be wiped again.
     broken: Option<String>,
 }
 
 impl Journal {
-    fn new(root: &Path, generation: u64, sync: SyncFn) -> Journal {
+    fn new(root: &Path, generation: u64, size: u64, sync: SyncFn) -> Journal {
         Journal {
             root: root.to_path_buf(),
             generation,
             file: None,
             len: 0,
+            size,
+            spare: None,
             dirty: Dirty::new(),
             sync,
             broken: None,
         }
     }
 
-    /// Creates `journal.<generation>` with its header, durably (file and
-    /// folder synced) before anything is appended. (No other file of this
-    /// generation can exist: the store's lock keeps other gopxe processes
-    /// out, and start-up chose a generation past every file there.)
-    fn create(&mut self) -> io::Result<()> {
-        let path = journal_path(&self.root, self.generation);
-        let mut file = OpenOptions::new().append(true).create(true).open(&path)?;
-        // Left by a failed attempt of this process, if at all.
-        file.set_len(0)?;
-        let mut header = Vec::with_capacity(FILE_HEADER);
-        header.extend_from_slice(MAGIC);
-        header.extend_from_slice(&VERSION.to_le_bytes());
-        file.write_all(&header)?;
-        file.sync_all()?;
-        sync_dir(&self.root)?;
-        self.file = Some(file);
-        self.len = FILE_HEADER as u64;
-        Ok(())
+    /// Starts preparing `journal.<generation + 1>` (logged if it fails:
+    /// the next file is then created when it is needed).
+    fn prepare_spare(&mut self) {
+        let (root, generation, size) = (self.root.clone(), self.generation + 1, self.size);
+        match std::thread::Builder::new()
+            .name("gopxe-journal".into())
+            .spawn(move || prepare(&root, generation, size))
+        {
+            Ok(t) => self.spare = Some(t),
+            Err(e) => log::warn!("store: cannot prepare the next journal file: {e}"),
+        }
+    }
+
+    /// Waits for the spare, if any (shutting down).
+    fn finish_spare(&mut self) {
+        if let Some(t) = self.spare.take() {
+            let _ = t.join();
+        }
     }
 
     /// Appends a batch with one write and makes it durable with one sync.
-    /// On failure the file is cut back to the entries before the batch.
+    /// On failure the batch's bytes are overwritten with zeros again.
     fn append<'a>(&mut self, changes: impl Iterator<Item = &'a Change>) -> io::Result<()> {
         if let Some(why) = &self.broken {
             return Err(io::Error::other(format!(
@@ -444,17 +502,26 @@ impl Journal {
             return Ok(());
         }
         if self.file.is_none() {
-            self.create()?;
+            self.file = Some(prepare(&self.root, self.generation, self.size)?);
+            self.len = FILE_HEADER as u64;
+            self.prepare_spare();
         }
-        let Some(file) = self.file.as_mut() else {
+        let Some(file) = self.file.as_ref() else {
             return Err(io::Error::other("the journal file is not open"));
         };
-        // Opened for appending: after a cut, writes go to the new end.
-        let written = file.write_all(&bytes).and_then(|()| (self.sync)(file));
+        // Past the prepared zeros (a batch larger than the room left), the
+        // file grows: correct, only slower to sync.
+        let written = file
+            .write_all_at(&bytes, self.len)
+            .and_then(|()| (self.sync)(file));
         if let Err(e) = written {
-            let cut = file.set_len(self.len).and_then(|()| file.sync_all());
-            if let Err(cut) = cut {
-                self.broken = Some(format!("{e}; then cutting it off: {cut}"));
+            // Replay must not find a failed batch's entries after those
+            // of a later batch that is shorter: zeros again.
+            let wiped = file
+                .write_all_at(&vec![0; bytes.len()], self.len)
+                .and_then(|()| file.sync_data());
+            if let Err(wipe) = wiped {
+                self.broken = Some(format!("{e}; then wiping it: {wipe}"));
             }
             return Err(e);
         }
@@ -465,15 +532,28 @@ impl Journal {
         Ok(())
     }
 
-    /// Moves on to the next journal file (created with its first batch);
-    /// returns the checkpoint job for this one.
+    /// Moves on to the next journal file (the spare, or one created with
+    /// the next batch); returns the checkpoint job for this one.
     fn rotate(&mut self) -> Job {
-        let next = Journal::new(&self.root, self.generation + 1, self.sync.clone());
-        let old = std::mem::replace(self, next);
-        Job {
-            dirty: old.dirty,
-            files: vec![journal_path(&old.root, old.generation)],
+        let spare = self.spare.take().and_then(|t| match t.join() {
+            Ok(Ok(file)) => Some(file),
+            Ok(Err(e)) => {
+                log::warn!("store: the next journal file could not be prepared: {e}");
+                None
+            }
+            Err(_) => None,
+        });
+        let job = Job {
+            dirty: std::mem::take(&mut self.dirty),
+            files: vec![journal_path(&self.root, self.generation)],
+        };
+        self.generation += 1;
+        self.len = FILE_HEADER as u64;
+        self.file = spare;
+        if self.file.is_some() {
+            self.prepare_spare();
         }
+        job
     }
 }
 
@@ -509,7 +589,8 @@ impl Committer {
         first: Option<Job>,
         options: &Options,
     ) -> io::Result<Committer> {
-        let journal = Journal::new(root, generation, options.sync.clone());
+        let size = options.checkpoint_bytes + options.checkpoint_bytes / 4 + 4096;
+        let journal = Journal::new(root, generation, size, options.sync.clone());
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(Stats::default());
         let thread = {
@@ -618,8 +699,9 @@ fn run(
             cp.start(&journal.root, job, stats);
         }
     }
-    // Shutting down: let a running checkpoint finish.
+    // Shutting down: let a running checkpoint and a spare finish.
     cp.idle(true);
+    journal.finish_spare();
 }
 
 /// At most one checkpoint at a time; a failed one is retried with the next.

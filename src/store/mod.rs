@@ -11,7 +11,8 @@
 //! machines/<id>.rec          one machine per file (id in canonical form)
 //! templates/<name>.ks        admin-supplied kickstart templates (text)
 //! journal.<n>                record changes since the record files were
-//!                            last written (n counts up; usually one file)
+//!                            last written (n counts up; the one in use and
+//!                            the next, prepared ahead, full of zeros)
 //! lock                       held (flock) by the gopxe using the data dir
 //! corrupt/                   records that failed to decode, moved aside
 //! ```
@@ -38,9 +39,13 @@
 //! in a boot storm, the kickstart fetches and `done` call-backs arriving
 //! while one batch syncs share the next sync. A change is acknowledged
 //! (and memory changed, by the caller) only after its batch is on disk.
-//! Past 1 MiB the journal moves on to `journal.<n+1>` and a background
-//! checkpoint writes the old journal's records into their files (temp
-//! file, fsync, rename; each folder synced once), then deletes it.
+//! Journal files are written full of zeros (and synced) before they are
+//! used, the next one ahead of time, and entries overwrite the zeros: an
+//! append's `fdatasync` then writes only data, with no commit of the file
+//! system's own journal. Past 1 MiB the journal moves on to
+//! `journal.<n+1>` and a background checkpoint writes the old journal's
+//! records into their files (temp file, fsync, rename; each folder synced
+//! once), then deletes it.
 //!
 //! Start-up reads the record files (the last checkpoint), then replays
 //! every journal file in order over them, and checkpoints what it
@@ -59,7 +64,8 @@
 //!   during an append: never acknowledged; logged and dropped), and record
 //!   files are replaced by `rename`, so each is the old or the new version;
 //! - a batch that fails to write or sync is answered with the error and
-//!   cut off the journal again before anything else is appended.
+//!   overwritten with zeros again before anything else is written, so
+//!   its entries can never be replayed after those of a later batch.
 //!
 //! A record file that fails to decode at start-up is reported with its
 //! path, moved into `corrupt/`, and the rest is served; a whole journal
@@ -929,10 +935,10 @@ mod tests {
     }
 
     /// A batch whose write or sync fails is answered with the error and
-    /// cut off the journal; the next batch is written after the last
+    /// wiped (zeros again); the next batch is written after the last
     /// acknowledged one, and replay finds exactly the acknowledged ones.
     #[test]
-    fn a_failed_sync_is_cut_off_and_the_journal_goes_on() {
+    fn a_failed_sync_is_wiped_and_the_journal_goes_on() {
         let root = tmpdir("failed");
         let hook = Arc::new(Hook::default());
         let (store, _) = Store::open_with(&root, &hook.options(journal::CHECKPOINT_BYTES)).unwrap();
@@ -946,11 +952,14 @@ mod tests {
         assert!(smol::block_on(store.commit(vec![put_machine(&b)])).is_err());
         smol::block_on(store.commit(vec![put_machine(&c)])).unwrap();
         drop(store);
+        // The journal in use, and the next one prepared (empty).
         let files = journals(&root);
-        assert_eq!(files.len(), 1);
+        assert_eq!(files.len(), 2);
         let parsed = journal::parse(&fs::read(&files[0].1).unwrap()).unwrap();
-        assert_eq!(parsed.torn, None);
+        assert_eq!(parsed.torn, None, "the failed batch is zeros again");
         assert_eq!(parsed.changes.len(), 2);
+        let spare = journal::parse(&fs::read(&files[1].1).unwrap()).unwrap();
+        assert_eq!(spare, journal::Parsed::default());
         let (store, w) = Store::open(&root).unwrap();
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(store.machines.get(&a.id), Some(&a));
@@ -960,9 +969,10 @@ mod tests {
     }
 
     /// A crash during an append leaves a torn last entry: at every cut
-    /// of the file, replay reads the whole entries before it and drops
-    /// the rest (never acknowledged); start-up folds what it read into
-    /// the record files and deletes the journal.
+    /// of the entries (followed by the file's zeros, or by nothing),
+    /// replay reads the whole entries before it and drops the rest (never
+    /// acknowledged); start-up folds what it read into the record files
+    /// and deletes the journal.
     #[test]
     fn replay_drops_a_torn_tail() {
         let root = tmpdir("torn");
@@ -975,28 +985,53 @@ mod tests {
         }
         drop(store);
         let files = journals(&root);
-        assert_eq!(files.len(), 1);
         let path = files[0].1.clone();
-        let bytes = fs::read(&path).unwrap();
-        let whole = journal::parse(&bytes).unwrap();
+        let file = fs::read(&path).unwrap();
+        let whole = journal::parse(&file).unwrap();
         assert_eq!(whole.torn, None);
+        assert_eq!(whole.changes.len(), 3);
+        let mut entries = Vec::new();
+        for (_, c) in &whole.changes {
+            journal::encode_entry(c, &mut entries).unwrap();
+        }
+        let end = 6 + entries.len();
+        assert_eq!(file.get(6..end), Some(&entries[..]));
+        let bytes = &file[..end];
         let ends: Vec<usize> = whole
             .changes
             .iter()
             .skip(1)
             .map(|(at, _)| *at as usize)
-            .chain([bytes.len()])
+            .chain([end])
             .collect();
-        for cut in 0..bytes.len() {
-            let p = journal::parse(&bytes[..cut]).unwrap();
-            let n = ends.iter().filter(|&&e| e <= cut).count();
-            assert_eq!(p.changes.len(), n, "cut at {cut}");
+        for cut in 0..end {
             let at_boundary = cut <= 6 || ends.contains(&cut) || cut == whole.changes[0].0 as usize;
+            let n = ends.iter().filter(|&&e| e <= cut).count();
+            let mut padded = bytes[..cut].to_vec();
+            padded.resize(end + 64, 0);
+            // The header is written with the zeros, before any entry:
+            // a cut inside it is followed by nothing.
+            let padded = if cut < 6 { &bytes[..cut] } else { &padded[..] };
+            let p = journal::parse(&bytes[..cut]).unwrap();
+            assert_eq!(p.changes.len(), n, "cut at {cut}");
             assert_eq!(p.torn.is_some(), !at_boundary, "cut at {cut}");
             assert!(p.skipped.is_empty());
+            // Followed by zeros, the entry cut short reads as whole only
+            // when the bytes it lost were zeros: then it is whole.
+            let p = journal::parse(padded).unwrap();
+            assert!(p.skipped.is_empty());
+            if p.changes.len() == n + 1 {
+                assert_eq!(p.changes.get(n), whole.changes.get(n), "cut at {cut}");
+                assert_eq!(p.torn, None, "cut at {cut}");
+            } else {
+                assert_eq!(p.changes.len(), n, "cut at {cut}");
+                assert_eq!(p.torn.is_some(), !at_boundary, "cut at {cut}");
+            }
         }
         // Torn inside the last entry: the first two machines come back.
-        fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
+        let mut torn = file.clone();
+        torn[end - 20..end].fill(0);
+        fs::write(&path, &torn).unwrap();
         let (store, w) = Store::open(&root).unwrap();
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(store.machines.len(), 2);
@@ -1125,11 +1160,16 @@ mod tests {
             .load(Ordering::SeqCst);
         drop(store);
         assert!(checkpoints >= 1, "no checkpoint ran");
-        let left: u64 = journals(&root)
+        // The journal in use and the next one prepared; the 600 changes
+        // are in the record files but for the last ones (a journal keeps
+        // growing while the checkpoint before it runs).
+        let files = journals(&root);
+        assert!(files.len() <= 2, "{files:?}");
+        let left: usize = files
             .iter()
-            .map(|(_, p)| fs::metadata(p).unwrap().len())
+            .map(|(_, p)| journal::parse(&fs::read(p).unwrap()).unwrap().changes.len())
             .sum();
-        assert!(left < 2 * 2048 + 1024, "{left} bytes of journal left");
+        assert!(left < 150, "{left} of 600 changes left in the journal");
         let (store, w) = Store::open(&root).unwrap();
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(store.machines, last);
