@@ -198,8 +198,8 @@ struct Harness {
 impl Harness {
     fn new(cfg: DhcpConfig, machines: Machines) -> Harness {
         Harness {
+            table: LeaseTable::for_pools(&cfg.pools),
             cfg,
-            table: LeaseTable::new(),
             machines,
             now: T0,
         }
@@ -1015,8 +1015,9 @@ fn restart_keeps_leases() {
     let _ = std::fs::remove_dir_all(&dir);
     let ips: Vec<Ipv4Addr>;
     {
-        let (mut file, table, _) = LeaseFile::open(&dir, T0, 0).unwrap();
+        let (mut file, mut table, _) = LeaseFile::open(&dir, T0, 0).unwrap();
         let mut h = Harness::new(auth(), Machines::default());
+        table.set_pools(&h.cfg.pools);
         h.table = table;
         let mut got = Vec::new();
         for n in 1..=3 {
@@ -1056,9 +1057,10 @@ fn restart_keeps_leases() {
         }
         ips = got;
     }
-    let (_file, table, report) = LeaseFile::open(&dir, T0 + 10, 0).unwrap();
+    let (_file, mut table, report) = LeaseFile::open(&dir, T0 + 10, 0).unwrap();
     assert_eq!(report.records, 3);
     let mut h = Harness::new(auth(), Machines::default());
+    table.set_pools(&h.cfg.pools);
     h.table = table;
     h.now = T0 + 10;
     for n in 1..=3u8 {
@@ -1112,7 +1114,7 @@ fn random_bytes_never_panic() {
     let mut cfgs = [auth(), proxy_cfg()];
     cfgs[1].unknown_boot = UnknownBoot::Loader(Loader::Ipxe);
     let machines = Machines::default().with(1, ipxe_machine());
-    let mut tables = [LeaseTable::new(), LeaseTable::new()];
+    let mut tables = cfgs.each_ref().map(|c| LeaseTable::for_pools(&c.pools));
     for i in 0..20_000u32 {
         let mut bytes = if i % 4 == 0 {
             let len = (rnd() % 600) as usize;
