@@ -49,10 +49,13 @@
 //!    comes back here when its quarantine ends.
 //!
 //! Each step is one ordered look-up, O(log n) whatever the pool's size and
-//! fill. An address the caller vetoes (the server's own, one reserved for
-//! another machine) costs one more look-up; a step gives up after
-//! [`MAX_VETOES`] vetoes. [`purge`](LeaseTable::purge), called by the
-//! driver once a minute, walks the maps: O(n).
+//! fill. The caller's veto (the server's own address, addresses reserved
+//! for other machines) is asked per candidate, and a vetoed address stays
+//! in its set: every search that reaches it steps over it again, one more
+//! look-up each, and a step gives up after [`MAX_VETOES`] of them.
+//! Reservations outside the pools cost nothing.
+//! [`purge`](LeaseTable::purge), called by the driver once a minute, walks
+//! the maps: O(n).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
