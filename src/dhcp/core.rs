@@ -518,8 +518,15 @@ fn authoritative(cx: &Ctx, out: &mut Outcome) {
             None => {
                 // No pool for the relay's subnet is a misrouted (or forged)
                 // packet: debug. A full pool is the admin's business: warn.
-                if pools_for(cx).is_empty() {
+                let pools = pools_for(cx);
+                if pools.is_empty() {
                     log::debug!("dhcp: no pool for giaddr {} ({})", req.giaddr, req.mac);
+                } else if let Some(p) = pools.iter().find(|p| !cx.leases.indexes(p)) {
+                    log::error!(
+                        "dhcp: the lease table has no index for pool {}..{}: no address from it",
+                        p.first,
+                        p.last
+                    );
                 } else {
                     log::warn!(
                         "dhcp: pool exhausted, no free address for {} (giaddr {})",
