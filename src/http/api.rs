@@ -412,7 +412,8 @@ fn file_event(app: &App, req: &Req<'_>, reply: &Reply) {
         && let Some(id) = app.machine_at(req.peer)
     {
         let path = req.segments.join("/");
-        app.event(
+        app.event_at(
+            log::Level::Info,
             id,
             EventKind::Http,
             format!("GET /{path} ({len} bytes) to {}", req.peer),
@@ -864,8 +865,14 @@ fn ipxe(app: &App, query: &str) -> Reply {
     let by_mac = mac.and_then(|m| boot::find_machine(&s, &boot::ConfigName::Mac(m)));
     let m = by_uuid.or(by_mac);
     match m {
-        Some(m) => app.event(m.id, EventKind::Http, "iPXE script fetched"),
-        None => log::info!(
+        Some(m) => app.event_at(
+            log::Level::Info,
+            m.id,
+            EventKind::Http,
+            "iPXE script fetched",
+        ),
+        None => crate::boot_log!(
+            log::Level::Info,
             "iPXE script for unknown machine mac={:?} uuid={:?}: default",
             mac.map(|m| crate::model::format_mac(&m, ":")),
             uuid.map(|u| format_uuid(&u))
@@ -901,7 +908,8 @@ async fn serve_file(
         Ok(f) => f,
         Err(Refusal::NotFound) => return not_found(),
         Err(e) => {
-            log::warn!(
+            crate::boot_log!(
+                log::Level::Warn,
                 "http: {peer}: GET /{what}/{} refused: {e}",
                 segments.join("/")
             );
