@@ -430,7 +430,11 @@ fn metrics(app: &App) -> Reply {
         MachineState::Installed,
     ]
     .map(|st| (st.as_str(), count(st)));
-    let text = app.metrics.render(&states, app.started.elapsed().as_secs());
+    let text = app.metrics.render(
+        &states,
+        app.started.elapsed().as_secs(),
+        crate::metrics::LogCounts::now(),
+    );
     Reply::bytes(
         200,
         "text/plain; version=0.0.4; charset=utf-8",
