@@ -122,15 +122,11 @@ fn summary_tick() {
 macro_rules! boot_log {
     ($level:expr, $($arg:tt)+) => {{
         let level: ::log::Level = $level;
-        if level > ::log::Level::Info {
-            ::log::log!(level, $($arg)+);
-        } else if ::log::log_enabled!(level) {
-            if $crate::logging::admit_boot_line() {
-                ::log::log!(level, $($arg)+);
-            } else {
-                ::log::debug!($($arg)+);
-            }
-        }
+        let held_back = level <= ::log::Level::Info
+            && ::log::log_enabled!(level)
+            && !$crate::logging::admit_boot_line();
+        let level = if held_back { ::log::Level::Debug } else { level };
+        ::log::log!(level, $($arg)+);
     }};
 }
 

@@ -3,35 +3,45 @@
 //! Layer: service (logging). A `log` call must never wait for stderr: on
 //! the appliance it is a serial console and a file on an SD card, and a
 //! slow or stopped reader would stall the DHCP, TFTP and HTTP tasks that
-//! log. [`LineQueue::push`] hands a formatted line over without waiting
-//! (`std::sync::mpsc::sync_channel`'s `try_send`); when the queue is full
-//! the line is dropped and counted ([`LineQueue::dropped`]). [`Writer::run`]
-//! is the other end, on a thread of its own: it takes the lines in order
-//! and writes them in batches. [`LineQueue::flush`] waits, up to a bound,
-//! until every line queued before it is written (clean exit, a panic).
+//! log. [`LineQueue::push`] appends a formatted line under a lock that is
+//! only ever held for a push or a swap, never across a write; when the
+//! queue already holds its capacity the line is dropped and counted
+//! ([`LineQueue::dropped`]). [`Writer::run`] is the other end, on a thread
+//! of its own: it swaps the whole queue for an empty one and writes the
+//! lines, in order and in batches, with the lock released (so up to
+//! capacity lines wait in the queue while as many are being written).
+//! [`LineQueue::flush`] waits, up to a bound, until every line queued
+//! before it is written (clean exit, a panic).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Condvar, Mutex};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// How far the writer got, shared by both ends.
-#[derive(Default)]
-struct Progress {
-    /// Lines accepted into the queue.
-    queued: AtomicU64,
+struct State {
+    lines: VecDeque<String>,
+    /// Lines accepted, ever.
+    queued: u64,
     /// Lines written (or given up on: a write error is not retried).
-    written: Mutex<u64>,
-    /// The writer ended: nothing more will be written.
-    closed: AtomicBool,
-    changed: Condvar,
+    written: u64,
+    /// The [`LineQueue`] is gone: the writer ends once the queue is empty.
+    queue_gone: bool,
+    /// The [`Writer`] is gone (or never ran): nothing more is written.
+    writer_gone: bool,
 }
 
-impl Progress {
-    fn add_written(&self, n: u64) {
-        let mut w = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        *w += n;
-        self.changed.notify_all();
+struct Shared {
+    state: Mutex<State>,
+    capacity: usize,
+    /// The queue is no longer empty, or the [`LineQueue`] went.
+    ready: Condvar,
+    /// `written` moved, or the writer went.
+    progress: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -48,43 +58,57 @@ pub enum Pushed {
 
 /// The logger's end: push lines, count the drops, wait for a flush.
 pub struct LineQueue {
-    tx: SyncSender<String>,
-    progress: Arc<Progress>,
+    shared: Arc<Shared>,
     dropped: AtomicU64,
 }
 
 /// The writer's end.
 pub struct Writer {
-    rx: Receiver<String>,
-    progress: Arc<Progress>,
+    shared: Arc<Shared>,
 }
 
 impl LineQueue {
     /// A queue of at most `capacity` lines, and its writer's end.
     pub fn new(capacity: usize) -> (LineQueue, Writer) {
-        let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
-        let progress = Arc::new(Progress::default());
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                lines: VecDeque::new(),
+                queued: 0,
+                written: 0,
+                queue_gone: false,
+                writer_gone: false,
+            }),
+            capacity,
+            ready: Condvar::new(),
+            progress: Condvar::new(),
+        });
         let queue = LineQueue {
-            tx,
-            progress: progress.clone(),
+            shared: shared.clone(),
             dropped: AtomicU64::new(0),
         };
-        (queue, Writer { rx, progress })
+        (queue, Writer { shared })
     }
 
-    /// Hands `line` (ending in a newline) to the writer; never waits.
+    /// Hands `line` (ending in a newline) to the writer; never waits for it.
     pub fn push(&self, line: String) -> Pushed {
-        match self.tx.try_send(line) {
-            Ok(()) => {
-                self.progress.queued.fetch_add(1, Ordering::SeqCst);
-                Pushed::Queued
-            }
-            Err(TrySendError::Full(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                Pushed::Dropped
-            }
-            Err(TrySendError::Disconnected(line)) => Pushed::NoWriter(line),
+        let mut s = self.shared.lock();
+        if s.writer_gone {
+            return Pushed::NoWriter(line);
         }
+        if s.lines.len() >= self.shared.capacity {
+            drop(s);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return Pushed::Dropped;
+        }
+        s.lines.push_back(line);
+        s.queued += 1;
+        // The writer sleeps only on an empty queue.
+        let wake = s.lines.len() == 1;
+        drop(s);
+        if wake {
+            self.shared.ready.notify_one();
+        }
+        Pushed::Queued
     }
 
     /// Lines dropped because the queue was full.
@@ -95,20 +119,16 @@ impl LineQueue {
     /// Waits until every line queued so far is written, for at most
     /// `within`. False when time ran out first.
     pub fn flush(&self, within: Duration) -> bool {
-        let target = self.progress.queued.load(Ordering::SeqCst);
         let deadline = Instant::now() + within;
-        let mut written = self
-            .progress
-            .written
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        while *written < target && !self.progress.closed.load(Ordering::SeqCst) {
+        let mut s = self.shared.lock();
+        let target = s.queued;
+        while s.written < target && !s.writer_gone {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
             }
-            written = match self.progress.changed.wait_timeout(written, left) {
-                Ok((w, _)) => w,
+            s = match self.shared.progress.wait_timeout(s, left) {
+                Ok((s, _)) => s,
                 Err(e) => e.into_inner().0,
             };
         }
@@ -116,39 +136,65 @@ impl LineQueue {
     }
 }
 
+impl Drop for LineQueue {
+    fn drop(&mut self) {
+        self.shared.lock().queue_gone = true;
+        self.shared.ready.notify_one();
+    }
+}
+
 impl Writer {
     /// The longest wait for a line before `tick` runs again.
     pub const TICK: Duration = Duration::from_secs(1);
-    /// A batch is written once it holds this many bytes (or the queue is
-    /// empty).
+    /// Lines are handed to `out` in batches of about this many bytes.
     const BATCH_BYTES: usize = 16 * 1024;
 
-    /// Takes lines in order and gives them to `out` in batches until every
-    /// [`LineQueue`] is gone; `tick` runs after each batch and at least
-    /// every [`Self::TICK`] (the storm limiter's summary comes from there).
+    /// Takes lines in order and gives them to `out` in batches until the
+    /// [`LineQueue`] is gone and its lines written; `tick` runs after each
+    /// round and at least every [`Self::TICK`] (the storm limiter's
+    /// summary comes from there).
     pub fn run(self, mut out: impl FnMut(&[u8]), mut tick: impl FnMut()) {
+        let mut taken = VecDeque::new();
         let mut batch = Vec::with_capacity(Self::BATCH_BYTES);
         loop {
-            match self.rx.recv_timeout(Self::TICK) {
-                Ok(line) => {
-                    batch.extend_from_slice(line.as_bytes());
-                    let mut n = 1;
-                    while batch.len() < Self::BATCH_BYTES {
-                        let Ok(line) = self.rx.try_recv() else { break };
-                        batch.extend_from_slice(line.as_bytes());
-                        n += 1;
-                    }
+            {
+                let mut s = self.shared.lock();
+                if s.lines.is_empty() && !s.queue_gone {
+                    s = match self.shared.ready.wait_timeout(s, Self::TICK) {
+                        Ok((s, _)) => s,
+                        Err(e) => e.into_inner().0,
+                    };
+                }
+                if s.lines.is_empty() && s.queue_gone {
+                    break;
+                }
+                std::mem::swap(&mut s.lines, &mut taken);
+            }
+            let n = taken.len() as u64;
+            for line in taken.drain(..) {
+                batch.extend_from_slice(line.as_bytes());
+                if batch.len() >= Self::BATCH_BYTES {
                     out(&batch);
                     batch.clear();
-                    self.progress.add_written(n);
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if !batch.is_empty() {
+                out(&batch);
+                batch.clear();
+            }
+            if n > 0 {
+                self.shared.lock().written += n;
+                self.shared.progress.notify_all();
             }
             tick();
         }
-        self.progress.closed.store(true, Ordering::SeqCst);
-        self.progress.add_written(0);
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shared.lock().writer_gone = true;
+        self.shared.progress.notify_all();
     }
 }
 
