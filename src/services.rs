@@ -313,8 +313,10 @@ mod tests {
                 assert!(answered, "{mode}: {who} answered");
                 let info = capture::info_and_above(&lines);
                 assert_eq!(info.len(), 1, "{mode}, {who}: {lines:#?}");
+                let line = &info[0].2;
+                let stranger = line.contains("unknown machine");
                 assert!(
-                    info[0].2.contains(answer) && info[0].2.contains(who),
+                    line.contains(answer) && line.contains(who) && stranger == (mac == STRANGER),
                     "{mode}: {info:?}"
                 );
                 assert!(lines.len() >= 4, "every packet at debug: {lines:#?}");
