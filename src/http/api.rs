@@ -412,7 +412,8 @@ fn file_event(app: &App, req: &Req<'_>, reply: &Reply) {
         && let Some(id) = app.machine_at(req.peer)
     {
         let path = req.segments.join("/");
-        app.event(
+        app.event_at(
+            log::Level::Info,
             id,
             EventKind::Http,
             format!("GET /{path} ({len} bytes) to {}", req.peer),
@@ -429,7 +430,11 @@ fn metrics(app: &App) -> Reply {
         MachineState::Installed,
     ]
     .map(|st| (st.as_str(), count(st)));
-    let text = app.metrics.render(&states, app.started.elapsed().as_secs());
+    let text = app.metrics.render(
+        &states,
+        app.started.elapsed().as_secs(),
+        crate::metrics::LogCounts::now(),
+    );
     Reply::bytes(
         200,
         "text/plain; version=0.0.4; charset=utf-8",
@@ -864,8 +869,14 @@ fn ipxe(app: &App, query: &str) -> Reply {
     let by_mac = mac.and_then(|m| boot::find_machine(&s, &boot::ConfigName::Mac(m)));
     let m = by_uuid.or(by_mac);
     match m {
-        Some(m) => app.event(m.id, EventKind::Http, "iPXE script fetched"),
-        None => log::info!(
+        Some(m) => app.event_at(
+            log::Level::Info,
+            m.id,
+            EventKind::Http,
+            "iPXE script fetched",
+        ),
+        None => crate::boot_log!(
+            log::Level::Info,
             "iPXE script for unknown machine mac={:?} uuid={:?}: default",
             mac.map(|m| crate::model::format_mac(&m, ":")),
             uuid.map(|u| format_uuid(&u))
@@ -901,7 +912,8 @@ async fn serve_file(
         Ok(f) => f,
         Err(Refusal::NotFound) => return not_found(),
         Err(e) => {
-            log::warn!(
+            crate::boot_log!(
+                log::Level::Warn,
                 "http: {peer}: GET /{what}/{} refused: {e}",
                 segments.join("/")
             );
