@@ -267,7 +267,7 @@ mod tests {
     /// Returns what was logged, and whether the last request was answered.
     fn dora(app: &Rc<App>, cfg: &DhcpConfig, mac: [u8; 6]) -> (bool, Vec<capture::Line>) {
         let lookup = StoreLookup(app.clone());
-        let mut table = LeaseTable::new();
+        let mut table = LeaseTable::for_pools(&cfg.pools);
         let pxe: [(u8, &[u8]); 2] = [(60, b"PXEClient:Arch:00000:UNDI:002001"), (93, &[0, 0])];
         let mut send = |msg_type: u8, ciaddr: [u8; 4], extra: &[(u8, &[u8])], via: Via| {
             let mut opts: Vec<(u8, &[u8])> = vec![(53, std::slice::from_ref(&msg_type))];
