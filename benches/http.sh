@@ -105,7 +105,7 @@ port, pid = int(sys.argv[1]), sys.argv[2]
 socks = []
 for i in range(1000):
     s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     socks.append(s)
 ok = 0
 for s in socks:
