@@ -188,8 +188,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/ui/pxeboot/{id}/delete"),
 ];
 
-/// The OpenAPI 3.1 description of [`ROUTES`], served at `/openapi.json`.
-pub const OPENAPI_JSON: &str = include_str!("../../api/openapi.json");
+/// The OpenAPI 3.1 description of [`ROUTES`], served at `/openapi.json`:
+/// `api/openapi.json` without its indentation (see `build.rs`).
+pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
 
 /// The message of the 404 for a path no route knows (tests tell it apart
 /// from a 404 for a missing record).
@@ -1080,6 +1081,15 @@ mod tests {
         assert!(m("/images/{path}", "/images/a"));
         assert!(!m("/images/{path}", "/images/"));
         assert!(!m("/images/{path}", "/localrepo/a"));
+    }
+
+    #[test]
+    fn served_document_is_the_source_without_whitespace() {
+        let source = include_str!("../../api/openapi.json");
+        let parse = |s| serde_json::from_str::<serde_json::Value>(s).unwrap();
+        assert_eq!(parse(OPENAPI_JSON), parse(source));
+        assert!(!OPENAPI_JSON.contains('\n'));
+        assert!(OPENAPI_JSON.len() < source.len());
     }
 
     #[test]
