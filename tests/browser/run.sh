@@ -117,7 +117,10 @@ DONE=$(grep -o 'http://[^ "]*/done?key=[0-9a-f]*' "$WORK/ks" | head -1)
 [ "$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$BASE/${DONE#http://*/}")" = 200 ] || fail "done"
 [ "$(state)" = installed ] || fail "state after done: $(state)"
 # A hostile file name from the network lands in the log tail.
-curl -s --max-time 10 -o /dev/null "tftp://127.0.0.1:$TFTP/%3Cimg%20id%3Dpwn-log%20src%3Dx%3E" || true
+# (A name refused as outside the tree is logged at warn; a merely missing
+# one only at debug. The log is written by its own thread: wait for it.)
+curl -s --max-time 10 --path-as-is -o /dev/null "tftp://127.0.0.1:$TFTP/../%3Cimg%20id%3Dpwn-log%20src%3Dx%3E" || true
+for _ in $(seq 50); do grep -q 'pwn-log' "$LOGFILE" && break; sleep 0.1; done
 grep -q 'pwn-log' "$LOGFILE" || fail "the hostile TFTP name was not logged"
 
 CHROME=(chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage
