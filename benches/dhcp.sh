@@ -64,6 +64,7 @@ RELAY_PORT=${RELAY_PORT:-6768}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$ROOT/scripts/target-dir.sh"
 WORK=$(mktemp -d /tmp/gopxe-dhcp-bench.XXXXXX)
 PID=""
 NS_SRV=gopxe-bdhcp-srv-$$
@@ -125,7 +126,7 @@ start_gopxe() {
     local bin=${GOPXE_BIN:-}
     if [[ -z "$bin" ]]; then
         (cd "$ROOT" && cargo build -q --release)
-        bin="$ROOT/target/release/gopxe"
+        bin=$(gopxe_bin release)
     fi
     mkdir -p "$WORK/gopxe"
     # The default log level: no RUST_LOG from the caller's environment.

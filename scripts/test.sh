@@ -41,6 +41,7 @@ install_deps() {
 }
 
 install_deps
+source scripts/target-dir.sh
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -60,7 +61,7 @@ benches/size.sh
 # again, against the release binary users run.
 log "security attacks against the release binary"
 cargo build --release --bin gopxe
-GOPXE_TEST_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/gopxe" \
+GOPXE_TEST_BIN="$(gopxe_bin release)" \
     cargo test --test security --test files 2>&1
 
 # A step that may be skipped: exit code 77 means "could not run here" (no
@@ -78,7 +79,7 @@ skippable() { # script title skip-warning [env...]
     esac
 }
 
-GOPXE_DEBUG_BIN="${GOPXE_BIN:-$PWD/target/debug/gopxe}"
+GOPXE_DEBUG_BIN="${GOPXE_BIN:-$(gopxe_bin debug)}"
 
 skippable tests/browser/run.sh "status page in headless chromium (DOM, screenshot, form actions)" \
     "the browser test of the status page was SKIPPED (no chromium; run as root to install it)" \

@@ -15,7 +15,7 @@
 #   - posts the page's reinstall/delete forms with curl: refused without
 #     the token or cross-site, accepted (303 to /) with it.
 # Exit 77 (skipped) when chromium is missing and cannot be installed (not root).
-# The screenshot and DOM are left in target/test-output/browser/.
+# The screenshot and DOM are left in <cargo target dir>/test-output/browser/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -35,11 +35,12 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; t
         chromium fonts-dejavu-core curl ca-certificates >/dev/null
 fi
 
-BIN="${GOPXE_BIN:-$PWD/target/debug/gopxe}"
+source "$PWD/scripts/target-dir.sh"
+BIN="${GOPXE_BIN:-$(gopxe_bin debug)}"
 if [ ! -x "$BIN" ]; then
     cargo build --quiet
 fi
-OUT="$PWD/target/test-output/browser"
+OUT="$(cargo_target_dir)/test-output/browser"
 rm -rf "$OUT"
 mkdir -p "$OUT"
 WORK="$(mktemp -d /tmp/gopxe-browser.XXXXXX)"
