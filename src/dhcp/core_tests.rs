@@ -1079,17 +1079,23 @@ fn restart_keeps_leases() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Arbitrary and mutated datagrams through decode + decide in every mode:
-/// errors are fine, panics are not. Bounded and deterministic.
-#[test]
-fn random_bytes_never_panic() {
+/// A deterministic pseudo-random sequence (xorshift64) for the bounded
+/// randomised tests: the same numbers on every run.
+fn xorshift() -> impl FnMut() -> u64 {
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut rnd = move || {
+    move || {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         seed
-    };
+    }
+}
+
+/// Arbitrary and mutated datagrams through decode + decide in every mode:
+/// errors are fine, panics are not. Bounded and deterministic.
+#[test]
+fn random_bytes_never_panic() {
+    let mut rnd = xorshift();
     let seeds: Vec<Vec<u8>> = [
         Fw::IpxeBios,
         Fw::IpxeEfi,
@@ -1127,7 +1133,7 @@ fn random_bytes_never_panic() {
                 let at = (rnd() % bytes.len() as u64) as usize;
                 bytes[at] = rnd() as u8;
             }
-            if rnd() % 5 == 0 {
+            if rnd().is_multiple_of(5) {
                 bytes.truncate((rnd() % bytes.len() as u64) as usize);
             }
         }
@@ -1201,13 +1207,7 @@ fn a_full_slash16_with_churn_takes_a_few_lookups_per_request() {
         }));
         at += 1;
     }
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut rnd = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rnd = xorshift();
     let mut worst = 0;
     let mut send = |h: &mut Harness, bytes: &[u8]| {
         let before = h.table.steps();

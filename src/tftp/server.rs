@@ -339,9 +339,9 @@ where
     let path = match sanitize(request.filename) {
         Ok(p) => p,
         Err(e) => {
-            let msg = e.to_string();
-            crate::boot_log!(Level::Warn, "tftp: {peer}: {} refused: {msg}", raw_name());
-            shared.refused(raw_name(), peer, ErrorCode::AccessViolation, &msg);
+            let (msg, name) = (e.to_string(), raw_name());
+            crate::boot_log!(Level::Warn, "tftp: {peer}: {name} refused: {msg}");
+            shared.refused(name, peer, ErrorCode::AccessViolation, &msg);
             return Some(error_packet(ErrorCode::AccessViolation, &msg));
         }
     };
