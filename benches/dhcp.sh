@@ -12,30 +12,66 @@
 # the batch leaves; Kea's memfile appends to its CSV without fsync; dnsmasq
 # rewrites its lease file on changes (and runs with --no-ping: its ICMP
 # probe before each offer would hold every offer for up to 3 s).
+# gopxe runs at its default log level (RUST_LOG unset: info), Kea at the
+# WARN severity of its configuration below, both logging to files.
+#
+# MODE=returning: returning clients. perfdhcp -M draws each exchange's MAC
+# at random from a list (generated here: 60,000 MACs, then 200,000), so a
+# MAC comes back for the address it had. Pool 198.19.0.1-198.19.255.254
+# (65,534 addresses) on 198.18.0.0/15 for gopxe and Kea alike (root only:
+# the namespaces carry 198.18.0.1 and .2, RFC 2544's benchmark range).
+# Each list gets a fresh server with an empty lease table, a warm-up run
+# (WARMUP s at WARMUP_RATE/s, not counted) that binds most of a 60,000 list
+# (and fills the pool with the 200,000 list, so that its newcomers meet a
+# full pool), then the rates in turn on the same server.
 #
 # Usage: benches/dhcp.sh            (all servers, default rates)
 #        RATES="1000 4000" PERIOD=5 SERVERS="gopxe kea" benches/dhcp.sh
+#        MODE=returning benches/dhcp.sh
+#        MODE=returning MACS="60000" RATES=8000 PERIOD=3 WARMUP=3 benches/dhcp.sh
 #        GOPXE_BIN=path/to/gopxe     (default: the release build)
 set -euo pipefail
 
-RATES=${RATES:-"500 1000 2000 4000 8000 12000 16000"}
+MODE=${MODE:-new}
+case $MODE in
+new) RATES=${RATES:-"500 1000 2000 4000 8000 12000 16000"} ;;
+returning)
+    RATES=${RATES:-"8000 12000"}
+    MACS=${MACS:-"60000 200000"}
+    WARMUP=${WARMUP:-20}
+    WARMUP_RATE=${WARMUP_RATE:-4000}
+    ;;
+*) echo "MODE is new or returning, not $MODE" >&2; exit 2 ;;
+esac
 PERIOD=${PERIOD:-10}
 if [ "$(id -u)" -eq 0 ] && [ "${NETNS:-1}" = 1 ]; then
     NETNS=1
-    SERVERS=${SERVERS:-"gopxe kea dnsmasq"}
+    if [ "$MODE" = returning ]; then
+        SERVERS=${SERVERS:-"gopxe kea"}
+    else
+        SERVERS=${SERVERS:-"gopxe kea dnsmasq"}
+    fi
 else
     NETNS=0
     SERVERS=${SERVERS:-"gopxe kea"}
+    if [ "$MODE" = returning ]; then
+        echo "MODE=returning needs root (network namespaces)" >&2
+        exit 2
+    fi
 fi
 SERVER_PORT=${SERVER_PORT:-6767}
 RELAY_PORT=${RELAY_PORT:-6768}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+source "$ROOT/scripts/target-dir.sh"
 WORK=$(mktemp -d /tmp/gopxe-dhcp-bench.XXXXXX)
 PID=""
 NS_SRV=gopxe-bdhcp-srv-$$
 NS_CLI=gopxe-bdhcp-cli-$$
+# veth names carry the PID too: two runs at once do not collide.
+VETH_SRV=bdh-s$$
+VETH_CLI=bdh-c$$
 
 cleanup() {
     if [[ -n "$PID" ]] && kill -0 "$PID" 2>/dev/null; then
@@ -53,19 +89,27 @@ trap cleanup EXIT
 if [ "$NETNS" = 1 ]; then
     ip netns add "$NS_SRV"
     ip netns add "$NS_CLI"
-    ip link add bdh-s type veth peer name bdh-c
-    ip link set bdh-s netns "$NS_SRV"
-    ip link set bdh-c netns "$NS_CLI"
-    ip -n "$NS_SRV" addr add 10.96.0.1/16 dev bdh-s
-    ip -n "$NS_CLI" addr add 10.96.0.2/16 dev bdh-c
+    if [ "$MODE" = returning ]; then
+        SRV_IP=198.18.0.1 CLI_IP=198.18.0.2 PREFIX=15
+        POOL_FIRST=198.19.0.1 POOL_LAST=198.19.255.254 POOL_MASK=255.254.0.0
+        SUBNET=198.18.0.0/15
+    else
+        SRV_IP=10.96.0.1 CLI_IP=10.96.0.2 PREFIX=16
+        POOL_FIRST=10.96.1.1 POOL_LAST=10.96.254.254 POOL_MASK=255.255.0.0
+        SUBNET=10.96.0.0/16
+    fi
+    ip link add "$VETH_SRV" type veth peer name "$VETH_CLI"
+    ip link set "$VETH_SRV" netns "$NS_SRV"
+    ip link set "$VETH_CLI" netns "$NS_CLI"
+    ip -n "$NS_SRV" addr add "$SRV_IP/$PREFIX" dev "$VETH_SRV"
+    ip -n "$NS_CLI" addr add "$CLI_IP/$PREFIX" dev "$VETH_CLI"
     for ns in "$NS_SRV" "$NS_CLI"; do ip -n "$ns" link set lo up; done
-    ip -n "$NS_SRV" link set bdh-s up
-    ip -n "$NS_CLI" link set bdh-c up
-    SRV_IP=10.96.0.1 CLI_IP=10.96.0.2 SRV_IF=bdh-s
+    ip -n "$NS_SRV" link set "$VETH_SRV" up
+    ip -n "$NS_CLI" link set "$VETH_CLI" up
+    SRV_IF=$VETH_SRV
     # Separate namespaces: the relay can use the server port, as real
     # relays do (dnsmasq answers relays on its server port).
     RELAY_PORT=$SERVER_PORT
-    POOL_FIRST=10.96.1.1 POOL_LAST=10.96.254.254 POOL_MASK=255.255.0.0 SUBNET=10.96.0.0/16
     IN_SRV=(ip netns exec "$NS_SRV")
     IN_CLI=(ip netns exec "$NS_CLI")
 else
@@ -82,10 +126,11 @@ start_gopxe() {
     local bin=${GOPXE_BIN:-}
     if [[ -z "$bin" ]]; then
         (cd "$ROOT" && cargo build -q --release)
-        bin="$ROOT/target/release/gopxe"
+        bin=$(gopxe_bin release)
     fi
     mkdir -p "$WORK/gopxe"
-    RUST_LOG=warn "${IN_SRV[@]}" taskset -c "$SERVER_CPU" "$bin" serve --dhcp-mode authoritative \
+    # The default log level: no RUST_LOG from the caller's environment.
+    env -u RUST_LOG "${IN_SRV[@]}" taskset -c "$SERVER_CPU" "$bin" serve --dhcp-mode authoritative \
         --dhcp-listen "$SRV_IP:$SERVER_PORT" --dhcp-relay-port "$RELAY_PORT" \
         --advertise-addr "$SRV_IP" --http-listen 127.0.0.1:0 --tftp-listen off \
         --dhcp-range "$POOL_FIRST,$POOL_LAST,$POOL_MASK,12h" \
@@ -133,14 +178,19 @@ stop_server() {
     PID=""
 }
 
-# One perfdhcp run: prints "dora_per_s drop_percent".
+# One perfdhcp run: prints "dora_per_s drop_percent". Clients are new
+# (random MACs out of 10^8), or drawn from the MAC list file $2; $3 is the
+# run's length (default PERIOD). perfdhcp stops itself after it; timeout
+# stops it in any case.
 measure() {
-    local rate=$1 out
-    out=$("${IN_CLI[@]}" taskset -c "$CLIENT_CPU" perfdhcp -4 -l "$CLI_IP" -L "$RELAY_PORT" \
-        -N "$SERVER_PORT" -r "$rate" -R 100000000 -p "$PERIOD" -W 2000000 \
-        "$SRV_IP" 2>&1) || true
+    local rate=$1 macs=${2:-} period=${3:-$PERIOD} out
+    local clients=(-R 100000000)
+    if [[ -n "$macs" ]]; then clients=(-M "$macs"); fi
+    out=$("${IN_CLI[@]}" timeout -k 5 $((period + 30)) taskset -c "$CLIENT_CPU" \
+        perfdhcp -4 -l "$CLI_IP" -L "$RELAY_PORT" -N "$SERVER_PORT" -r "$rate" \
+        "${clients[@]}" -p "$period" -W 2000000 "$SRV_IP" 2>&1) || true
     echo "$out" >>"$WORK/perfdhcp.log"
-    echo "$out" | awk -v period="$PERIOD" '
+    echo "$out" | awk -v period="$period" '
         /Statistics for: DISCOVER-OFFER/ { sect = "do" }
         /Statistics for: REQUEST-ACK/    { sect = "ra" }
         /^sent packets:/     { sent[sect] = $3 }
@@ -153,24 +203,99 @@ measure() {
 }
 
 declare -A RESULT RSS
-for server in $SERVERS; do
+
+# Starts a server from an empty data directory; false if it did not start.
+start_fresh() {
+    local server=$1
+    rm -rf "${WORK:?}/$server"
     "start_$server"
     sleep 1
     if ! kill -0 "$PID" 2>/dev/null; then
         echo "$server did not start; see $WORK/$server.log" >&2
         cat "$WORK/$server.log" >&2 || true
-        continue
+        PID=""
+        return 1
     fi
+}
+
+peak_rss() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$PID/status"; }
+
+# How each server logs (into files under WORK), for the results' header.
+log_levels() {
+    local server line="logging, to files:"
+    for server in $SERVERS; do
+        case $server in
+        gopxe) line+=" gopxe at its default level (info; RUST_LOG unset);" ;;
+        kea) line+=" Kea at WARN (as configured here);" ;;
+        dnsmasq) line+=" dnsmasq at its default (every DHCP exchange);" ;;
+        esac
+    done
+    echo "${line%;}"
+}
+
+if [ "$MODE" = returning ]; then
+    # Distinct, locally administered MACs, one per line.
+    for n in $MACS; do
+        awk -v n="$n" 'BEGIN {
+            for (i = 0; i < n; i++)
+                printf "02:00:%02x:%02x:%02x:%02x\n",
+                    int(i / 16777216) % 256, int(i / 65536) % 256, int(i / 256) % 256, i % 256
+        }' >"$WORK/macs-$n"
+    done
+    for server in $SERVERS; do
+        for n in $MACS; do
+            start_fresh "$server" || continue
+            if [ "$WARMUP" -gt 0 ]; then
+                echo "$server $n MACs warm-up at $WARMUP_RATE/s for ${WARMUP}s:" \
+                    "$(measure "$WARMUP_RATE" "$WORK/macs-$n" "$WARMUP")" >&2
+            fi
+            for rate in $RATES; do
+                RESULT[$server,$n,$rate]=$(measure "$rate" "$WORK/macs-$n")
+                echo "$server $n MACs rate $rate: ${RESULT[$server,$n,$rate]}" >&2
+            done
+            RSS[$server,$n]=$(peak_rss)
+            stop_server
+        done
+    done
+
+    printf '\nReturning clients: DORA/s achieved (drop %%), perfdhcp -M (a MAC drawn at random\n'
+    printf 'from the list for each exchange), pool %s-%s (%s), %ss per step,\n' \
+        "$POOL_FIRST" "$POOL_LAST" "$SUBNET" "$PERIOD"
+    printf 'after a %ss warm-up at %s/s on a fresh server per list; veth between two namespaces\n' \
+        "$WARMUP" "$WARMUP_RATE"
+    log_levels
+    printf '%-8s %-6s' MACs rate
+    for server in $SERVERS; do printf '%22s' "$server"; done
+    printf '\n'
+    for n in $MACS; do
+        for rate in $RATES; do
+            printf '%-8s %-6s' "$n" "$rate"
+            for server in $SERVERS; do
+                read -r dora drop <<<"${RESULT[$server,$n,$rate]:-0 100}"
+                printf '%22s' "$dora ($drop %)"
+            done
+            printf '\n'
+        done
+        printf '%-15s' "RSS MiB"
+        for server in $SERVERS; do printf '%22s' "${RSS[$server,$n]:-?}"; done
+        printf '\n'
+    done
+    exit 0
+fi
+
+for server in $SERVERS; do
+    start_fresh "$server" || continue
     for rate in $RATES; do
         RESULT[$server,$rate]=$(measure "$rate")
         echo "$server rate $rate: ${RESULT[$server,$rate]}" >&2
     done
-    RSS[$server]=$(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$PID/status")
+    RSS[$server]=$(peak_rss)
     stop_server
 done
 
 printf '\nDORA/s achieved (drop %%) at each offered rate, %ss per step (%s)\n' "$PERIOD" \
     "$([ "$NETNS" = 1 ] && echo "veth between two namespaces" || echo loopback)"
+log_levels
 printf '%-8s' rate
 for server in $SERVERS; do printf '%22s' "$server"; done
 printf '\n'

@@ -4,6 +4,11 @@
 # binary's size and gopxe's RSS idle, under load and with 1,000 open
 # connections. Needs wrk and nginx (installed when run as root).
 #
+# gopxe runs as the README starts it: default configuration and log level
+# (RUST_LOG unset: info, to a file), but for the listen address (a free
+# loopback port) and temporary data and images directories; the output says
+# so.
+#
 #   benches/http.sh [SECONDS]     (default 5 s per measurement)
 #   ROUNDS=5 CONNS=64 benches/http.sh
 set -euo pipefail
@@ -23,7 +28,10 @@ need() {
 need wrk:wrk nginx:nginx-light python3:python3 curl:curl
 
 cargo build --release -q
-BIN=target/release/gopxe
+TARGET_DIR=${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')}
+TARGET_DIR=${TARGET_DIR:-target}
+BIN=$TARGET_DIR/release/gopxe
 WORK=$(mktemp -d /tmp/gopxe-bench-http.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
@@ -35,10 +43,12 @@ hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 reqs() { awk '/Requests\/sec/ {printf "%.0f", $2}'; }
 errors() { awk '/Non-2xx|Socket errors/ {print}' ; }
 
-# gopxe, pinned to core 0 (wrk gets core 1).
+# gopxe, pinned to core 0 (wrk gets core 1), at its default log level.
 mkdir -p "$WORK/images"
-taskset -c 0 "$BIN" --http-listen 127.0.0.1:0 --tftp-listen off --data-dir "$WORK/data" --images "$WORK/images" \
-    --advertise-addr 192.0.2.1 >"$WORK/gopxe.out" 2>"$WORK/gopxe.log" &
+GOPXE_ARGS=(--http-listen 127.0.0.1:0 --data-dir "$WORK/data" --images "$WORK/images")
+echo "gopxe: default configuration and log level (RUST_LOG unset, log to a file), but for:" \
+    "--http-listen 127.0.0.1:0 --data-dir <tmp> --images <tmp>"
+taskset -c 0 env -u RUST_LOG "$BIN" "${GOPXE_ARGS[@]}" >"$WORK/gopxe.out" 2>"$WORK/gopxe.log" &
 GPID=$!; PIDS+=("$GPID")
 for _ in $(seq 100); do grep -q "listening on" "$WORK/gopxe.out" 2>/dev/null && break; sleep 0.05; done
 GPORT=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\),.*/\1/p' "$WORK/gopxe.out")
@@ -95,7 +105,7 @@ port, pid = int(sys.argv[1]), sys.argv[2]
 socks = []
 for i in range(1000):
     s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     socks.append(s)
 ok = 0
 for s in socks:
@@ -129,8 +139,8 @@ MACHINES=$(curl -fsS "$G/health" | python3 -c 'import json,sys; print(json.load(
 fresh_conns() { # binary -> "ok rss"
     local dir port pid
     dir=$(mktemp -d "$WORK/fresh.XXXXXX")
-    taskset -c 0 "$1" --http-listen 127.0.0.1:0 --tftp-listen off --data-dir "$dir/data" \
-        --images "$WORK/images" >"$dir/out" 2>/dev/null &
+    taskset -c 0 env -u RUST_LOG "$1" --http-listen 127.0.0.1:0 --data-dir "$dir/data" \
+        --images "$WORK/images" >"$dir/out" 2>"$dir/log" &
     pid=$!
     for _ in $(seq 100); do grep -q "listening on" "$dir/out" 2>/dev/null && break; sleep 0.05; done
     port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\),.*/\1/p' "$dir/out")
@@ -139,7 +149,7 @@ fresh_conns() { # binary -> "ok rss"
     wait "$pid" 2>/dev/null
 }
 read -r FRESH_OK FRESH_RSS < <(fresh_conns "$BIN")
-MUSL=target/x86_64-unknown-linux-musl/release/gopxe
+MUSL=$TARGET_DIR/x86_64-unknown-linux-musl/release/gopxe
 MUSL_OK="-" MUSL_RSS="(no musl build)"
 if scripts/build-release.sh x86_64-unknown-linux-musl >/dev/null 2>&1 && [ -x "$MUSL" ]; then
     read -r MUSL_OK MUSL_RSS < <(fresh_conns "$MUSL")

@@ -18,6 +18,13 @@
 #
 # Needs root only to install missing tools and for dnsmasq (its TFTP port
 # is fixed at 69; dnsmasq is skipped when 69 is taken).
+#
+# gopxe runs as the README starts it, at its default log level (RUST_LOG
+# unset: info, to a file), but for what the benchmark needs and prints:
+# its own loopback port, temporary directories, and the transfer limits
+# lifted to 256 (every download comes from 127.0.0.1, and the concurrent
+# rows run up to 100 at once: past the defaults of 8 per client and 64 in
+# all they would be refused).
 set -u
 
 SIZE_MIB=${SIZE_MIB:-64}
@@ -57,7 +64,9 @@ if [ ! -x "$TOOLS/bin/tftpd" ]; then
     cargo install --quiet --locked tftpd --root "$TOOLS" || exit 1
 fi
 (cd "$HERE" && cargo build --quiet --release) || exit 1
-GOPXE="$HERE/target/release/gopxe"
+TARGET_DIR=${CARGO_TARGET_DIR:-$(cd "$HERE" && cargo metadata --format-version 1 --no-deps |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')}
+GOPXE="${TARGET_DIR:-$HERE/target}/release/gopxe"
 
 mkdir -p "$WORK/root"
 head -c $((SIZE_MIB << 20)) /dev/urandom >"$WORK/root/big.bin"
@@ -102,9 +111,9 @@ start() { # server port; sets SPID[server]; returns 1 if it cannot run
         # (a baseline built before it has no such flag).
         local per=()
         "$bin" --help | grep -q -- --tftp-max-per-client && per=(--tftp-max-per-client 256)
-        "$bin" serve --tftp-listen "127.0.0.1:$port" --tftp-max-transfers 256 "${per[@]}" \
-            --images "$WORK/root" --data-dir "$WORK/$1-data" --http-listen 127.0.0.1:0 \
-            --advertise-addr 127.0.0.1 >/dev/null 2>&1 &
+        env -u RUST_LOG "$bin" serve --tftp-listen "127.0.0.1:$port" --tftp-max-transfers 256 \
+            "${per[@]}" --images "$WORK/root" --data-dir "$WORK/$1-data" \
+            --http-listen 127.0.0.1:0 >/dev/null 2>"$WORK/$1.log" &
         ;;
     tftpd-hpa) in.tftpd -L -a "127.0.0.1:$port" -u root -s "$WORK/root" 2>/dev/null & ;;
     rs-tftpd) "$TOOLS/bin/tftpd" -i 127.0.0.1 -p "$port" -d "$WORK/root" -r -q >/dev/null 2>&1 & ;;
@@ -139,6 +148,9 @@ get() { # port file sum blksize windowsize
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "FAIL"}'; }
 
 read -r -a SERVERS <<<"${SERVERS:-gopxe tftpd-hpa dnsmasq rs-tftpd}"
+echo "gopxe: default configuration and log level (RUST_LOG unset, log to a file), but for:" \
+    "--tftp-listen 127.0.0.1:<port> --tftp-max-transfers 256 --tftp-max-per-client 256" \
+    "--images <tmp> --data-dir <tmp> --http-listen 127.0.0.1:0"
 if [ -n "$BASELINE" ]; then
     [ -x "$BASELINE" ] || { echo "BASELINE=$BASELINE is not an executable" >&2; exit 1; }
     SERVERS+=(baseline)

@@ -5,16 +5,17 @@
 #   scripts/build-release.sh                 both targets
 #   scripts/build-release.sh aarch64-unknown-linux-musl
 #
-# Output: ${CARGO_TARGET_DIR:-target}/<triple>/release/gopxe (static, stripped
-# by the release profile). Linking uses rust-lld and the musl CRT shipped with
-# the Rust target (see .cargo/config.toml): no cross compiler is needed. The
-# targets are added with rustup when missing.
+# Output: <target dir>/<triple>/release/gopxe (static, stripped by the release
+# profile); the target dir is CARGO_TARGET_DIR (relative to the directory the
+# script is run from) or the workspace's target/. Linking uses rust-lld and
+# the musl CRT shipped with the Rust target (see .cargo/config.toml): no cross
+# compiler is needed. The targets are added with rustup when missing.
 set -euo pipefail
+[ -n "${CARGO_TARGET_DIR:-}" ] && export CARGO_TARGET_DIR=$(realpath -m "$CARGO_TARGET_DIR")
 cd "$(dirname "$0")/.."
 
 DEFAULT_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 if [ $# -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${DEFAULT_TARGETS[@]}"); fi
-TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 log() { printf 'build-release: %s\n' "$*" >&2; }
 die() { printf 'build-release: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -37,8 +38,10 @@ for t in "${TARGETS[@]}"; do args+=(--target "$t"); done
 log "cargo build --release --locked ${args[*]}"
 cargo build --release --locked --bin gopxe "${args[@]}"
 
+TARGET_DIR=${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')}
 for t in "${TARGETS[@]}"; do
-    bin=$TARGET_DIR/$t/release/gopxe
+    bin=${TARGET_DIR:-target}/$t/release/gopxe
     [ -x "$bin" ] || die "no binary at $bin"
     # A dynamic loader in the binary means it is not static: refuse it.
     if command -v readelf >/dev/null && readelf -lW "$bin" | grep -q 'INTERP'; then

@@ -26,9 +26,22 @@ install_deps() {
         fi
     fi
     rustup component add rustfmt clippy >/dev/null 2>&1 || true
+    # The static release targets of the size gate (benches/size.sh).
+    command -v rustup >/dev/null || return 0
+    local targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl) t
+    for t in "${targets[@]}"; do
+        rustup target list --installed 2>/dev/null | grep -qx "$t" && continue
+        if [ "$(id -u)" -eq 0 ]; then
+            log "adding Rust target $t"
+            rustup target add "$t"
+        else
+            echo "WARNING: Rust target $t missing (run as root to add it)" >&2
+        fi
+    done
 }
 
 install_deps
+source scripts/target-dir.sh
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -39,11 +52,16 @@ cargo clippy --all-targets -- -D warnings
 log "cargo test"
 cargo test --all-targets 2>&1
 
+# The static release binaries (x86_64 mini-PC, aarch64 Raspberry Pi) must
+# fit the appliance's 2 MiB budget: an OVER fails the suite.
+log "release size budget (benches/size.sh)"
+benches/size.sh
+
 # The attacks of tests/security.rs (and the file rules of tests/files.rs)
 # again, against the release binary users run.
 log "security attacks against the release binary"
 cargo build --release --bin gopxe
-GOPXE_TEST_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/gopxe" \
+GOPXE_TEST_BIN="$(gopxe_bin release)" \
     cargo test --test security --test files 2>&1
 
 # A step that may be skipped: exit code 77 means "could not run here" (no
@@ -61,7 +79,7 @@ skippable() { # script title skip-warning [env...]
     esac
 }
 
-GOPXE_DEBUG_BIN="${GOPXE_BIN:-$PWD/target/debug/gopxe}"
+GOPXE_DEBUG_BIN="${GOPXE_BIN:-$(gopxe_bin debug)}"
 
 skippable tests/browser/run.sh "status page in headless chromium (DOM, screenshot, form actions)" \
     "the browser test of the status page was SKIPPED (no chromium; run as root to install it)" \

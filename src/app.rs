@@ -310,7 +310,9 @@ impl App {
                 let id = m.id;
                 drop(store);
                 self.note_client(client, id);
-                self.event(
+                // The transfer's end is the boot line (tftp's report).
+                self.event_at(
+                    log::Level::Debug,
                     id,
                     EventKind::Tftp,
                     format!("config {name} sent to {client}"),
@@ -318,7 +320,7 @@ impl App {
                 Some(text.into_bytes())
             }
             None if parsed == crate::boot::ConfigName::Default => {
-                log::info!(
+                log::debug!(
                     "unknown machine at {client}: sending {name} ({:?})",
                     self.default_boot()
                 );
@@ -332,13 +334,19 @@ impl App {
         &self.config.unknown_boot
     }
 
-    /// Records an event on a machine's log and logs it at info.
+    /// Records an event on a machine's log and logs it at info, never held
+    /// back: a state change or a record written, what an operator follows.
     pub fn event(&self, id: MachineId, kind: EventKind, detail: impl Into<String>) {
-        self.event_at(log::Level::Info, id, kind, detail)
+        let detail = detail.into();
+        log::info!("machine {id}: {kind:?} {detail}");
+        self.record_event(id, kind, detail);
     }
 
-    /// Records an event, logging it at `level` (debug for repeats that
-    /// change nothing, such as a kickstart fetched again).
+    /// Records an event seen on the wire, logging it at `level`: debug for
+    /// each packet and for repeats that change nothing (such as a kickstart
+    /// fetched again); info or warn for a boot step, a boot line that a
+    /// storm may hold back ([`crate::boot_log`]). The event is kept either
+    /// way: it is the machine's timeline.
     pub fn event_at(
         &self,
         level: log::Level,
@@ -347,7 +355,11 @@ impl App {
         detail: impl Into<String>,
     ) {
         let detail = detail.into();
-        log::log!(level, "machine {id}: {kind:?} {detail}");
+        crate::boot_log!(level, "machine {id}: {kind:?} {detail}");
+        self.record_event(id, kind, detail);
+    }
+
+    fn record_event(&self, id: MachineId, kind: EventKind, detail: String) {
         self.events.borrow_mut().entry(id).or_default().push(Event {
             at_ms: now_ms(),
             kind,
@@ -710,13 +722,13 @@ impl App {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::{BootActionBody, MachineBody};
     use std::net::Ipv4Addr;
 
     /// An app whose store is a fresh folder (removed by the caller).
-    fn app_on_disk(tag: &str) -> (App, PathBuf) {
+    pub(crate) fn app_on_disk(tag: &str) -> (App, PathBuf) {
         let dir = std::env::temp_dir().join(format!("gopxe-app-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let (store, _) = Store::open(&dir).unwrap();
@@ -748,7 +760,7 @@ mod tests {
     }
 
     /// Boot action `a` (once) and a machine with this MAC using it.
-    async fn add_machine(app: &App, mac: &str) -> MachineId {
+    pub(crate) async fn add_machine(app: &App, mac: &str) -> MachineId {
         if !app.store.borrow().bootactions.contains_key("a") {
             let body = BootActionBody {
                 kernel: Some("k".into()),

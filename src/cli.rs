@@ -55,7 +55,8 @@ Options (each also a key in the config file, with _ for -):
   --installer-password-hash HASH  its crypt(3) hash  [none: locked]
   --installer-ssh-key KEY  its OpenSSH public key
 
-Logging: RUST_LOG=debug|info|warn (default info).
+Logging: RUST_LOG=debug|info|warn, or per module: info,gopxe::dhcp=debug
+(default info).
 ";
 
 /// What the command line asks for.
@@ -248,8 +249,9 @@ fn announce(line: &str) {
 
 /// SIGTERM (systemd, an init script, `podman stop`) and SIGINT (Ctrl-C)
 /// end the process at once with status 0: every acknowledged write is
-/// already durable, so there is nothing to flush, and an unacknowledged
-/// one leaves at most a temporary file that the next start ignores. The
+/// already durable, so only the log's queue is flushed (a second at most),
+/// and an unacknowledged one leaves at most a temporary file that the
+/// next start ignores. The
 /// handler matters most for PID 1 in a container, for which the kernel
 /// ignores a SIGTERM nobody handles.
 fn stop_on_signals(ex: &Rc<smol::LocalExecutor<'static>>) -> Result<(), String> {
@@ -260,6 +262,7 @@ fn stop_on_signals(ex: &Rc<smol::LocalExecutor<'static>>) -> Result<(), String> 
     ex.spawn(async move {
         if let Some(Ok(signal)) = signals.next().await {
             log::info!("stopping on {signal:?}");
+            crate::logging::flush();
             std::process::exit(0);
         }
     })
@@ -306,7 +309,9 @@ fn serve(config: Config) -> Result<(), String> {
     start_dhcp(&ex, &app)?;
     start_tftp(&ex, &app)?;
     crate::webhook::spawn(&ex, &app);
-    // Last: scripts that start gopxe on port 0 read up to this line.
+    // Last: scripts that start gopxe on port 0 read up to this line, and
+    // find the start-up's log lines on stderr by then.
+    crate::logging::flush();
     announce(&format!(
         "gopxe: http listening on {bound}, boot URLs use {}",
         app.urls.base
@@ -511,9 +516,12 @@ pub fn main() -> i32 {
         println!("gopxe: configuration is valid ({hooks} webhook URLs, not shown): {shown:#?}");
         return 0;
     }
-    // env_logger, also keeping recent lines for the status page.
-    crate::logring::init();
-    match serve(config) {
+    // stderr through the writer thread, and the status page's ring.
+    crate::logging::init();
+    let result = serve(config);
+    // What was logged comes before the error and the exit.
+    crate::logging::flush();
+    match result {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("gopxe: {e}");

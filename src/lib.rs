@@ -10,6 +10,9 @@
 //! - [`store`]: the durable postcard flat-file store.
 //! - [`model`], [`config`]: checked data types; raw serde shapes become
 //!   checked types through `TryFrom`-style constructors.
+//! - [`logging`], [`logring`], [`metrics`]: what the service says about
+//!   itself (stderr through a writer thread, the status page's tail,
+//!   Prometheus counters).
 #![deny(unsafe_code)]
 
 pub mod app;
@@ -20,6 +23,7 @@ pub mod console;
 pub mod dhcp;
 pub mod fsroot;
 pub mod http;
+pub mod logging;
 pub mod logring;
 pub mod metrics;
 pub mod model;

@@ -1,16 +1,16 @@
-//! The recent log lines, kept in memory for the status page's live tail.
+//! The recent log lines, kept in memory for the status page's live tail,
+//! and the text rules every log line follows.
 //!
-//! Layer: service (logging). No RFC; it follows the `log` crate's `Log`
-//! trait. [`TeeLogger`] wraps env_logger's logger: every record env_logger
-//! prints (same `RUST_LOG` filter) is also formatted as one line and pushed
-//! into a [`LogRing`]. The ring is bounded twice: at most
-//! [`LogRing::MAX_LINES`] lines and [`LogRing::MAX_BYTES`] bytes in total,
-//! each line cut at [`LogRing::MAX_LINE`] bytes, the oldest lines falling
-//! off first. TFTP transfers and DHCP run on other threads than HTTP, so
-//! the ring sits behind a `std::sync::Mutex`; a poisoned lock is recovered
-//! (a panic elsewhere must not silence the log). Lines are kept as logged
-//! and are untrusted (they quote file names and paths from the network):
-//! whoever shows them must escape them.
+//! Layer: service (logging). No RFC. The logger ([`crate::logging`])
+//! formats every line it lets through (same `RUST_LOG` filter as stderr)
+//! once more for a [`LogRing`] ([`format_line`]). The ring is bounded
+//! twice: at most [`LogRing::MAX_LINES`] lines and [`LogRing::MAX_BYTES`]
+//! bytes in total, each line cut at [`LogRing::MAX_LINE`] bytes, the oldest
+//! lines falling off first. TFTP transfers and DHCP run on other threads
+//! than HTTP, so the ring sits behind a `std::sync::Mutex`; a poisoned lock
+//! is recovered (a panic elsewhere must not silence the log). Lines are
+//! kept as logged and are untrusted (they quote file names and paths from
+//! the network): whoever shows them must escape them.
 //!
 //! Every line, on stderr and in the ring, has the secrets of the URLs in
 //! it taken out first ([`redact`]): the userinfo (`user:password@`) and the
@@ -92,19 +92,29 @@ impl LogRing {
     }
 }
 
-/// The process's ring, filled by [`TeeLogger`] once [`init`] ran.
+/// The process's ring, filled by the logger once [`crate::logging::init`] ran.
 pub static RING: LogRing = LogRing::new();
 
 /// `2026-11-26 01:54:01` (UTC) for Unix milliseconds (jiff, which the
 /// webhooks' timestamps use too); empty past jiff's range (year 9999).
 pub fn utc(ms: u64) -> String {
+    stamp(ms, ' ', "")
+}
+
+/// `2026-11-26T01:54:01Z`, RFC 3339 to the second (stderr's lines);
+/// empty past jiff's range.
+pub fn rfc3339(ms: u64) -> String {
+    stamp(ms, 'T', "Z")
+}
+
+fn stamp(ms: u64, between: char, zone: &str) -> String {
     let ms = i64::try_from(ms).unwrap_or(i64::MAX);
     let Ok(t) = jiff::Timestamp::from_millisecond(ms) else {
         return String::new();
     };
     let d = jiff::tz::Offset::UTC.to_datetime(t);
     format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        "{:04}-{:02}-{:02}{between}{:02}:{:02}:{:02}{zone}",
         d.year(),
         d.month(),
         d.day(),
@@ -112,18 +122,6 @@ pub fn utc(ms: u64) -> String {
         d.minute(),
         d.second()
     )
-}
-
-/// env_logger's logger, also feeding [`RING`].
-pub struct TeeLogger {
-    inner: env_logger::Logger,
-    ring: &'static LogRing,
-}
-
-impl TeeLogger {
-    pub fn new(inner: env_logger::Logger, ring: &'static LogRing) -> TeeLogger {
-        TeeLogger { inner, ring }
-    }
 }
 
 /// `text` with each URL's userinfo and query string replaced by `…`
@@ -172,51 +170,6 @@ pub fn format_line(
     let mut line = String::with_capacity(96);
     let _ = write!(line, "{} {level:<5} {target}: {args}", utc(at_ms));
     line
-}
-
-impl log::Log for TeeLogger {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        self.inner.enabled(metadata)
-    }
-
-    fn log(&self, record: &log::Record) {
-        if !self.inner.matches(record) {
-            return;
-        }
-        let message = record.args().to_string();
-        let message = redact(&message);
-        self.inner.log(
-            &log::Record::builder()
-                .args(format_args!("{message}"))
-                .level(record.level())
-                .target(record.target())
-                .module_path(record.module_path())
-                .file(record.file())
-                .line(record.line())
-                .build(),
-        );
-        self.ring.push(format_line(
-            crate::app::now_ms(),
-            record.level(),
-            record.target(),
-            &format_args!("{message}"),
-        ));
-    }
-
-    fn flush(&self) {
-        self.inner.flush();
-    }
-}
-
-/// Installs env_logger (filter from `RUST_LOG`, default `info`) teed into
-/// [`RING`]. A second call leaves the first logger in place.
-pub fn init() {
-    let inner =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
-    let max = inner.filter();
-    if log::set_boxed_logger(Box::new(TeeLogger::new(inner, &RING))).is_ok() {
-        log::set_max_level(max);
-    }
 }
 
 #[cfg(test)]
@@ -286,6 +239,8 @@ mod tests {
         assert_eq!(utc(1_709_251_199_999), "2024-02-29 23:59:59");
         assert_eq!(utc(1_795_658_041_000), "2026-11-26 01:54:01");
         assert_eq!(utc(4_102_444_800_000), "2100-01-01 00:00:00");
+        assert_eq!(rfc3339(1_795_658_041_000), "2026-11-26T01:54:01Z");
+        assert_eq!(rfc3339(u64::MAX), "");
     }
 
     #[test]

@@ -16,6 +16,25 @@ fn bump(map: &Labelled, a: &'static str, b: &'static str, by: u64) {
     *map.borrow_mut().entry((a, b)).or_default() += by;
 }
 
+/// The logger's counters, kept process-wide by [`crate::logging`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogCounts {
+    /// Lines not written to stderr: its writer's queue was full.
+    pub dropped: u64,
+    /// Boot lines the storm limiter logged at debug instead.
+    pub suppressed: u64,
+}
+
+impl LogCounts {
+    /// The counts so far.
+    pub fn now() -> LogCounts {
+        LogCounts {
+            dropped: crate::logging::dropped_lines(),
+            suppressed: crate::logging::suppressed_lines(),
+        }
+    }
+}
+
 /// Every counter gopxe exports.
 #[derive(Default)]
 pub struct Metrics {
@@ -65,9 +84,14 @@ impl Metrics {
         bump(&self.webhooks, outcome, "", 1);
     }
 
-    /// Renders the exposition. `machines_by_state` and `info` come from
-    /// the caller, which owns the store.
-    pub fn render(&self, machines_by_state: &[(&str, usize)], uptime_s: u64) -> String {
+    /// Renders the exposition. `machines_by_state`, the uptime and the
+    /// logger's counts come from the caller, which owns the store.
+    pub fn render(
+        &self,
+        machines_by_state: &[(&str, usize)],
+        uptime_s: u64,
+        log: LogCounts,
+    ) -> String {
         let mut out = String::with_capacity(2048);
         let _ = writeln!(
             out,
@@ -149,6 +173,24 @@ impl Metrics {
                 }
             }
         }
+        let log_counters = [
+            (
+                "gopxe_log_lines_dropped_total",
+                "Log lines not written to stderr because its writer was behind (queue full).",
+                log.dropped,
+            ),
+            (
+                "gopxe_log_boot_lines_suppressed_total",
+                "Boot lines held back in a storm (logged at debug instead).",
+                log.suppressed,
+            ),
+        ];
+        for (name, help, v) in log_counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
         out
     }
 }
@@ -166,7 +208,13 @@ mod tests {
         m.dhcp_packet("DISCOVER", "offer");
         m.tftp_transfer("ok", 1000);
         m.tftp_transfer("timeout", 24);
-        let text = m.render(&[("install", 2), ("installed", 1)], 5);
+        let log = LogCounts {
+            dropped: 7,
+            suppressed: 0,
+        };
+        let text = m.render(&[("install", 2), ("installed", 1)], 5, log);
+        assert!(text.contains("gopxe_log_lines_dropped_total 7\n"));
+        assert!(text.contains("gopxe_log_boot_lines_suppressed_total 0\n"));
         assert!(text.contains("gopxe_http_requests_total{route=\"/pxeboot\",status=\"2xx\"} 2\n"));
         assert!(
             text.contains("gopxe_http_requests_total{route=\"/pxeboot/{id}\",status=\"4xx\"} 1\n")
@@ -178,6 +226,20 @@ mod tests {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+
+    /// README.md's metrics table names every family gopxe exports.
+    #[test]
+    fn the_readme_lists_every_family() {
+        let readme = include_str!("../README.md");
+        let text = Metrics::default().render(&[("install", 0)], 0, LogCounts::default());
+        for name in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let name = name.split(' ').next().unwrap_or(name);
+            assert!(
+                readme.contains(&format!("| `{name}` |")),
+                "{name} is not in README.md"
+            );
         }
     }
 }

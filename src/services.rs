@@ -106,15 +106,36 @@ fn kind_label(k: dhcp::EventKind) -> (&'static str, &'static str) {
         K::OfferSent => ("OFFER", "sent"),
         K::AckSent => ("ACK", "sent"),
         K::NakSent => ("NAK", "sent"),
-        K::BootInfoSent => ("PROXY", "sent"),
+        K::BootInfoSent | K::BootInfoAcked => ("PROXY", "sent"),
         K::Declined => ("DECLINE", "received"),
         K::Released => ("RELEASE", "received"),
         K::PoolExhausted => ("DISCOVER", "pool_exhausted"),
     }
 }
 
+/// The level of a DHCP event's log line, the same for known and unknown
+/// machines. The answer that ends an exchange is the one info line of a
+/// DORA (the ACK; in proxy mode the offer with the boot file, the only
+/// answer some firmware waits for) and a NAK; an exhausted pool is a
+/// warning; every other packet seen or sent is debug.
+pub fn dhcp_level(kind: dhcp::EventKind) -> log::Level {
+    use dhcp::EventKind as K;
+    match kind {
+        K::AckSent | K::BootInfoSent | K::NakSent => log::Level::Info,
+        K::PoolExhausted => log::Level::Warn,
+        K::DiscoverSeen
+        | K::RequestSeen
+        | K::InformSeen
+        | K::OfferSent
+        | K::BootInfoAcked
+        | K::Declined
+        | K::Released => log::Level::Debug,
+    }
+}
+
 /// Records a DHCP observation: metrics always; an event on the machine
-/// when it is known; an info line for unknown PXE clients.
+/// when it is known; a log line at [`dhcp_level`], info and warn lines as
+/// boot lines (rate-limited in a storm, [`crate::boot_log`]).
 pub fn on_dhcp_event(app: &App, e: &dhcp::Event) {
     let (msg, outcome) = kind_label(e.kind);
     app.metrics.dhcp_packet(msg, outcome);
@@ -124,19 +145,10 @@ pub fn on_dhcp_event(app: &App, e: &dhcp::Event) {
     } else {
         None
     };
-    // Unknown clients: their offers and acks are logged at info, the rest
-    // at debug. The text is built only when someone will read it, so a
-    // storm of unknown clients with logging at warn costs no formatting.
-    let noisy = matches!(
-        e.kind,
-        dhcp::EventKind::OfferSent | dhcp::EventKind::AckSent | dhcp::EventKind::DiscoverSeen
-    );
-    let unknown_level = if noisy {
-        log::Level::Info
-    } else {
-        log::Level::Debug
-    };
-    if id.is_none() && !log::log_enabled!(unknown_level) {
+    let level = dhcp_level(e.kind);
+    // The text is built only when someone will read it (or for the
+    // machine's timeline): a storm of unknown clients costs no formatting.
+    if id.is_none() && !log::log_enabled!(level) {
         return;
     }
     let mut detail = format!("{msg} {outcome} mac {}", format_mac(&mac, ":"));
@@ -148,8 +160,12 @@ pub fn on_dhcp_event(app: &App, e: &dhcp::Event) {
     }
     match id {
         Some(id) => {
-            if let (dhcp::EventKind::AckSent | dhcp::EventKind::BootInfoSent, Some(ip)) =
-                (e.kind, e.ip)
+            if let (
+                dhcp::EventKind::AckSent
+                | dhcp::EventKind::BootInfoSent
+                | dhcp::EventKind::BootInfoAcked,
+                Some(ip),
+            ) = (e.kind, e.ip)
             {
                 app.note_client(IpAddr::V4(ip), id);
             }
@@ -161,23 +177,20 @@ pub fn on_dhcp_event(app: &App, e: &dhcp::Event) {
             {
                 app.note_dhcp_address(id, IpAddr::V4(ip));
             }
-            let level = match e.kind {
-                dhcp::EventKind::DiscoverSeen | dhcp::EventKind::RequestSeen => log::Level::Debug,
-                _ => log::Level::Info,
-            };
             app.event_at(level, id, EventKind::Dhcp, format!("dhcp {detail}"));
         }
-        None if noisy => {
+        None if level == log::Level::Debug => log::debug!("dhcp: {detail}"),
+        None => {
             let uuid = e
                 .uuid
                 .map(|u| crate::model::format_uuid(&u))
                 .unwrap_or_else(|| "-".into());
-            log::info!(
-                "dhcp: unknown machine {detail} uuid {uuid}: default boot {:?}",
-                app.default_boot()
-            );
+            let boot = match level {
+                log::Level::Info => format!(": default boot {:?}", app.default_boot()),
+                _ => String::new(),
+            };
+            crate::boot_log!(level, "dhcp: unknown machine {detail} uuid {uuid}{boot}");
         }
-        None => log::debug!("dhcp: {detail}"),
     }
 }
 
@@ -217,5 +230,127 @@ pub fn on_tftp_report(app: &App, r: &crate::tftp::TransferReport) {
         );
         // The driver already logged the transfer at info.
         app.event_at(log::Level::Debug, id, EventKind::Tftp, detail);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::tests::{add_machine, app_on_disk};
+    use crate::dhcp::core::{Via, handle};
+    use crate::dhcp::packet::tests::client_packet;
+    use crate::dhcp::{LeaseTable, Mode, UnknownBoot};
+    use crate::logging::capture;
+
+    const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+    const KNOWN: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
+    const STRANGER: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x99];
+
+    fn config(mode: Mode) -> DhcpConfig {
+        DhcpConfig {
+            mode,
+            server_addr: SERVER,
+            pools: match mode {
+                Mode::Authoritative => {
+                    vec!["10.0.0.100,10.0.0.150,255.255.255.0,1h".parse().unwrap()]
+                }
+                _ => Vec::new(),
+            },
+            unknown_boot: UnknownBoot::Loader(dhcp::Loader::Pxelinux),
+            ..DhcpConfig::default()
+        }
+    }
+
+    /// One boot's DHCP as a BIOS PXE ROM does it, through the real core
+    /// and [`on_dhcp_event`]: DISCOVER, then REQUEST for the offered
+    /// address (authoritative) or to the boot server on udp/4011 (proxy).
+    /// Returns what was logged, and whether the last request was answered.
+    fn dora(app: &Rc<App>, cfg: &DhcpConfig, mac: [u8; 6]) -> (bool, Vec<capture::Line>) {
+        let lookup = StoreLookup(app.clone());
+        let mut table = LeaseTable::for_pools(&cfg.pools);
+        let pxe: [(u8, &[u8]); 2] = [(60, b"PXEClient:Arch:00000:UNDI:002001"), (93, &[0, 0])];
+        let mut send = |msg_type: u8, ciaddr: [u8; 4], extra: &[(u8, &[u8])], via: Via| {
+            let mut opts: Vec<(u8, &[u8])> = vec![(53, std::slice::from_ref(&msg_type))];
+            opts.extend_from_slice(&pxe);
+            opts.extend_from_slice(extra);
+            let bytes = client_packet(7, mac, 0x8000, ciaddr, [0; 4], &opts);
+            let out = handle(cfg, &table, &lookup, &bytes, via, 1_700_000_000).unwrap();
+            for c in &out.changes {
+                table.apply(c);
+            }
+            for e in &out.events {
+                on_dhcp_event(app, e);
+            }
+            out.reply.map(|r| r.bytes)
+        };
+        capture::lines(|| {
+            let offer = send(1, [0; 4], &[], Via::Dhcp).expect("an offer");
+            let answered = match cfg.mode {
+                Mode::Authoritative => {
+                    let yi = offer[16..20].to_vec();
+                    let opts: [(u8, &[u8]); 2] = [(50, &yi), (54, &SERVER.octets())];
+                    send(3, [0; 4], &opts, Via::Dhcp)
+                }
+                _ => send(3, [10, 0, 0, 7], &[], Via::PxeDiscovery),
+            };
+            answered.is_some()
+        })
+    }
+
+    /// The one info line of each DORA, whoever the client.
+    #[test]
+    fn a_dora_logs_one_info_line_known_or_not() {
+        let (app, dir) = app_on_disk("dora-lines");
+        let app = Rc::new(app);
+        let id = smol::block_on(add_machine(&app, "52:54:00:00:00:01"));
+        for (mode, answer) in [
+            (Mode::Authoritative, "ACK sent"),
+            (Mode::Proxy, "PROXY sent"),
+        ] {
+            let cfg = config(mode);
+            for (mac, who) in [(KNOWN, "machine"), (STRANGER, "unknown machine")] {
+                let (answered, lines) = dora(&app, &cfg, mac);
+                assert!(answered, "{mode}: {who} answered");
+                let info = capture::info_and_above(&lines);
+                assert_eq!(info.len(), 1, "{mode}, {who}: {lines:#?}");
+                let line = &info[0].2;
+                let stranger = line.contains("unknown machine");
+                assert!(
+                    line.contains(answer) && line.contains(who) && stranger == (mac == STRANGER),
+                    "{mode}: {info:?}"
+                );
+                assert!(lines.len() >= 4, "every packet at debug: {lines:#?}");
+            }
+        }
+        // The known machine's timeline keeps every packet of both.
+        let events = app.events_of(&id);
+        let seen = |what: &str| events.iter().filter(|e| e.detail.contains(what)).count();
+        assert_eq!(seen("DISCOVER received"), 2);
+        assert_eq!(seen("OFFER sent"), 1);
+        assert_eq!(seen("REQUEST received"), 2);
+        assert_eq!(seen("ACK sent"), 1);
+        assert_eq!(seen("PROXY sent"), 2, "the proxy's offer and its ACK");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn dhcp_levels() {
+        use dhcp::EventKind as K;
+        use log::Level::*;
+        assert_eq!(dhcp_level(K::AckSent), Info);
+        assert_eq!(dhcp_level(K::BootInfoSent), Info);
+        assert_eq!(dhcp_level(K::NakSent), Info);
+        assert_eq!(dhcp_level(K::PoolExhausted), Warn);
+        for k in [
+            K::DiscoverSeen,
+            K::RequestSeen,
+            K::InformSeen,
+            K::OfferSent,
+            K::BootInfoAcked,
+            K::Declined,
+            K::Released,
+        ] {
+            assert_eq!(dhcp_level(k), Debug, "{k:?}");
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! (giaddr 127.0.0.1) with its own port. A machine created through the API
 //! gets its reserved address and pxelinux; an unknown one gets a pool
 //! address and no boot file; the DHCP steps are events on the machine and
-//! the lease is visible at `GET /leases`. 127.0.0.1 only.
+//! the lease is visible at `GET /leases`; each DORA is one info line on
+//! stderr. 127.0.0.1 only.
 
 mod common;
 
@@ -143,10 +144,13 @@ fn machines_get_reservations_and_boot_files_through_a_relay() {
     assert_eq!(t, 2);
     assert!((100..=150).contains(&ip.octets()[3]), "{ip}");
     assert_eq!(file, None);
+    // Its ACK is the exchange's info line.
+    let req = packet(3, stranger, 5, &[(50, &ip.octets()), (54, &[127, 0, 0, 1])]);
+    assert_eq!(exchange(&relay, server, &req).0, 5);
     assert!(
         common::wait_until(Duration::from_secs(5), || g
             .log_text()
-            .contains("unknown machine")),
+            .contains("unknown machine ACK sent")),
         "{}",
         g.log_text()
     );
@@ -265,4 +269,58 @@ fn proxy_mode_learns_the_installers_address_from_its_request() {
         "{}",
         g.log_text()
     );
+}
+
+/// One DORA, relayed; the address acknowledged.
+fn dora(relay: &UdpSocket, server: u16, mac: [u8; 6], xid: u32) -> Ipv4Addr {
+    let (t, offered, _) = exchange(relay, server, &packet(1, mac, xid, &[]));
+    assert_eq!(t, 2, "an OFFER");
+    let opts: [(u8, &[u8]); 2] = [(50, &offered.octets()), (54, &[127, 0, 0, 1])];
+    let (t, ip, _) = exchange(relay, server, &packet(3, mac, xid + 1, &opts));
+    assert_eq!((t, ip), (5, offered), "an ACK");
+    ip
+}
+
+/// At the default level (`info`) each DORA is one line on stderr, from a
+/// known machine or a stranger; the lines are all there once SIGTERM
+/// stopped gopxe (the log's queue is flushed on the way out).
+#[test]
+fn a_dora_is_one_info_line_on_stderr() {
+    let (mut g, relay, server) = start_relayed("dhcp-lines", "authoritative");
+    assert_eq!(
+        g.post("/bootaction/a", r#"{"kernel": "k/vmlinuz"}"#).status,
+        201
+    );
+    let body = r#"{"bootaction": "a", "mac": "52:54:00:0d:0e:01"}"#;
+    assert_eq!(g.post("/pxeboot", body).status, 201);
+    let known = [0x52, 0x54, 0, 0x0d, 0x0e, 0x01];
+    let stranger = [0x52, 0x54, 0, 0x0d, 0x0e, 0x02];
+    for round in 0..3 {
+        dora(&relay, server, known, 100 + 10 * round);
+        dora(&relay, server, stranger, 200 + 10 * round);
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &g.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let mut status = None;
+    assert!(common::wait_until(Duration::from_secs(10), || {
+        status = g.child.try_wait().unwrap();
+        status.is_some()
+    }));
+    let log = g.log_text();
+    assert!(log.contains("stopping on Term"), "{log}");
+    for mac in ["52:54:00:0d:0e:01", "52:54:00:0d:0e:02"] {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" INFO ") && l.contains("dhcp") && l.contains(mac))
+            .collect();
+        assert_eq!(lines.len(), 3, "one per DORA for {mac}: {lines:#?}\n{log}");
+        assert!(lines.iter().all(|l| l.contains("ACK sent")), "{lines:#?}");
+    }
+    // Every line of the log has the format of the line users read.
+    for l in log.lines().filter(|l| l.starts_with('[')) {
+        assert_eq!(l.get(20..22), Some("Z "), "{l}");
+    }
 }

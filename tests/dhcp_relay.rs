@@ -120,7 +120,6 @@ impl Running {
 
 /// Start the driver on its own thread (its state is `!Send`).
 fn start(cfg: DhcpConfig, data: Option<PathBuf>) -> Running {
-    let _ = env_logger::builder().is_test(true).try_init();
     let (tx, rx) = mpsc::channel();
     let (stop, stopped) = smol::channel::bounded::<()>(1);
     let thread = std::thread::spawn(move || {

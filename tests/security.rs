@@ -490,7 +490,9 @@ fn files_that_are_not_files_and_tftp_slots() {
     assert_eq!(g.get("/images/fifo").status, 403);
     assert!(t.elapsed() < Duration::from_secs(5));
     assert_eq!(g.get("/health").status, 200);
-    assert!(g.log_text().contains("not a regular file"));
+    assert!(wait_until(Duration::from_secs(5), || g
+        .log_text()
+        .contains("not a regular file")));
     // One address cannot take every TFTP slot: never-acked requests past
     // the per-client cap are refused, another address is still served.
     let port = g.announced_port("tftp").expect("tftp port");

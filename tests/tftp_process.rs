@@ -121,8 +121,12 @@ fn one_address_gets_at_most_max_per_client_transfers() {
     // Another address still starts one.
     let p = rrq_from("127.0.0.2", port, "pxelinux.0");
     assert_eq!(p.get(..4), Some(&[0, 3, 0, 1][..]), "{p:?}");
+    // The log is written by a thread of its own: wait for the line.
     assert!(
+        common::wait_until(Duration::from_secs(5), || g
+            .log_text()
+            .contains("too many transfers from your address")),
+        "{}",
         g.log_text()
-            .contains("too many transfers from your address")
     );
 }

@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
     };
     for mode in [Mode::Authoritative, Mode::Proxy] {
         let cfg = DhcpConfig { mode, ..base.clone() };
-        let mut table = LeaseTable::new();
+        let mut table = LeaseTable::for_pools(&cfg.pools);
         for now in [1_000u64, 1_030] {
             for via in [Via::Dhcp, Via::PxeDiscovery] {
                 if let Ok(out) = handle(&cfg, &table, &All, data, via, now) {

@@ -616,7 +616,6 @@ mod tests {
         let l = Limits::default();
         // Four nested loops over the FQDN: 253^4 steps for the longest one.
         let loops = "{% for a in fqdn %}{% for b in fqdn %}{% for c in fqdn %}{% for d in fqdn %}x{% endfor %}{% endfor %}{% endfor %}{% endfor %}";
-        let started = std::time::Instant::now();
         assert_eq!(
             check_template(loops, l),
             Err(RenderError::OutOfFuel(l.fuel))
@@ -627,11 +626,6 @@ mod tests {
         assert_eq!(
             render_user(loops, &c, l),
             Err(RenderError::OutOfFuel(l.fuel))
-        );
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(5),
-            "fuel stops the loops early: {:?}",
-            started.elapsed()
         );
         // 100 MB from three lines: refused at upload, cut off at boot time.
         let big = r#"{% set a="x"*1000 %}{% set b=a*1000 %}{{ b*100 }}"#;

@@ -234,7 +234,8 @@ pub fn choose(
             Some(raspberry_pi_vendor_opts()),
         )),
         Firmware::Unsupported(a) => {
-            log::info!("dhcp: {}: no boot loader for architecture {a}", req.mac);
+            // Per packet: debug (the answer's info line has no boot file).
+            log::debug!("dhcp: {}: no boot loader for architecture {a}", req.mac);
             None
         }
         Firmware::None => None,

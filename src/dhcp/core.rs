@@ -127,8 +127,11 @@ pub enum EventKind {
     OfferSent,
     AckSent,
     NakSent,
-    /// proxyDHCP / boot-server reply with boot information.
+    /// proxyDHCP's offer with boot information (the answer to a DISCOVER).
     BootInfoSent,
+    /// proxyDHCP's or the PXE boot server's ACK with boot information
+    /// (the answer to a REQUEST or INFORM, on udp/67 or 4011).
+    BootInfoAcked,
     Declined,
     Released,
     /// No address left in the pool for this client.
@@ -517,11 +520,20 @@ fn authoritative(cx: &Ctx, out: &mut Outcome) {
             }
             None => {
                 // No pool for the relay's subnet is a misrouted (or forged)
-                // packet: debug. A full pool is the admin's business: warn.
-                if pools_for(cx).is_empty() {
+                // packet: debug. A full pool is the admin's business: the
+                // event is logged as a warning (by the service, which
+                // holds such lines back in a storm).
+                let pools = pools_for(cx);
+                if pools.is_empty() {
                     log::debug!("dhcp: no pool for giaddr {} ({})", req.giaddr, req.mac);
+                } else if let Some(p) = pools.iter().find(|p| !cx.leases.indexes(p)) {
+                    log::error!(
+                        "dhcp: the lease table has no index for pool {}..{}: no address from it",
+                        p.first,
+                        p.last
+                    );
                 } else {
-                    log::warn!(
+                    log::debug!(
                         "dhcp: pool exhausted, no free address for {} (giaddr {})",
                         req.mac,
                         req.giaddr
@@ -552,7 +564,8 @@ fn authoritative(cx: &Ctx, out: &mut Outcome) {
                 out.reply = finish(cx, ReplyKind::Ack, &msg, destination(req, ip, false));
             }
             Verdict::Nak(why) => {
-                log::info!("dhcp: NAK to {}: {why}", req.mac);
+                // The NAK itself is an event, logged at info by the service.
+                log::debug!("dhcp: NAK to {}: {why}", req.mac);
                 let msg = nak(cx, why);
                 out.events.push(cx.event(EventKind::NakSent, None, None));
                 out.reply = finish(
@@ -842,7 +855,10 @@ fn proxy(cx: &Ctx, out: &mut Outcome) {
         o.insert(DhcpOption::ClientMachineIdentifier(v));
     }
     boot_options(cx, &mut m, Some(&boot));
-    out.events
-        .push(cx.event(EventKind::BootInfoSent, None, Some(&boot)));
+    let event = match kind {
+        ReplyKind::Offer => EventKind::BootInfoSent,
+        _ => EventKind::BootInfoAcked,
+    };
+    out.events.push(cx.event(event, None, Some(&boot)));
     out.reply = finish(cx, kind, &m, to);
 }

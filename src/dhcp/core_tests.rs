@@ -198,8 +198,8 @@ struct Harness {
 impl Harness {
     fn new(cfg: DhcpConfig, machines: Machines) -> Harness {
         Harness {
+            table: LeaseTable::for_pools(&cfg.pools),
             cfg,
-            table: LeaseTable::new(),
             machines,
             now: T0,
         }
@@ -1015,8 +1015,9 @@ fn restart_keeps_leases() {
     let _ = std::fs::remove_dir_all(&dir);
     let ips: Vec<Ipv4Addr>;
     {
-        let (mut file, table, _) = LeaseFile::open(&dir, T0, 0).unwrap();
+        let (mut file, mut table, _) = LeaseFile::open(&dir, T0, 0).unwrap();
         let mut h = Harness::new(auth(), Machines::default());
+        table.set_pools(&h.cfg.pools);
         h.table = table;
         let mut got = Vec::new();
         for n in 1..=3 {
@@ -1056,9 +1057,10 @@ fn restart_keeps_leases() {
         }
         ips = got;
     }
-    let (_file, table, report) = LeaseFile::open(&dir, T0 + 10, 0).unwrap();
+    let (_file, mut table, report) = LeaseFile::open(&dir, T0 + 10, 0).unwrap();
     assert_eq!(report.records, 3);
     let mut h = Harness::new(auth(), Machines::default());
+    table.set_pools(&h.cfg.pools);
     h.table = table;
     h.now = T0 + 10;
     for n in 1..=3u8 {
@@ -1077,17 +1079,23 @@ fn restart_keeps_leases() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Arbitrary and mutated datagrams through decode + decide in every mode:
-/// errors are fine, panics are not. Bounded and deterministic.
-#[test]
-fn random_bytes_never_panic() {
+/// A deterministic pseudo-random sequence (xorshift64) for the bounded
+/// randomised tests: the same numbers on every run.
+fn xorshift() -> impl FnMut() -> u64 {
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut rnd = move || {
+    move || {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         seed
-    };
+    }
+}
+
+/// Arbitrary and mutated datagrams through decode + decide in every mode:
+/// errors are fine, panics are not. Bounded and deterministic.
+#[test]
+fn random_bytes_never_panic() {
+    let mut rnd = xorshift();
     let seeds: Vec<Vec<u8>> = [
         Fw::IpxeBios,
         Fw::IpxeEfi,
@@ -1112,7 +1120,7 @@ fn random_bytes_never_panic() {
     let mut cfgs = [auth(), proxy_cfg()];
     cfgs[1].unknown_boot = UnknownBoot::Loader(Loader::Ipxe);
     let machines = Machines::default().with(1, ipxe_machine());
-    let mut tables = [LeaseTable::new(), LeaseTable::new()];
+    let mut tables = cfgs.each_ref().map(|c| LeaseTable::for_pools(&c.pools));
     for i in 0..20_000u32 {
         let mut bytes = if i % 4 == 0 {
             let len = (rnd() % 600) as usize;
@@ -1125,7 +1133,7 @@ fn random_bytes_never_panic() {
                 let at = (rnd() % bytes.len() as u64) as usize;
                 bytes[at] = rnd() as u8;
             }
-            if rnd() % 5 == 0 {
+            if rnd().is_multiple_of(5) {
                 bytes.truncate((rnd() % bytes.len() as u64) as usize);
             }
         }
@@ -1139,4 +1147,194 @@ fn random_bytes_never_panic() {
             }
         }
     }
+}
+
+/// A client with any MAC and no PXE options, for the pool tests.
+fn plain_packet(mac: [u8; 6], kind: u8, ciaddr: Ipv4Addr, opts: &[(u8, &[u8])]) -> Vec<u8> {
+    let kind = [kind];
+    let mut all: Vec<(u8, &[u8])> = vec![(53, &kind[..])];
+    all.extend_from_slice(opts);
+    let xid = u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]);
+    client_packet(xid, mac, 0x8000, ciaddr.octets(), [0; 4], &all)
+}
+
+fn churn_mac(i: u32) -> [u8; 6] {
+    let b = i.to_be_bytes();
+    [0x02, 0x00, b[0], b[1], b[2], b[3]]
+}
+
+fn churn_cid(i: u32) -> Vec<u8> {
+    std::iter::once(1).chain(churn_mac(i)).collect()
+}
+
+/// Allocation over a full /16 with churn: 65,000 clients already bound
+/// (for 2 to 24 hours), then 20,000 rounds of new and returning clients
+/// doing DORA, DISCOVER alone, RELEASE and DECLINE while about five hours
+/// pass, with eight addresses in the pool reserved for machines: the pool
+/// runs out, then expired leases are reused. Every
+/// request costs at most `BOUND` look-ups in the lease table, not just on
+/// average.
+#[test]
+fn a_full_slash16_with_churn_takes_a_few_lookups_per_request() {
+    const BOUND: u64 = 64;
+    let mut cfg = auth();
+    cfg.pools = vec!["10.1.0.1,10.1.255.254,255.255.0.0,1h".parse().unwrap()];
+    let reserved: Vec<Ipv4Addr> = (0..8u8).map(|i| Ipv4Addr::new(10, 1, 32 * i, 9)).collect();
+    let mut machines = Machines::default();
+    for (i, ip) in reserved.iter().enumerate() {
+        let view = MachineView {
+            ip: Some(*ip),
+            ..MachineView::default()
+        };
+        machines = machines.with(200 + i as u8, view);
+    }
+    let mut h = Harness::new(cfg, machines);
+    let server = SERVER.octets();
+    let first = u32::from(Ipv4Addr::new(10, 1, 0, 1));
+    let mut at = first;
+    for i in 0..65_000u32 {
+        while reserved.contains(&Ipv4Addr::from(at)) {
+            at += 1;
+        }
+        h.table.apply(&LeaseChange::Bind(super::lease::Lease {
+            ip: Ipv4Addr::from(at),
+            state: LeaseState::Bound,
+            client_id: churn_cid(i),
+            mac: super::packet::Mac(churn_mac(i)),
+            // Expiring from 2 h to 24 h from now.
+            expires: T0 + 7200 + u64::from(i.wrapping_mul(7919) % 79_200),
+            hostname: None,
+        }));
+        at += 1;
+    }
+    let mut rnd = xorshift();
+    let mut worst = 0;
+    let mut send = |h: &mut Harness, bytes: &[u8]| {
+        let before = h.table.steps();
+        let out = h.send(bytes);
+        let steps = h.table.steps() - before;
+        assert!(steps <= BOUND, "{steps} look-ups for one request");
+        worst = worst.max(steps);
+        out
+    };
+    let (mut returning, mut reused, mut exhausted, mut acks) = (0, 0, 0, 0);
+    for _ in 0..20_000 {
+        let c = (rnd() % 120_000) as u32;
+        let (mac, cid) = (churn_mac(c), churn_cid(c));
+        let action = rnd() % 20;
+        if action == 19 {
+            h.now += 1 + rnd() % 20;
+            continue;
+        }
+        if action >= 17 {
+            // RELEASE or DECLINE of what the client holds, if anything.
+            let Some(ip) = h.table.bound_to(&cid).map(|l| l.ip) else {
+                continue;
+            };
+            let out = if action == 17 {
+                send(&mut h, &plain_packet(mac, 7, ip, &[(54, &server)]))
+            } else {
+                let opts: [(u8, &[u8]); 2] = [(50, &ip.octets()), (54, &server)];
+                send(&mut h, &plain_packet(mac, 4, Ipv4Addr::UNSPECIFIED, &opts))
+            };
+            assert!(out.reply.is_none());
+            continue;
+        }
+        let own = h
+            .table
+            .bound_to(&cid)
+            .map(|l| l.ip)
+            .filter(|&ip| h.table.available(ip, &cid, h.now));
+        let out = send(&mut h, &plain_packet(mac, 1, Ipv4Addr::UNSPECIFIED, &[]));
+        let Some(r) = out.reply.as_ref() else {
+            assert!(
+                out.events
+                    .iter()
+                    .any(|e| e.kind == EventKind::PoolExhausted)
+            );
+            exhausted += 1;
+            continue;
+        };
+        let ip = reply(&out).yiaddr();
+        assert_eq!(r.kind, ReplyKind::Offer);
+        assert!(!reserved.contains(&ip), "{ip} is reserved");
+        if let Some(own) = own {
+            assert_eq!(ip, own, "a returning client gets its address back");
+            returning += 1;
+        } else if h.table.get(ip).is_some() {
+            reused += 1;
+        }
+        if action < 14 {
+            let opts: [(u8, &[u8]); 2] = [(50, &ip.octets()), (54, &server)];
+            let out = send(&mut h, &plain_packet(mac, 3, Ipv4Addr::UNSPECIFIED, &opts));
+            assert_eq!(out.reply.map(|r| r.kind), Some(ReplyKind::Ack));
+            acks += 1;
+        }
+        h.now += rnd() % 2;
+    }
+    // Every path was taken; the look-ups per request stayed small.
+    assert!(returning > 1000, "{returning} returning clients");
+    assert!(reused > 1000, "{reused} expired leases reused");
+    assert!(exhausted > 100, "{exhausted} DISCOVERs with the pool full");
+    assert!(acks > 10_000, "{acks} ACKs");
+    assert!(worst > 4, "{worst}");
+    // The machines still get their reserved addresses.
+    let m = reply(&h.send(&Pkt::new(Fw::Plain, 203).discover()));
+    assert_eq!(m.yiaddr(), reserved[3]);
+}
+
+#[test]
+fn a_returning_client_gets_its_expired_address_while_fresh_ones_last() {
+    let mut cfg = auth();
+    cfg.pools = vec!["10.0.0.100,10.0.0.103,255.255.255.0,1h".parse().unwrap()];
+    let mut h = Harness::new(cfg, Machines::default());
+    let (_, ack) = h.dora(&Pkt::new(Fw::Plain, 1));
+    let old = ack.yiaddr();
+    // Its lease runs out; two new clients take fresh addresses, not its.
+    h.now += 3600 + 10;
+    for n in [2, 3] {
+        let (_, ack) = h.dora(&Pkt::new(Fw::Plain, n));
+        assert_ne!(ack.yiaddr(), old);
+    }
+    h.now += 10;
+    let (offer, ack) = h.dora(&Pkt::new(Fw::Plain, 1));
+    assert_eq!((offer.yiaddr(), ack.yiaddr()), (old, old));
+    // Once nothing fresh is left, the lease that expired first is reused:
+    // 2's (bound first, at the lowest address of the two).
+    h.now += 3600 + 10;
+    let (_, fresh) = h.dora(&Pkt::new(Fw::Plain, 4));
+    assert_eq!(fresh.yiaddr(), Ipv4Addr::new(10, 0, 0, 103));
+    let two = h.table.bound_to(&cid(2)).unwrap().ip;
+    let (offer, _) = h.dora(&Pkt::new(Fw::Plain, 5));
+    assert_eq!(offer.yiaddr(), two);
+    assert!(h.table.bound_to(&cid(2)).is_none());
+    assert_eq!(h.table.bound_to(&cid(1)).unwrap().ip, old);
+}
+
+#[test]
+fn reserved_addresses_in_the_pool_go_to_their_machines_only() {
+    let mut cfg = auth();
+    cfg.pools = vec!["10.0.0.100,10.0.0.102,255.255.255.0,1h".parse().unwrap()];
+    let machine = MachineView {
+        ip: Some(Ipv4Addr::new(10, 0, 0, 101)),
+        ..MachineView::default()
+    };
+    let mut h = Harness::new(cfg, Machines::default().with(9, machine));
+    let mut got = Vec::new();
+    for n in [1, 2] {
+        let (_, ack) = h.dora(&Pkt::new(Fw::Plain, n));
+        got.push(ack.yiaddr());
+    }
+    assert_eq!(
+        got,
+        [Ipv4Addr::new(10, 0, 0, 100), Ipv4Addr::new(10, 0, 0, 102)]
+    );
+    // The pool is full for everyone else; the machine gets its address.
+    assert!(h.send(&Pkt::new(Fw::Plain, 3).discover()).reply.is_none());
+    let (_, ack) = h.dora(&Pkt::new(Fw::Plain, 9));
+    assert_eq!(ack.yiaddr(), Ipv4Addr::new(10, 0, 0, 101));
+    // Expired leases are reused, the reservation still skipped.
+    h.now += 3600;
+    let m = reply(&h.send(&Pkt::new(Fw::Plain, 3).discover()));
+    assert_ne!(m.yiaddr(), Ipv4Addr::new(10, 0, 0, 101));
 }

@@ -11,7 +11,8 @@
 //! - [`packet`]: untrusted bytes → checked [`packet::Request`]; reply
 //!   encoding that never panics (dhcproto does the wire format).
 //! - [`boot`]: which boot file / URL / vendor options a client gets.
-//! - [`lease`]: the pure lease table (time passed in).
+//! - [`lease`]: the pure lease table (time passed in) and its allocator,
+//!   O(log n) per request whatever the pool's size.
 //! - [`core`]: the decision: `(config, leases, machine, request, now) →
 //!   reply + lease changes + events`.
 //! - [`leasefile`]: the durable, append-only lease log.

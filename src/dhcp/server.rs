@@ -148,6 +148,7 @@ impl DhcpServer {
         if self.cfg.mode == Mode::Off {
             return Ok(());
         }
+        state.leases.borrow_mut().set_pools(&self.cfg.pools);
         log::info!(
             "dhcp: {} mode on {}{}",
             self.cfg.mode,

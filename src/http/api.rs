@@ -188,8 +188,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/ui/pxeboot/{id}/delete"),
 ];
 
-/// The OpenAPI 3.1 description of [`ROUTES`], served at `/openapi.json`.
-pub const OPENAPI_JSON: &str = include_str!("../../api/openapi.json");
+/// The OpenAPI 3.1 description of [`ROUTES`], served at `/openapi.json`:
+/// `api/openapi.json` without its indentation (see `build.rs`).
+pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
 
 /// The message of the 404 for a path no route knows (tests tell it apart
 /// from a 404 for a missing record).
@@ -412,7 +413,8 @@ fn file_event(app: &App, req: &Req<'_>, reply: &Reply) {
         && let Some(id) = app.machine_at(req.peer)
     {
         let path = req.segments.join("/");
-        app.event(
+        app.event_at(
+            log::Level::Info,
             id,
             EventKind::Http,
             format!("GET /{path} ({len} bytes) to {}", req.peer),
@@ -429,7 +431,11 @@ fn metrics(app: &App) -> Reply {
         MachineState::Installed,
     ]
     .map(|st| (st.as_str(), count(st)));
-    let text = app.metrics.render(&states, app.started.elapsed().as_secs());
+    let text = app.metrics.render(
+        &states,
+        app.started.elapsed().as_secs(),
+        crate::metrics::LogCounts::now(),
+    );
     Reply::bytes(
         200,
         "text/plain; version=0.0.4; charset=utf-8",
@@ -864,8 +870,14 @@ fn ipxe(app: &App, query: &str) -> Reply {
     let by_mac = mac.and_then(|m| boot::find_machine(&s, &boot::ConfigName::Mac(m)));
     let m = by_uuid.or(by_mac);
     match m {
-        Some(m) => app.event(m.id, EventKind::Http, "iPXE script fetched"),
-        None => log::info!(
+        Some(m) => app.event_at(
+            log::Level::Info,
+            m.id,
+            EventKind::Http,
+            "iPXE script fetched",
+        ),
+        None => crate::boot_log!(
+            log::Level::Info,
             "iPXE script for unknown machine mac={:?} uuid={:?}: default",
             mac.map(|m| crate::model::format_mac(&m, ":")),
             uuid.map(|u| format_uuid(&u))
@@ -901,7 +913,8 @@ async fn serve_file(
         Ok(f) => f,
         Err(Refusal::NotFound) => return not_found(),
         Err(e) => {
-            log::warn!(
+            crate::boot_log!(
+                log::Level::Warn,
                 "http: {peer}: GET /{what}/{} refused: {e}",
                 segments.join("/")
             );
@@ -1068,6 +1081,15 @@ mod tests {
         assert!(m("/images/{path}", "/images/a"));
         assert!(!m("/images/{path}", "/images/"));
         assert!(!m("/images/{path}", "/localrepo/a"));
+    }
+
+    #[test]
+    fn served_document_is_the_source_without_whitespace() {
+        let source = include_str!("../../api/openapi.json");
+        let parse = |s| serde_json::from_str::<serde_json::Value>(s).unwrap();
+        assert_eq!(parse(OPENAPI_JSON), parse(source));
+        assert!(!OPENAPI_JSON.contains('\n'));
+        assert!(OPENAPI_JSON.len() < source.len());
     }
 
     #[test]

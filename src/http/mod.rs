@@ -427,7 +427,11 @@ pub async fn serve(
             }
         };
         if active.get() >= app.config.max_connections {
-            log::warn!("http: {} connections open, refusing {peer}", active.get());
+            crate::boot_log!(
+                log::Level::Warn,
+                "http: {} connections open, refusing {peer}",
+                active.get()
+            );
             drop(stream);
             continue;
         }

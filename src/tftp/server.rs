@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use async_io::Async;
 use futures_lite::future;
-use log::{debug, info, warn};
+use log::{Level, debug, warn};
 
 use super::path::{RelativePath, sanitize};
 use super::pump::{Content, Finished, Job, Pump, outcome_of};
@@ -185,9 +185,14 @@ struct Shared<P, R> {
 }
 
 impl<P, R: Fn(&TransferReport)> Shared<P, R> {
+    /// Logs a transfer's end and hands the report on. A transfer that ran
+    /// is a boot line (info, held back in a storm); a refusal is debug
+    /// here: a missing name is routine (pxelinux probes many config
+    /// names), and any other reason was logged where it was found.
     fn report(&self, report: TransferReport) {
         match &report.outcome {
-            Outcome::Completed => info!(
+            Outcome::Completed => crate::boot_log!(
+                Level::Info,
                 "tftp {} {}: sent {} bytes in {} ms (blksize {}, windowsize {}, {} retransmissions)",
                 report.client,
                 report.file,
@@ -197,9 +202,16 @@ impl<P, R: Fn(&TransferReport)> Shared<P, R> {
                 report.windowsize,
                 report.retransmissions
             ),
-            outcome => info!(
+            Outcome::Refused { .. } => {
+                debug!("tftp {} {}: {}", report.client, report.file, report.outcome)
+            }
+            outcome => crate::boot_log!(
+                Level::Info,
                 "tftp {} {}: {} after {} bytes",
-                report.client, report.file, outcome, report.bytes
+                report.client,
+                report.file,
+                outcome,
+                report.bytes
             ),
         }
         (self.on_report)(&report);
@@ -327,8 +339,9 @@ where
     let path = match sanitize(request.filename) {
         Ok(p) => p,
         Err(e) => {
-            let msg = e.to_string();
-            shared.refused(raw_name(), peer, ErrorCode::AccessViolation, &msg);
+            let (msg, name) = (e.to_string(), raw_name());
+            crate::boot_log!(Level::Warn, "tftp: {peer}: {name} refused: {msg}");
+            shared.refused(name, peer, ErrorCode::AccessViolation, &msg);
             return Some(error_packet(ErrorCode::AccessViolation, &msg));
         }
     };
@@ -340,7 +353,7 @@ where
             return None;
         }
         Admission::Refuse(msg) => {
-            warn!("tftp: {peer}: {path} refused: {msg}");
+            crate::boot_log!(Level::Warn, "tftp: {peer}: {path} refused: {msg}");
             shared.refused(path.to_string(), peer, ErrorCode::NotDefined, msg);
             return Some(error_packet(ErrorCode::NotDefined, msg));
         }
@@ -406,9 +419,9 @@ where
     let source = shared.provider.open(&path, peer).map_err(|e| {
         if !matches!(e, Refusal::NotFound) {
             // A missing name is routine (pxelinux probes many config
-            // names) and is reported at info; anything else is a reason
+            // names) and is reported at debug; anything else is a reason
             // the admin wants to read.
-            warn!("tftp: {peer}: {path} refused: {e}");
+            crate::boot_log!(Level::Warn, "tftp: {peer}: {path} refused: {e}");
         }
         match e {
             Refusal::NotFound => (ErrorCode::FileNotFound, "file not found"),

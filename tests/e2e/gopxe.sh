@@ -14,7 +14,8 @@
 #   boot_to_kickstart NAME KIND MAC UUID HOSTNAME [REGEX...]
 #   scenario_pass / scenario_fail MSG
 
-GOPXE_BIN=${GOPXE_BIN:-$E2E_ROOT/target/release/gopxe}
+source "$E2E_ROOT/scripts/target-dir.sh"
+GOPXE_BIN=${GOPXE_BIN:-$(gopxe_bin release)}
 GOPXE_HTTP_PORT=${GOPXE_HTTP_PORT:-9090}
 GOPXE_API=http://$E2E_SERVER_IP:$GOPXE_HTTP_PORT
 GOPXE_DHCP_RANGE=${GOPXE_DHCP_RANGE:-10.99.0.100,10.99.0.200,255.255.255.0,1h}

@@ -14,12 +14,13 @@
 # failure. A scenario whose gopxe feature is not built yet is SKIP, never
 # PASS; E2E_STRICT=1 turns skips into failures.
 #
-# Environment: GOPXE_BIN (default target/release/gopxe), E2E_IMAGES,
+# Environment: GOPXE_BIN (default <cargo target dir>/release/gopxe), E2E_IMAGES,
 # E2E_ACCEL (kvm|tcg, default: kvm only with kvm_intel/kvm_amd loaded),
 # E2E_BOOT_TIMEOUT, E2E_LOG_DIR (default: a new /tmp/gopxe-e2e-run.* dir).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
+. "$E2E_ROOT/scripts/target-dir.sh"
 
 need_root
 SUITE_START=$(date +%s)
@@ -70,7 +71,7 @@ done
 total=$(($(date +%s) - SUITE_START))
 {
     echo
-    echo "gopxe end-to-end summary (accel $(accel_name), GOPXE_BIN=${GOPXE_BIN:-$E2E_ROOT/target/release/gopxe})"
+    echo "gopxe end-to-end summary (accel $(accel_name), GOPXE_BIN=${GOPXE_BIN:-$(gopxe_bin release)})"
     printf '%-28s %-24s %8s   %s\n' scenario result seconds "power-on -> kickstart marker"
     for i in "${!NAMES[@]}"; do
         marks=$(awk -F'\t' -v n="${NAMES[$i]}" '$1 == n || $1 ~ "^"n {printf "%s%s=%ss", sep, ($4 == "" ? $1 : $4), $2; sep=" "}' "$E2E_TIMES")

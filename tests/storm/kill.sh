@@ -18,12 +18,15 @@ STORM_TIMEOUT=110 run_storm kill --clients "$N" --concurrency 50 \
 STORM_PID=$!
 PIDS+=("$STORM_PID")
 sleep "$KILL_AFTER"
-acks=$(grep -c 'ACK sent' "$WORK/gopxe.err" || true)
-done_before=$(grep -c 'installer reported done\|state installed' "$WORK/gopxe.err" || true)
+# Counted from /metrics, not the log (ACK lines are rate-limited in a storm).
+metrics=$(srv_curl -s --max-time 1 "http://$SRV_IP/metrics" || true)
+acks=$(awk '/^gopxe_dhcp_packets_total\{type="ACK",outcome="sent"\}/ {print $2}' <<<"$metrics")
+done_before=$(awk '/^gopxe_machines\{state="installed"\}/ {print $2}' <<<"$metrics")
+acks=${acks:-0} done_before=${done_before:-0}
 kill -9 "$GOPXE_PID"
 wait "$GOPXE_PID" 2>/dev/null || true
 forget_pid "$GOPXE_PID"
-log "killed gopxe ($acks DHCP ACKs and $done_before call-backs logged before the kill)"
+log "killed gopxe ($acks DHCP ACKs sent and $done_before machines installed before the kill)"
 sleep "$DOWN_FOR"
 start_gopxe "$WORK/gopxe-data" "$WORK/images"
 log "gopxe restarted (pid $GOPXE_PID)"

@@ -15,6 +15,7 @@
 # the two namespaces. Only PIDs started here are killed.
 
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+source "$ROOT/scripts/target-dir.sh"
 SRV_IP=10.97.0.2
 CLI_IP=10.97.0.1
 POOL="10.97.1.1,10.97.200.254,255.255.0.0"
@@ -109,12 +110,12 @@ build_all() {
     if [[ -z ${GOPXE_BIN:-} ]]; then
         log "building gopxe (release)"
         (cd "$ROOT" && cargo build -q --release --bin gopxe)
-        GOPXE_BIN=$ROOT/target/release/gopxe
+        GOPXE_BIN=$(gopxe_bin release)
     fi
     if [[ -z ${STORM_BIN:-} ]]; then
         log "building gopxe-storm (release)"
         (cd "$ROOT/tools/storm" && cargo build -q --release)
-        STORM_BIN=$ROOT/tools/storm/target/release/gopxe-storm
+        STORM_BIN=$(cargo_target_dir "$ROOT/tools/storm")/release/gopxe-storm
     fi
 }
 

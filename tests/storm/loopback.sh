@@ -7,6 +7,7 @@
 set -euo pipefail
 N=${N:-50}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+source "$ROOT/scripts/target-dir.sh"
 WORK=$(mktemp -d /tmp/gopxe-storm-lo.XXXXXX)
 GP=""
 cleanup() {
@@ -22,11 +23,11 @@ for t in curl python3; do
 done
 if [[ -z ${GOPXE_BIN:-} ]]; then
     (cd "$ROOT" && cargo build -q --release --bin gopxe)
-    GOPXE_BIN=$ROOT/target/release/gopxe
+    GOPXE_BIN=$(gopxe_bin release)
 fi
 if [[ -z ${STORM_BIN:-} ]]; then
     (cd "$ROOT/tools/storm" && cargo build -q --release)
-    STORM_BIN=$ROOT/tools/storm/target/release/gopxe-storm
+    STORM_BIN=$(cargo_target_dir "$ROOT/tools/storm")/release/gopxe-storm
 fi
 mkdir -p "$WORK/images/k"
 head -c 16K /dev/urandom >"$WORK/images/pxelinux.0"

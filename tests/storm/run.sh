@@ -14,8 +14,9 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 (cd "$ROOT" && cargo build -q --release --bin gopxe)
 (cd "$ROOT/tools/storm" && cargo build -q --release)
-export GOPXE_BIN=$ROOT/target/release/gopxe
-export STORM_BIN=$ROOT/tools/storm/target/release/gopxe-storm
+source "$ROOT/scripts/target-dir.sh"
+export GOPXE_BIN=${GOPXE_BIN:-$(gopxe_bin release)}
+export STORM_BIN=${STORM_BIN:-$(cargo_target_dir "$ROOT/tools/storm")/release/gopxe-storm}
 scenarios=("$@")
 [[ ${#scenarios[@]} -gt 0 ]] || scenarios=(loopback netem kill flood slowloris)
 failed=0 skipped=0 summary=()
