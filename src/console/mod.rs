@@ -510,7 +510,7 @@ impl<R: BufRead, W: Write> Console<R, W> {
                 ))
             })
             .collect();
-        recent.sort_by_key(|r| std::cmp::Reverse(r.0));
+        recent.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
         if !recent.is_empty() {
             say!(self, " recent boots:");
         }

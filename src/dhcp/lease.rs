@@ -326,7 +326,7 @@ impl LeaseTable {
                 index.push(PoolIndex::new(p));
             }
         }
-        index.sort_by_key(|i| i.first);
+        index.sort_unstable_by_key(|i| i.first);
         self.pools = index;
         let taken: Vec<u32> = self
             .leases

@@ -161,7 +161,7 @@ pub fn page_data(app: &App, log: Vec<String>, now_ms: u64) -> StatusPage {
 
     let mut order: Vec<_> = store.machines.values().collect();
     // Most recently active first; then by id for a stable page.
-    order.sort_by(|a, b| {
+    order.sort_unstable_by(|a, b| {
         let (ta, tb) = (
             last_at(&a.id).unwrap_or(a.updated_ms),
             last_at(&b.id).unwrap_or(b.updated_ms),

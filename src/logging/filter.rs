@@ -45,15 +45,21 @@ impl Filter {
                 _ => None,
             };
             match parsed {
-                Some(d) => directives.push(d),
+                // Kept ordered by module length as they come: of two equal
+                // modules the later stays later, and wins.
+                Some(d) => {
+                    let len = |(name, _): &(Option<String>, LevelFilter)| {
+                        name.as_ref().map_or(0, String::len)
+                    };
+                    let at = directives.partition_point(|x| len(x) <= len(&d));
+                    directives.insert(at, d);
+                }
                 None => warnings.push(format!("invalid logging spec '{d}'")),
             }
         }
         if directives.is_empty() {
             directives.push((None, LevelFilter::Error));
         }
-        // Stable: of two equal modules the later stays later, and wins.
-        directives.sort_by_key(|(name, _)| name.as_ref().map_or(0, String::len));
         (Filter { directives }, warnings)
     }
 

@@ -61,7 +61,6 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 const MAGIC: &[u8; 4] = b"GPXJ";
@@ -254,7 +253,7 @@ pub fn list(root: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
             out.push((generation, entry.path()));
         }
     }
-    out.sort();
+    out.sort_unstable();
     Ok(out)
 }
 
@@ -566,7 +565,7 @@ struct Request {
 /// The committer thread's handle. Dropping it lets the thread finish the
 /// queued batches and any running checkpoint, and waits for it.
 pub struct Committer {
-    tx: Option<mpsc::Sender<Request>>,
+    tx: Option<smol::channel::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
     stats: Arc<Stats>,
 }
@@ -591,7 +590,7 @@ impl Committer {
     ) -> io::Result<Committer> {
         let size = options.checkpoint_bytes + options.checkpoint_bytes / 4 + 4096;
         let journal = Journal::new(root, generation, size, options.sync.clone());
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = smol::channel::unbounded();
         let stats = Arc::new(Stats::default());
         let thread = {
             let stats = stats.clone();
@@ -614,7 +613,7 @@ impl Committer {
         let queued = self
             .tx
             .as_ref()
-            .is_some_and(|tx| tx.send(Request { changes, reply }).is_ok());
+            .is_some_and(|tx| tx.try_send(Request { changes, reply }).is_ok());
         async move {
             let stopped = || io::Error::other("the store's committer has stopped");
             if !queued {
@@ -667,7 +666,7 @@ fn spawn_checkpoint(root: PathBuf, job: Job, stats: Arc<Stats>) -> io::Result<Ru
 /// The committer: batches, appends, answers; checkpoints when due.
 fn run(
     mut journal: Journal,
-    rx: mpsc::Receiver<Request>,
+    rx: smol::channel::Receiver<Request>,
     first: Option<Job>,
     limit: u64,
     stats: &Arc<Stats>,
@@ -680,9 +679,9 @@ fn run(
     if let Some(job) = first {
         cp.start(&journal.root, job, stats);
     }
-    while let Ok(head) = rx.recv() {
+    while let Ok(head) = rx.recv_blocking() {
         let mut batch = vec![head];
-        batch.extend(rx.try_iter());
+        batch.extend(std::iter::from_fn(|| rx.try_recv().ok()));
         let result = journal.append(batch.iter().flat_map(|r| r.changes.iter()));
         if result.is_ok() {
             stats.batches.fetch_add(1, Ordering::Relaxed);

@@ -620,7 +620,7 @@ fn read_dir_files(
             Err(e) => warnings.push(format!("{}: cannot read: {e}", path.display())),
         }
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 
