@@ -12,15 +12,28 @@
 //! hostname or `-`), `f` frees, `d` quarantines a declined address. The
 //! last field is the FNV-1a 32-bit hash of the rest of the line.
 //!
+//! After the last record the file holds zeros: free space written ahead
+//! (256 KiB at a time), which the next records overwrite in place. So an
+//! append's `fdatasync` changes neither the file's size nor its blocks and
+//! needs no commit of the file system's own journal (on ext4 such a commit
+//! also flushes every other file's new data, the log's included); only the
+//! append that runs out of zeros extends the file, once per 256 KiB. A NUL
+//! byte where a record would start, with only NUL bytes after it, is the
+//! end of the log.
+//!
 //! On open the log is replayed; a torn or corrupt tail is reported and cut
-//! off, then the file is compacted (rewritten with the live entries: temp
-//! file, fsync, rename, fsync of the directory). The driver appends a whole
-//! burst's changes with one write and one fsync (group commit) before it
-//! sends any of the burst's ACKs.
+//! off, then the file is compacted (rewritten with the live entries and
+//! fresh zeros: temp file, fsync, rename, fsync of the directory). The
+//! driver appends a whole burst's changes with one write and one fsync
+//! (group commit) before it sends any of the burst's ACKs. A burst that
+//! cannot be written or synced is wiped again (zeros over it, synced) so
+//! that no later, shorter burst can be followed by its records; if even
+//! that fails, the log refuses every later append until gopxe restarts.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::lease::{Lease, LeaseChange, LeaseState, LeaseTable, NEVER, Now};
@@ -28,6 +41,8 @@ use super::packet::Mac;
 
 const HEADER: &str = "gopxe-leases 1";
 const FILE_NAME: &str = "leases";
+/// Free space (zeros) written ahead of the records, this much at a time.
+const AHEAD: u64 = 256 * 1024;
 
 /// What loading found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,8 +58,14 @@ pub struct LoadReport {
 pub struct LeaseFile {
     path: PathBuf,
     file: File,
+    /// Where the next record goes: the end of the last one written.
+    end: u64,
+    /// The file's length: `end` plus the zeros written ahead.
+    len: u64,
     /// Records appended since the last compaction.
     appended: usize,
+    /// Set when a failed append could not be wiped: appends are refused.
+    broken: bool,
 }
 
 fn fnv1a(data: &[u8]) -> u32 {
@@ -155,6 +176,13 @@ fn replay(text: &[u8], table: &mut LeaseTable) -> Result<LoadReport, io::Error> 
     let mut first = true;
     while offset < text.len() {
         let rest = text.get(offset..).unwrap_or_default();
+        if rest.first() == Some(&0) {
+            // The zeros written ahead: the clean end, if nothing follows.
+            if rest.iter().any(|&b| b != 0) {
+                report.truncated = Some((offset as u64, "data after the end".into()));
+            }
+            break;
+        }
         let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
             report.truncated = Some((offset as u64, "torn last record".into()));
             break;
@@ -189,6 +217,19 @@ fn replay(text: &[u8], table: &mut LeaseTable) -> Result<LoadReport, io::Error> 
     Ok(report)
 }
 
+/// Write `count` zeros at `offset`.
+fn write_zeros(file: &File, offset: u64, count: u64) -> io::Result<()> {
+    const BLOCK: [u8; 8192] = [0; 8192];
+    let mut at = offset;
+    let end = offset + count;
+    while at < end {
+        let n = (end - at).min(BLOCK.len() as u64);
+        file.write_all_at(BLOCK.get(..n as usize).unwrap_or_default(), at)?;
+        at += n;
+    }
+    Ok(())
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -216,20 +257,24 @@ impl LeaseFile {
             );
         }
         table.purge(now, grace);
-        let file = Self::compact_to(&path, &table)?;
+        let (file, end) = Self::compact_to(&path, &table)?;
         Ok((
             LeaseFile {
                 path,
                 file,
+                end,
+                len: end + AHEAD,
                 appended: 0,
+                broken: false,
             },
             table,
             report,
         ))
     }
 
-    /// Rewrite the log from `table`; returns the reopened append handle.
-    fn compact_to(path: &Path, table: &LeaseTable) -> io::Result<File> {
+    /// Rewrite the log from `table`, followed by [`AHEAD`] zeros; returns
+    /// the reopened file and where its records end.
+    fn compact_to(path: &Path, table: &LeaseTable) -> io::Result<(File, u64)> {
         let tmp = path.with_extension("tmp");
         let mut text = String::with_capacity(64 * (table.len() + 1));
         text.push_str(HEADER);
@@ -247,16 +292,18 @@ impl LeaseFile {
                 text.push_str(&r);
             }
         }
+        let end = text.len() as u64;
         {
             let mut f = File::create(&tmp)?;
             f.write_all(text.as_bytes())?;
+            write_zeros(&f, end, AHEAD)?;
             f.sync_all()?;
         }
         fs::rename(&tmp, path)?;
         if let Some(dir) = path.parent() {
             sync_dir(dir)?;
         }
-        OpenOptions::new().append(true).open(path)
+        Ok((OpenOptions::new().write(true).open(path)?, end))
     }
 
     /// Append the durable changes with one write and one fsync. Returns
@@ -271,8 +318,34 @@ impl LeaseFile {
         if n == 0 {
             return Ok(0);
         }
-        self.file.write_all(text.as_bytes())?;
-        self.file.sync_data()?;
+        if self.broken {
+            return Err(io::Error::other(
+                "an earlier failed append could not be wiped; restart gopxe",
+            ));
+        }
+        let bytes = text.as_bytes();
+        let size = bytes.len() as u64;
+        if self.end + size > self.len {
+            // Out of zeros: the one append that extends the file (and so
+            // commits its size) in AHEAD steps.
+            let len = self.end + size + AHEAD;
+            write_zeros(&self.file, self.len, len - self.len)?;
+            self.file.sync_data()?;
+            self.len = len;
+        }
+        let written = self
+            .file
+            .write_all_at(bytes, self.end)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            let wiped =
+                write_zeros(&self.file, self.end, size).and_then(|()| self.file.sync_data());
+            if wiped.is_err() {
+                self.broken = true;
+            }
+            return Err(e);
+        }
+        self.end += size;
         self.appended += n;
         Ok(n)
     }
@@ -284,8 +357,12 @@ impl LeaseFile {
 
     /// Rewrite the log from `table`.
     pub fn compact(&mut self, table: &LeaseTable) -> io::Result<()> {
-        self.file = Self::compact_to(&self.path, table)?;
+        let (file, end) = Self::compact_to(&self.path, table)?;
+        self.file = file;
+        self.end = end;
+        self.len = end + AHEAD;
         self.appended = 0;
+        self.broken = false;
         Ok(())
     }
 
@@ -302,6 +379,12 @@ mod tests {
         let d = std::env::temp_dir().join(format!("gopxe-leasefile-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         d
+    }
+
+    /// The log's text without the zeros after it.
+    fn records(path: &Path) -> String {
+        let text = fs::read_to_string(path).unwrap();
+        text.trim_end_matches('\0').to_string()
     }
 
     fn lease(ip: [u8; 4], cid: &[u8], expires: Now) -> LeaseChange {
@@ -352,10 +435,12 @@ mod tests {
             }])
             .unwrap();
         }
-        // A torn write at the end.
+        // A torn write at the end: the start of a record over the zeros.
         let path = dir.join(FILE_NAME);
         let mut text = fs::read(&path).unwrap();
-        text.extend_from_slice(b"b 10.0.0.7 5000 52:54:00:00:00:01 61 - 1234");
+        let end = text.iter().position(|&b| b == 0).unwrap();
+        let torn = b"b 10.0.0.7 5000 52:54:00:00:00:01 61 - 1234";
+        text.splice(end..end + torn.len(), torn.iter().copied());
         fs::write(&path, &text).unwrap();
         {
             let (_f, t, rep) = LeaseFile::open(&dir, 200, 0).unwrap();
@@ -365,9 +450,10 @@ mod tests {
             assert_eq!(t.len(), 1);
         }
         // Compacted: header plus the live lease, no tail.
-        let text = fs::read_to_string(&path).unwrap();
+        let text = records(&path);
         assert_eq!(text.lines().count(), 2);
-        // A flipped byte in a record is caught by the checksum.
+        // A flipped byte in a record is caught by the checksum (and a log
+        // without zeros after it loads as well).
         fs::write(&path, text.replace("10.0.0.5", "10.0.0.9")).unwrap();
         let (_f, t, rep) = LeaseFile::open(&dir, 200, 0).unwrap();
         assert!(t.is_empty());
@@ -393,7 +479,7 @@ mod tests {
         assert!(f.wants_compaction(&t));
         f.compact(&t).unwrap();
         assert!(!f.wants_compaction(&t));
-        let text = fs::read_to_string(dir.join(FILE_NAME)).unwrap();
+        let text = records(&dir.join(FILE_NAME));
         assert_eq!(text.lines().count(), 2);
         assert!(text.contains(" 6099 "));
         // Appends after a compaction land in the new file.
@@ -405,6 +491,43 @@ mod tests {
         let (_f, t, rep) = LeaseFile::open(&dir, 0, 0).unwrap();
         assert_eq!(rep.records, 2);
         assert!(t.is_empty());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn appends_overwrite_zeros_and_extend_the_file_only_when_out_of_them() {
+        let dir = tempdir("ahead");
+        let (mut f, _, _) = LeaseFile::open(&dir, 0, 0).unwrap();
+        let path = dir.join(FILE_NAME);
+        let len = || fs::metadata(&path).unwrap().len();
+        let start = len();
+        assert_eq!(start, (HEADER.len() + 1) as u64 + AHEAD);
+        f.append(&[lease([10, 0, 0, 5], b"a", 5000)]).unwrap();
+        assert_eq!(len(), start, "an append inside the zeros keeps the size");
+        // A burst bigger than the zeros left: the file grows once.
+        let burst: Vec<_> = (0..5000u32)
+            .map(|i| lease([10, 1, (i >> 8) as u8, i as u8], &i.to_be_bytes(), 5000))
+            .collect();
+        f.append(&burst).unwrap();
+        let grown = len();
+        assert!(grown > start, "{grown} <= {start}");
+        f.append(&[lease([10, 0, 0, 6], b"b", 5000)]).unwrap();
+        assert_eq!(len(), grown);
+        drop(f);
+        let (_f, t, rep) = LeaseFile::open(&dir, 0, 0).unwrap();
+        assert_eq!((rep.records, rep.truncated), (5002, None));
+        assert_eq!(t.len(), 5002);
+        // Anything but zeros after the end is a corrupt tail, cut off.
+        let mut text = fs::read(&path).unwrap();
+        let end = text.iter().position(|&b| b == 0).unwrap();
+        text.splice(end + 100..end + 103, *b"b 1");
+        fs::write(&path, &text).unwrap();
+        let (_f, t, rep) = LeaseFile::open(&dir, 0, 0).unwrap();
+        assert_eq!(
+            rep.truncated,
+            Some((end as u64, "data after the end".into()))
+        );
+        assert_eq!(t.len(), 5002, "the records before the end are kept");
         let _ = fs::remove_dir_all(&dir);
     }
 
