@@ -7,6 +7,9 @@
 #                                    or <project>/target, made absolute.
 #   gopxe_bin PROFILE                prints <target dir>/PROFILE/gopxe of the
 #                                    gopxe project (PROFILE: debug | release).
+#   gopxe_log_dir NAME               creates and prints <target dir>/test-logs/NAME,
+#                                    where a test script keeps the logs it
+#                                    leaves for a look after the run.
 #
 # A script that runs a binary takes GOPXE_BIN (or STORM_BIN) first and falls
 # back on these, so the suite works wherever the target directory is.
@@ -20,4 +23,11 @@ cargo_target_dir() {
 
 gopxe_bin() {
     printf '%s/%s/gopxe\n' "$(cargo_target_dir "$_gopxe_root")" "$1"
+}
+
+gopxe_log_dir() {
+    local d
+    d="$(cargo_target_dir "$_gopxe_root")/test-logs/$1"
+    mkdir -p "$d"
+    printf '%s\n' "$d"
 }

@@ -40,6 +40,20 @@ install_deps() {
     done
 }
 
+# What the suite must leave as it found it: its temp dirs, processes,
+# network namespaces and mounts are compared at the end with these.
+leftovers() {
+    {
+        find "${TMPDIR:-/tmp}" /tmp /dev/shm -maxdepth 1 -name '*gopxe*' 2>/dev/null |
+            sed 's/^/temp dir /'
+        ip netns list 2>/dev/null | awk '{print "network namespace " $1}'
+        ps -eo pid=,comm= |
+            awk '$2 ~ /^(gopxe|gopxe-storm|qemu-system-.*|dnsmasq|nginx|kea-dhcp4|perfdhcp|radvd|chromium|atftpd|in\.tftpd)$/ {print "process " $1 " " $2}'
+        awk '{print "mount " $2}' /proc/self/mounts
+    } | sort -u
+}
+BEFORE=$(leftovers)
+
 install_deps
 source scripts/target-dir.sh
 
@@ -99,3 +113,11 @@ skippable tests/container/run.sh "container image (podman, --net=host, /health a
 skippable tests/e2e/run.sh "end-to-end (real firmware in a network namespace)" \
     "the end-to-end boots were SKIPPED (they need root); run as root to boot real firmware" \
     GOPXE_BIN="$GOPXE_DEBUG_BIN"
+
+log "nothing left behind (temp dirs, processes, network namespaces, mounts)"
+left=$(comm -13 <(printf '%s\n' "$BEFORE") <(leftovers))
+if [ -n "$left" ]; then
+    printf 'left behind by the suite:\n%s\n' "$left" >&2
+    exit 1
+fi
+echo "nothing left behind"

@@ -96,7 +96,7 @@ fn start_relayed(tag: &str, mode: &str) -> (Gopxe, UdpSocket, u16) {
     if mode == "authoritative" {
         args.extend(["--dhcp-range", "127.0.0.100,127.0.0.150,255.0.0.0,1h"]);
     }
-    let g = Gopxe::start(&dir, &args);
+    let g = Gopxe::start(&dir, &args).owning(dir);
     let server = g.announced_port("dhcp").expect("dhcp port announced");
     (g, relay, server)
 }

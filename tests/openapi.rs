@@ -54,6 +54,7 @@ fn start() -> Gopxe {
             &max,
         ],
     )
+    .owning(dir)
 }
 
 fn fetch_doc(g: &Gopxe) -> Value {

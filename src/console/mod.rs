@@ -975,6 +975,7 @@ mod tests {
         assert!(out.contains("Leaving the console"), "{out}");
         assert_eq!(std::fs::read(&cfg).unwrap(), before);
         assert!(!d.join("network.conf").exists());
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
@@ -1007,5 +1008,6 @@ mod tests {
                 gw: Some(Ipv4Addr::new(10, 9, 0, 1))
             }
         );
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -11,13 +11,40 @@ use std::time::{Duration, Instant};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// A fresh temp folder for one test, removed when dropped (kept, with its
+/// path printed, when the test is failing, to look at).
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test folder kept: {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 /// A fresh temp folder for one test.
-pub fn tempdir(tag: &str) -> PathBuf {
+pub fn tempdir(tag: &str) -> TempDir {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let d = std::env::temp_dir().join(format!("gopxe-it-{tag}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
 }
 
 /// A running gopxe process; killed on drop.
@@ -30,6 +57,8 @@ pub struct Gopxe {
     pub dir: PathBuf,
     pub log: PathBuf,
     pub args: Vec<String>,
+    /// The test folder, when this process owns it (removed after the kill).
+    owned: Option<TempDir>,
 }
 
 /// The binary under test: `GOPXE_TEST_BIN` when set (the test script
@@ -103,7 +132,14 @@ impl Gopxe {
             dir: dir.to_path_buf(),
             log,
             args,
+            owned: None,
         }
+    }
+
+    /// Hands this process its test folder: removed once it is killed.
+    pub fn owning(mut self, dir: TempDir) -> Gopxe {
+        self.owned = Some(dir);
+        self
     }
 
     /// The port of an announced service (`dhcp`, `tftp`).

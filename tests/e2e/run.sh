@@ -16,7 +16,8 @@
 #
 # Environment: GOPXE_BIN (default <cargo target dir>/release/gopxe), E2E_IMAGES,
 # E2E_ACCEL (kvm|tcg, default: kvm only with kvm_intel/kvm_amd loaded),
-# E2E_BOOT_TIMEOUT, E2E_LOG_DIR (default: a new /tmp/gopxe-e2e-run.* dir).
+# E2E_BOOT_TIMEOUT, E2E_LOG_DIR (default: <cargo target dir>/test-logs/e2e,
+# emptied first, so the last run's logs stay there for a look).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -24,7 +25,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 need_root
 SUITE_START=$(date +%s)
-LOG_DIR=${E2E_LOG_DIR:-$(mktemp -d /tmp/gopxe-e2e-run.XXXXXX)}
+if [ -n "${E2E_LOG_DIR:-}" ]; then
+    LOG_DIR=$E2E_LOG_DIR
+else
+    LOG_DIR=$(gopxe_log_dir e2e)
+    find "$LOG_DIR" -mindepth 1 -delete
+fi
 mkdir -p "$LOG_DIR"
 export E2E_TIMES=$LOG_DIR/times.tsv
 : >"$E2E_TIMES"

@@ -17,21 +17,24 @@ fi
 source "$ROOT/scripts/target-dir.sh"
 export GOPXE_BIN=${GOPXE_BIN:-$(gopxe_bin release)}
 export STORM_BIN=${STORM_BIN:-$(cargo_target_dir "$ROOT/tools/storm")/release/gopxe-storm}
+# The scenario logs go under the target dir, not /tmp: kept for a look
+# after the run, replaced by the next.
+LOGS=$(gopxe_log_dir storm)
 scenarios=("$@")
 [[ ${#scenarios[@]} -gt 0 ]] || scenarios=(loopback netem kill flood slowloris)
 failed=0 skipped=0 summary=()
 for s in "${scenarios[@]}"; do
     rc=0
-    timeout 180 "$here/$s.sh" >"/tmp/gopxe-storm-$s.log" 2>&1 || rc=$?
-    line=$(grep -E '^(PASS|FAIL|SKIP)' "/tmp/gopxe-storm-$s.log" | tail -1 || true)
+    timeout 180 "$here/$s.sh" >"$LOGS/$s.log" 2>&1 || rc=$?
+    line=$(grep -E '^(PASS|FAIL|SKIP)' "$LOGS/$s.log" | tail -1 || true)
     case $rc in
         0) ;;
         77) skipped=$((skipped + 1)) ;;
         *) failed=$((failed + 1))
            [[ -n $line ]] || line="FAIL: $s: exit $rc (timeout or error)"
-           tail -30 "/tmp/gopxe-storm-$s.log" ;;
+           tail -30 "$LOGS/$s.log" ;;
     esac
-    summary+=("${line:-$s: exit $rc}   (log: /tmp/gopxe-storm-$s.log)")
+    summary+=("${line:-$s: exit $rc}   (log: $LOGS/$s.log)")
 done
 printf '%s\n' "${summary[@]}"
 ((failed == 0)) || exit 1
