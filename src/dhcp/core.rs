@@ -546,19 +546,26 @@ fn authoritative(cx: &Ctx, out: &mut Outcome) {
         Kind::Request => match verdict_for_request(cx) {
             Verdict::Ack(ip, net) => {
                 let boot = boot::choose(cx.cfg, req, cx.machine.as_ref(), false);
+                let hostname = client_hostname(cx);
+                let mut net = net;
+                match cached_lease_secs(cx, ip, net.lease_secs, &hostname) {
+                    // The lease on record still covers most of a lease:
+                    // its remaining time, and nothing to write.
+                    Some(remaining) => net.lease_secs = remaining,
+                    None => out.changes.push(LeaseChange::Bind(Lease {
+                        ip,
+                        state: LeaseState::Bound,
+                        client_id: req.client_id.clone(),
+                        mac: req.mac,
+                        expires: if net.lease_secs == INFINITE {
+                            NEVER
+                        } else {
+                            cx.now.saturating_add(u64::from(net.lease_secs))
+                        },
+                        hostname,
+                    })),
+                }
                 let msg = address_reply(cx, MessageType::Ack, ip, &net, boot.as_ref());
-                out.changes.push(LeaseChange::Bind(Lease {
-                    ip,
-                    state: LeaseState::Bound,
-                    client_id: req.client_id.clone(),
-                    mac: req.mac,
-                    expires: if net.lease_secs == INFINITE {
-                        NEVER
-                    } else {
-                        cx.now.saturating_add(u64::from(net.lease_secs))
-                    },
-                    hostname: client_hostname(cx),
-                }));
                 out.events
                     .push(cx.event(EventKind::AckSent, Some(ip), boot.as_ref()));
                 out.reply = finish(cx, ReplyKind::Ack, &msg, destination(req, ip, false));
@@ -661,6 +668,38 @@ fn authoritative(cx: &Ctx, out: &mut Outcome) {
 
 /// The client's hostname (option 12) if it is a valid RFC 1123 name;
 /// the machine record's name wins.
+/// Lease caching: a client that asks again for the address it holds,
+/// within the first [`CACHE_THRESHOLD_PERCENT`] of its lease (a returning
+/// machine that reboots, a retransmitted REQUEST, an early renewal), gets
+/// the remaining time of the lease on record instead of a new one, so its
+/// ACK needs no write and no fsync (ISC dhcpd's and Kea's
+/// `cache-threshold`). Nothing is promised beyond the lease on record.
+/// Returns the seconds left, or `None` when the lease must be written:
+/// another address, MAC or host name, a lease longer than the one now
+/// configured, or one past the threshold.
+fn cached_lease_secs(
+    cx: &Ctx,
+    ip: Ipv4Addr,
+    lease_secs: u32,
+    hostname: &Option<String>,
+) -> Option<u32> {
+    let held = cx.leases.bound_to(&cx.req.client_id)?;
+    if held.ip != ip || held.mac != cx.req.mac || &held.hostname != hostname {
+        return None;
+    }
+    if lease_secs == INFINITE {
+        return (held.expires == NEVER).then_some(INFINITE);
+    }
+    let left = u32::try_from(held.expires.checked_sub(cx.now)?).ok()?;
+    let used = lease_secs.checked_sub(left)?;
+    (u64::from(used) * 100 < u64::from(lease_secs) * u64::from(CACHE_THRESHOLD_PERCENT))
+        .then_some(left)
+}
+
+/// See [`cached_lease_secs`]: the share of a lease (percent) within which a
+/// repeated REQUEST is answered from the lease on record.
+pub const CACHE_THRESHOLD_PERCENT: u32 = 25;
+
 fn client_hostname(cx: &Ctx) -> Option<String> {
     cx.machine
         .as_ref()

@@ -1338,3 +1338,104 @@ fn reserved_addresses_in_the_pool_go_to_their_machines_only() {
     let m = reply(&h.send(&Pkt::new(Fw::Plain, 3).discover()));
     assert_ne!(m.yiaddr(), Ipv4Addr::new(10, 0, 0, 101));
 }
+
+fn lease_secs(m: &Message) -> (u32, u32, u32) {
+    let get = |code| match opt(m, code) {
+        Some(
+            DhcpOption::AddressLeaseTime(v) | DhcpOption::Renewal(v) | DhcpOption::Rebinding(v),
+        ) => *v,
+        _ => panic!("no {code:?}"),
+    };
+    (
+        get(OptionCode::AddressLeaseTime),
+        get(OptionCode::Renewal),
+        get(OptionCode::Rebinding),
+    )
+}
+
+#[test]
+fn a_request_within_a_quarter_of_its_lease_is_answered_from_the_record() {
+    let mut h = Harness::new(auth(), Machines::default());
+    let (_, ack) = h.dora(&Pkt::new(Fw::Plain, 1));
+    let ip = ack.yiaddr();
+    assert_eq!(lease_secs(&ack), (3600, 1800, 3150));
+    let renew = || {
+        Pkt::new(Fw::Plain, 1)
+            .unicast()
+            .ciaddr(ip.octets())
+            .request()
+    };
+    // 10 minutes on (a reboot, an early renewal): the remaining 50 minutes,
+    // no write.
+    h.now = T0 + 600;
+    let out = h.send(&renew());
+    let m = reply(&out);
+    assert_eq!(msg_type(&m), Some(MessageType::Ack));
+    assert_eq!(m.yiaddr(), ip);
+    assert_eq!(lease_secs(&m), (3000, 1500, 2625));
+    assert!(!out.needs_durability(), "{:?}", out.changes);
+    assert!(out.events.iter().any(|e| e.kind == EventKind::AckSent));
+    // The same through INIT-REBOOT (a machine that boots again).
+    let out = h.send(&Pkt::new(Fw::Plain, 1).opt(50, &ip.octets()).request());
+    assert_eq!(lease_secs(&reply(&out)).0, 3000);
+    assert!(out.changes.is_empty());
+    // Past a quarter of the lease: a new lease, written.
+    h.now = T0 + 901;
+    let out = h.send(&renew());
+    assert_eq!(lease_secs(&reply(&out)).0, 3600);
+    assert!(out.needs_durability());
+    assert_eq!(h.table.bound_to(&cid(1)).unwrap().expires, T0 + 901 + 3600);
+    // A new host name is written at once.
+    h.now += 1;
+    let out = h.send(
+        &Pkt::new(Fw::Plain, 1)
+            .opt(50, &ip.octets())
+            .opt(12, b"node-7")
+            .request(),
+    );
+    assert_eq!(lease_secs(&reply(&out)).0, 3600);
+    assert!(out.needs_durability());
+    // A shorter lease configured since: the lease is written anew.
+    let mut cfg = auth();
+    cfg.pools = vec!["10.0.0.100,10.0.0.102,255.255.255.0,10m".parse().unwrap()];
+    h.cfg = cfg;
+    h.now += 1;
+    let out = h.send(
+        &Pkt::new(Fw::Plain, 1)
+            .opt(50, &ip.octets())
+            .opt(12, b"node-7")
+            .request(),
+    );
+    assert_eq!(lease_secs(&reply(&out)).0, 600);
+    assert!(out.needs_durability());
+    // An expired lease is never answered from the record.
+    h.now += 601;
+    let out = h.send(
+        &Pkt::new(Fw::Plain, 1)
+            .opt(50, &ip.octets())
+            .opt(12, b"node-7")
+            .request(),
+    );
+    assert_eq!(lease_secs(&reply(&out)).0, 600);
+    assert!(out.needs_durability());
+}
+
+#[test]
+fn infinite_leases_are_answered_from_the_record() {
+    let mut cfg = auth();
+    cfg.pools = vec![
+        "10.0.0.100,10.0.0.102,255.255.255.0,infinite"
+            .parse()
+            .unwrap(),
+    ];
+    let mut h = Harness::new(cfg, Machines::default());
+    let (_, ack) = h.dora(&Pkt::new(Fw::Plain, 1));
+    h.now += 86_400 * 365;
+    let out = h.send(
+        &Pkt::new(Fw::Plain, 1)
+            .opt(50, &ack.yiaddr().octets())
+            .request(),
+    );
+    assert_eq!(lease_secs(&reply(&out)), (u32::MAX, u32::MAX, u32::MAX));
+    assert!(out.changes.is_empty());
+}

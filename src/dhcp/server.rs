@@ -22,7 +22,7 @@ use async_io::Async;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::config::{DhcpConfig, Mode};
-use super::core::{self, Destination, Event, MachineLookup, Outcome, Reply, Via};
+use super::core::{self, Destination, Event, MachineLookup, Outcome, Reply, ReplyKind, Via};
 use super::lease::{LeaseChange, LeaseInfo, LeaseTable, Now};
 use super::leasefile::LeaseFile;
 use super::packet::MAX_PACKET_LEN;
@@ -166,6 +166,9 @@ impl DhcpServer {
         let mut in_flight: Option<(smol::Task<Committed>, Vec<Addressed>)> = None;
         let mut queued: Vec<LeaseChange> = Vec::new();
         let mut queued_acks: Vec<Addressed> = Vec::new();
+        // Set when a commit failed: the table holds changes the file may
+        // not, so the next commit rewrites the file from the table.
+        let mut resync = false;
         loop {
             let step = match in_flight.as_mut() {
                 None => Step::Received(self.recv(&mut buf, &mut pxe_buf).await),
@@ -186,11 +189,14 @@ impl DhcpServer {
                                 self.send(reply, *src).await;
                             }
                         }
-                        Err(e) => log::error!(
-                            "dhcp: cannot write lease file {}: {e}; {} ACKs not sent",
-                            file.path().display(),
-                            acks.len()
-                        ),
+                        Err(e) => {
+                            log::error!(
+                                "dhcp: cannot write lease file {}: {e}; {} ACKs not sent",
+                                file.path().display(),
+                                acks.len()
+                            );
+                            resync = true;
+                        }
                     }
                     *state.file.borrow_mut() = Some(file);
                 }
@@ -218,9 +224,14 @@ impl DhcpServer {
                     }
                     let (replies, durable, events) =
                         self.decide_batch(&state, &*lookup, &batch, now);
-                    // Offers and NAKs promise nothing durable: out now.
+                    // Offers and NAKs promise nothing durable: out now. An
+                    // ACK waits for its own write, and an ACK from the
+                    // lease on record (lease caching, which writes
+                    // nothing) for every write before it: that lease may
+                    // be in one of them.
+                    let pending = in_flight.is_some() || resync || !queued.is_empty();
                     for (reply, needs_disk, src) in replies {
-                        if needs_disk {
+                        if needs_disk || (pending && reply.kind == ReplyKind::Ack) {
                             queued_acks.push((reply, src));
                         } else {
                             self.send(&reply, src).await;
@@ -232,7 +243,7 @@ impl DhcpServer {
                     }
                 }
             }
-            if in_flight.is_none() && (!queued.is_empty() || !queued_acks.is_empty()) {
+            if in_flight.is_none() && (resync || !queued.is_empty() || !queued_acks.is_empty()) {
                 let file = state.file.borrow_mut().take();
                 match file {
                     // Leases in memory only: nothing to wait for.
@@ -246,9 +257,10 @@ impl DhcpServer {
                         let changes = std::mem::take(&mut queued);
                         let snapshot = {
                             let table = state.leases.borrow();
-                            file.wants_compaction(&table).then(|| table.clone())
+                            (resync || file.wants_compaction(&table)).then(|| table.clone())
                         };
-                        let task = smol::unblock(move || commit(file, changes, snapshot));
+                        let again = std::mem::take(&mut resync);
+                        let task = smol::unblock(move || commit(file, changes, snapshot, again));
                         in_flight = Some((task, std::mem::take(&mut queued_acks)));
                     }
                 }
@@ -380,18 +392,25 @@ enum Step {
 }
 
 /// Make a batch's durable changes durable: one append, one fsync (runs on a
-/// blocking thread). Compacts afterwards when `snapshot` is given.
+/// blocking thread). Compacts afterwards when `snapshot` is given; when
+/// `resync` is set (an earlier commit failed) the batch counts as written
+/// only once that compaction is.
 fn commit(
     mut file: LeaseFile,
     changes: Vec<LeaseChange>,
     snapshot: Option<LeaseTable>,
+    resync: bool,
 ) -> Committed {
-    let result = file.append(&changes);
+    let mut result = file.append(&changes);
     if result.is_ok()
         && let Some(table) = snapshot
         && let Err(e) = file.compact(&table)
     {
-        log::error!("dhcp: cannot compact lease file: {e}");
+        if resync {
+            result = Err(e);
+        } else {
+            log::error!("dhcp: cannot compact lease file: {e}");
+        }
     }
     (file, result)
 }
