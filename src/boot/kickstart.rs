@@ -180,8 +180,14 @@ pub fn repo_url(template: Option<&str>, os: &str, version: &str, server: &str) -
         format!(
             "https://download.fedoraproject.org/pub/fedora/linux/releases/{version}/Everything/x86_64/os/"
         )
+    } else if os_l.contains("stream") || version.ends_with("-stream") {
+        format!("https://mirror.stream.centos.org/{version}/BaseOS/x86_64/os/")
+    } else if version.starts_with('8') {
+        // CentOS Linux 8 and 7 (and older) live on in the vault;
+        // mirror.centos.org was retired with them.
+        format!("https://vault.centos.org/{version}/BaseOS/x86_64/os/")
     } else {
-        format!("http://mirror.centos.org/centos/{version}/os/x86_64/")
+        format!("https://vault.centos.org/{version}/os/x86_64/")
     }
 }
 
@@ -470,6 +476,34 @@ pub fn check_template(source: &str, limits: Limits) -> Result<(), RenderError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn default_repositories_are_live_ones() {
+        let url = |os, v| repo_url(None, os, v, "http://10.0.0.1:9090");
+        assert_eq!(
+            url("centos-7", "7.9.2009"),
+            "https://vault.centos.org/7.9.2009/os/x86_64/"
+        );
+        assert_eq!(
+            url("centos", "8.5.2111"),
+            "https://vault.centos.org/8.5.2111/BaseOS/x86_64/os/"
+        );
+        assert_eq!(
+            url("centos-stream", "9-stream"),
+            "https://mirror.stream.centos.org/9-stream/BaseOS/x86_64/os/"
+        );
+        assert!(url("rocky", "9").starts_with("https://download.rockylinux.org/"));
+        assert!(!url("", "7").contains("mirror.centos.org"));
+        assert_eq!(
+            repo_url(
+                Some("{server}/localrepo/{os}-{version}/"),
+                "alma",
+                "9",
+                "http://s"
+            ),
+            "http://s/localrepo/alma-9/"
+        );
+    }
     use super::*;
 
     #[test]
@@ -527,7 +561,7 @@ mod tests {
         assert!(ks.contains(
             "network --device=link --bootproto=static --ip=10.1.20.50 --netmask=255.255.255.0 --gateway=10.1.20.1 --nameserver=8.8.8.8,8.8.4.4 --hostname=test-myvm1.local --activate\n"
         ), "{ks}");
-        assert!(ks.contains("url --url=\"http://mirror.centos.org/centos/7.5.1804/os/x86_64/\""));
+        assert!(ks.contains("url --url=\"https://vault.centos.org/7.5.1804/os/x86_64/\""));
         assert!(ks.contains("curl -fsS -X POST \"http://d/done\""));
         let p = KsParams::from_query("name=default&os=rocky&version=9&fqdn=a.b").unwrap();
         let ks = render_default(&p, Some("{server}/localrepo/"), "http://s:1", None);
