@@ -96,7 +96,7 @@ if [ -z "$kpkg" ]; then
 fi
 echo "$kpkg" > "$CACHE/kernel-pkg"
 kver=${kpkg#linux-image-}
-# NIC drivers, insmod order matters (dependencies first; REAL-CLIENTS.md).
+# NIC drivers, insmod order matters (dependencies first).
 MODS=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
       failover net_failover virtio_net e1000)
 # The cache keeps the .deb and, extracted from it, only the kernel and the

@@ -1,7 +1,8 @@
 //! gopxe: a plug-in network-boot appliance in one process.
 //!
 //! Layers, from the wire inwards:
-//! - [`http`] (and later the DHCP/TFTP drivers): thin smol drivers.
+//! - [`http`], `dhcp::server`, `tftp::server` and `tftp::pump`: thin
+//!   drivers (smol, and the TFTP data threads) around the cores.
 //! - [`fsroot`]: the one place a name from the network becomes an open
 //!   file (regular files under a root, for TFTP and HTTP).
 //! - [`dhcp`], [`tftp`]: sans-I/O protocol cores.

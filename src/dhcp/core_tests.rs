@@ -1,5 +1,5 @@
 //! Scenario tests for the decision core: packets laid out byte by byte as
-//! the firmware in `REAL-CLIENTS.md` sends them, time moved by hand.
+//! the real firmware of the e2e suite (`tests/e2e/`) sends them, time moved by hand.
 
 use std::net::Ipv4Addr;
 
@@ -30,7 +30,7 @@ fn cid(n: u8) -> Vec<u8> {
     std::iter::once(1).chain(mac(n)).collect()
 }
 
-/// Firmware flavours from REAL-CLIENTS.md.
+/// Firmware flavours the e2e suite boots (`tests/e2e/README.md`).
 #[derive(Clone, Copy)]
 enum Fw {
     /// iPXE BIOS ROM: 60, 93=0, 94, 77 iPXE, 97, 61, 57=1472, asks 175.

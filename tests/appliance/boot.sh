@@ -61,7 +61,7 @@ if [ ${#need[@]} -gt 0 ]; then
               install -y -q --no-install-recommends "${need[@]}" >/dev/null; }
 fi
 
-# ---- KVM only when a hardware KVM module is loaded (REAL-CLIENTS.md) -----------
+# ---- KVM only when a hardware KVM module is loaded (else TCG) -------------------
 ACCEL=tcg
 if [ -e /sys/module/kvm_intel ] || [ -e /sys/module/kvm_amd ]; then
     [ -w /dev/kvm ] && ACCEL=kvm
