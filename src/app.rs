@@ -727,7 +727,8 @@ pub(crate) mod tests {
     use crate::model::{BootActionBody, MachineBody};
     use std::net::Ipv4Addr;
 
-    /// An app whose store is a fresh folder (removed by the caller).
+    /// An app whose store is a fresh folder (removed by the caller, once
+    /// the app is dropped: its store writes journal files on threads).
     pub(crate) fn app_on_disk(tag: &str) -> (App, PathBuf) {
         let dir = std::env::temp_dir().join(format!("gopxe-app-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -821,6 +822,7 @@ pub(crate) mod tests {
             app.note_dhcp_address(other, at(8));
             assert!(app.is_machine_address(&other, at(8)));
         });
+        drop(app);
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -874,6 +876,8 @@ pub(crate) mod tests {
             // the last one `install`.
             assert_eq!(mem, Some(MachineState::Install), "{id}");
         }
+        drop(disk);
+        drop(app);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -982,6 +986,7 @@ pub(crate) mod tests {
             let (mem, disk, _) = close_and_reopen(&app, &dir);
             assert_eq!(disk.machines.get(&id), mem.get(&id));
         });
+        drop(app);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

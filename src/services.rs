@@ -330,6 +330,8 @@ mod tests {
         assert_eq!(seen("REQUEST received"), 2);
         assert_eq!(seen("ACK sent"), 1);
         assert_eq!(seen("PROXY sent"), 2, "the proxy's offer and its ACK");
+        // The store's threads are joined before its folder goes.
+        drop(app);
         let _ = std::fs::remove_dir_all(dir);
     }
 

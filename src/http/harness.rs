@@ -180,6 +180,8 @@ mod tests {
 
     impl Drop for TempApp {
         fn drop(&mut self) {
+            // Close the store first: its threads write journal files.
+            drop(self.app.store.replace(Store::default()));
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }

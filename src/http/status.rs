@@ -603,6 +603,7 @@ mod tests {
         );
         assert!(a.store.borrow().machines.is_empty());
         assert_eq!(smol::block_on(ui(&a, &r, &del)).status, 404);
+        drop(a);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
