@@ -227,9 +227,10 @@ impl DhcpServer {
                     // Offers and NAKs promise nothing durable: out now. An
                     // ACK waits for its own write, and an ACK from the
                     // lease on record (lease caching, which writes
-                    // nothing) for every write before it: that lease may
-                    // be in one of them.
-                    let pending = in_flight.is_some() || resync || !queued.is_empty();
+                    // nothing) for every write before it, this batch's
+                    // included: that lease may be in one of them.
+                    let pending =
+                        in_flight.is_some() || resync || !queued.is_empty() || !durable.is_empty();
                     for (reply, needs_disk, src) in replies {
                         if needs_disk || (pending && reply.kind == ReplyKind::Ack) {
                             queued_acks.push((reply, src));
