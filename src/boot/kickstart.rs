@@ -476,6 +476,7 @@ pub fn check_template(source: &str, limits: Limits) -> Result<(), RenderError> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn default_repositories_are_live_ones() {
@@ -504,7 +505,6 @@ mod tests {
             "http://s/localrepo/alma-9/"
         );
     }
-    use super::*;
 
     #[test]
     fn ipv4_text_is_display() {

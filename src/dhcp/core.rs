@@ -666,8 +666,6 @@ fn authoritative(cx: &Ctx, out: &mut Outcome) {
     }
 }
 
-/// The client's hostname (option 12) if it is a valid RFC 1123 name;
-/// the machine record's name wins.
 /// Lease caching: a client that asks again for the address it holds,
 /// within the first [`CACHE_THRESHOLD_PERCENT`] of its lease (a returning
 /// machine that reboots, a retransmitted REQUEST, an early renewal), gets
@@ -700,6 +698,8 @@ fn cached_lease_secs(
 /// repeated REQUEST is answered from the lease on record.
 pub const CACHE_THRESHOLD_PERCENT: u32 = 25;
 
+/// The client's hostname (option 12) if it is a valid RFC 1123 name;
+/// the machine record's name wins.
 fn client_hostname(cx: &Ctx) -> Option<String> {
     cx.machine
         .as_ref()
