@@ -38,10 +38,11 @@ impl MachineLookup for StoreLookup {
         self.0.learn_mac(id, q.mac);
         let store = self.0.store.borrow();
         let m = store.machines.get(&id)?;
-        let loader = match store.bootactions.get(&m.bootaction).map(|a| a.loader) {
-            Some(Loader::Ipxe) => dhcp::Loader::Ipxe,
-            _ => dhcp::Loader::Pxelinux,
-        };
+        let loader = store
+            .bootactions
+            .get(&m.bootaction)
+            .map(|a| a.loader)
+            .unwrap_or_default();
         let installed = m.state == MachineState::Installed;
         Some(MachineView {
             ip: m.ip,
@@ -59,6 +60,22 @@ impl MachineLookup for StoreLookup {
             // file at all: it moves on to its next boot option (the disk).
             local_boot: installed && matches!(q.arch, Some(a) if a != 0),
         })
+    }
+
+    /// With `unknown_boot` naming a boot action, unknown machines get that
+    /// action's loader, read when they ask (the action can change while
+    /// gopxe runs); the configured family only while it does not exist.
+    fn unknown_boot(&self, configured: dhcp::UnknownBoot) -> dhcp::UnknownBoot {
+        match &self.0.config.unknown_boot {
+            boot::DefaultBoot::Action(name) => self
+                .0
+                .store
+                .borrow()
+                .bootactions
+                .get(name)
+                .map_or(configured, |a| dhcp::UnknownBoot::Loader(a.loader)),
+            boot::DefaultBoot::Local => configured,
+        }
     }
 
     fn reserved_for_other(&self, ip: Ipv4Addr, mac: [u8; 6]) -> bool {
@@ -84,7 +101,7 @@ pub fn dhcp_config(app: &App) -> DhcpConfig {
         dns: c.dhcp_dns.clone(),
         unknown_boot: match &c.unknown_boot {
             boot::DefaultBoot::Local => dhcp::UnknownBoot::LocalBoot,
-            boot::DefaultBoot::Action(_) => dhcp::UnknownBoot::Loader(dhcp::Loader::Pxelinux),
+            boot::DefaultBoot::Action(_) => dhcp::UnknownBoot::Loader(Loader::Pxelinux),
         },
         interface: c.interface.clone(),
         listen: c.dhcp_listen,
@@ -246,7 +263,7 @@ mod tests {
     const KNOWN: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
     const STRANGER: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x99];
 
-    fn config(mode: Mode) -> DhcpConfig {
+    fn config_for(mode: Mode) -> DhcpConfig {
         DhcpConfig {
             mode,
             server_addr: SERVER,
@@ -256,7 +273,7 @@ mod tests {
                 }
                 _ => Vec::new(),
             },
-            unknown_boot: UnknownBoot::Loader(dhcp::Loader::Pxelinux),
+            unknown_boot: UnknownBoot::Loader(Loader::Pxelinux),
             ..DhcpConfig::default()
         }
     }
@@ -307,7 +324,7 @@ mod tests {
             (Mode::Authoritative, "ACK sent"),
             (Mode::Proxy, "PROXY sent"),
         ] {
-            let cfg = config(mode);
+            let cfg = config_for(mode);
             for (mac, who) in [(KNOWN, "machine"), (STRANGER, "unknown machine")] {
                 let (answered, lines) = dora(&app, &cfg, mac);
                 assert!(answered, "{mode}: {who} answered");
@@ -331,6 +348,51 @@ mod tests {
         assert_eq!(seen("ACK sent"), 1);
         assert_eq!(seen("PROXY sent"), 2, "the proxy's offer and its ACK");
         // The store's threads are joined before its folder goes.
+        drop(app);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// `unknown_boot` naming a boot action: an unknown BIOS client is
+    /// offered that action's loader, and a change of the action's loader
+    /// is seen by the next offer.
+    #[test]
+    fn unknown_machines_get_the_loader_of_the_default_boot_action() {
+        use crate::model::{BootAction, BootActionBody};
+        let (mut app, dir) = app_on_disk("unknown-loader");
+        app.config.unknown_boot = boot::DefaultBoot::Action("rescue".into());
+        let app = Rc::new(app);
+        let mut cfg = config_for(Mode::Authoritative);
+        cfg.unknown_boot = dhcp_config(&app).unknown_boot;
+        let offered_file = |app: &Rc<App>| {
+            let lookup = StoreLookup(app.clone());
+            let table = LeaseTable::for_pools(&cfg.pools);
+            let opts: [(u8, &[u8]); 3] = [
+                (53, &[1]),
+                (60, b"PXEClient:Arch:00000:UNDI:002001"),
+                (93, &[0, 0]),
+            ];
+            let bytes = client_packet(7, STRANGER, 0x8000, [0; 4], [0; 4], &opts);
+            let out = handle(&cfg, &table, &lookup, &bytes, Via::Dhcp, 1_700_000_000).unwrap();
+            let reply = out.reply.expect("an offer").bytes;
+            let file = reply.get(108..236).unwrap_or_default();
+            let end = file.iter().position(|&b| b == 0).unwrap_or(file.len());
+            String::from_utf8_lossy(&file[..end]).into_owned()
+        };
+        // No such action yet: the configured family.
+        assert_eq!(offered_file(&app), "pxelinux.0");
+        for (loader, file) in [
+            (Loader::Ipxe, "undionly.kpxe"),
+            (Loader::Pxelinux, "pxelinux.0"),
+        ] {
+            let body = BootActionBody {
+                kernel: Some("k".into()),
+                loader: Some(loader),
+                ..Default::default()
+            };
+            let a = BootAction::from_body("rescue", body).unwrap();
+            smol::block_on(app.put_bootaction(a)).unwrap();
+            assert_eq!(offered_file(&app), file, "{loader:?}");
+        }
         drop(app);
         let _ = std::fs::remove_dir_all(dir);
     }

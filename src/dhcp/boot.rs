@@ -101,11 +101,12 @@ pub struct BootInfo {
 
 /// The loader family this client boots with, or `None` for "boot from the
 /// local disk" (no boot file; the firmware tries its next boot device).
-pub fn loader_for(cfg: &DhcpConfig, machine: Option<&MachineView>) -> Option<Loader> {
+/// `unknown` is what a client the lookup does not know boots.
+pub fn loader_for(unknown: UnknownBoot, machine: Option<&MachineView>) -> Option<Loader> {
     match machine {
         Some(m) if m.local_boot => None,
         Some(m) => Some(m.loader),
-        None => match cfg.unknown_boot {
+        None => match unknown {
             UnknownBoot::LocalBoot => None,
             UnknownBoot::Loader(l) => Some(l),
         },
@@ -164,6 +165,7 @@ pub fn ipxe_script_url(cfg: &DhcpConfig, req: &Request) -> String {
 /// option 60/43 a proxyDHCP reply needs.
 pub fn choose(
     cfg: &DhcpConfig,
+    unknown: UnknownBoot,
     req: &Request,
     machine: Option<&MachineView>,
     proxy: bool,
@@ -172,7 +174,7 @@ pub fn choose(
     if fw == Firmware::None {
         return None;
     }
-    let loader = loader_for(cfg, machine)?;
+    let loader = loader_for(unknown, machine)?;
     let l = &cfg.loaders;
     let pxe_class = proxy.then_some("PXEClient");
     let pxe_opts = proxy.then(pxe_use_bootfile);
@@ -276,10 +278,17 @@ mod tests {
             MAC,
             &[(60, b"PXEClient:Arch:00000:UNDI:002001"), (93, &[0, 0])],
         );
-        let b = choose(&c, &bios, Some(&known(Loader::Pxelinux)), false).unwrap();
+        let b = choose(
+            &c,
+            c.unknown_boot,
+            &bios,
+            Some(&known(Loader::Pxelinux)),
+            false,
+        )
+        .unwrap();
         assert_eq!(b.file.as_deref(), Some("pxelinux.0"));
         assert_eq!(b.vendor_class, None);
-        let b = choose(&c, &bios, Some(&known(Loader::Ipxe)), false).unwrap();
+        let b = choose(&c, c.unknown_boot, &bios, Some(&known(Loader::Ipxe)), false).unwrap();
         assert_eq!(b.file.as_deref(), Some("undionly.kpxe"));
         for arch in [7u8, 9] {
             let efi = req(
@@ -287,16 +296,30 @@ mod tests {
                 &[(60, b"PXEClient:Arch:00007:UNDI:003000"), (93, &[0, arch])],
             );
             assert_eq!(firmware(&efi), Firmware::EfiX64);
-            let b = choose(&c, &efi, Some(&known(Loader::Pxelinux)), false).unwrap();
+            let b = choose(
+                &c,
+                c.unknown_boot,
+                &efi,
+                Some(&known(Loader::Pxelinux)),
+                false,
+            )
+            .unwrap();
             assert_eq!(b.file.as_deref(), Some("syslinux.efi"));
-            let b = choose(&c, &efi, Some(&known(Loader::Ipxe)), false).unwrap();
+            let b = choose(&c, c.unknown_boot, &efi, Some(&known(Loader::Ipxe)), false).unwrap();
             assert_eq!(b.file.as_deref(), Some("ipxe.efi"));
         }
         let arm = req(
             MAC,
             &[(60, b"PXEClient:Arch:00011:UNDI:003000"), (93, &[0, 11])],
         );
-        let b = choose(&c, &arm, Some(&known(Loader::Pxelinux)), false).unwrap();
+        let b = choose(
+            &c,
+            c.unknown_boot,
+            &arm,
+            Some(&known(Loader::Pxelinux)),
+            false,
+        )
+        .unwrap();
         assert_eq!(b.file.as_deref(), Some("ipxe-arm64.efi"));
         // Architecture from the vendor class when option 93 is missing.
         let efi = req(MAC, &[(60, b"PXEClient:Arch:00007:UNDI:003000")]);
@@ -316,7 +339,7 @@ mod tests {
                 (97, &uuid),
             ],
         );
-        let b = choose(&c, &r, Some(&known(Loader::Ipxe)), false).unwrap();
+        let b = choose(&c, c.unknown_boot, &r, Some(&known(Loader::Ipxe)), false).unwrap();
         assert_eq!(
             b.file.as_deref(),
             Some(
@@ -326,7 +349,14 @@ mod tests {
         );
         assert!(b.ipxe_no_pxedhcp);
         // A pxelinux machine behind an iPXE ROM gets pxelinux itself.
-        let b = choose(&c, &r, Some(&known(Loader::Pxelinux)), false).unwrap();
+        let b = choose(
+            &c,
+            c.unknown_boot,
+            &r,
+            Some(&known(Loader::Pxelinux)),
+            false,
+        )
+        .unwrap();
         assert_eq!(b.file.as_deref(), Some("syslinux.efi"));
         let bios = req(
             MAC,
@@ -336,11 +366,18 @@ mod tests {
                 (77, b"iPXE"),
             ],
         );
-        let b = choose(&c, &bios, Some(&known(Loader::Pxelinux)), false).unwrap();
+        let b = choose(
+            &c,
+            c.unknown_boot,
+            &bios,
+            Some(&known(Loader::Pxelinux)),
+            false,
+        )
+        .unwrap();
         assert_eq!(b.file.as_deref(), Some("pxelinux.0"));
         assert!(b.ipxe_no_pxedhcp);
         // Unknown machines boot locally by default: no file at all.
-        assert_eq!(choose(&c, &bios, None, false), None);
+        assert_eq!(choose(&c, c.unknown_boot, &bios, None, false), None);
     }
 
     #[test]
@@ -350,7 +387,14 @@ mod tests {
             MAC,
             &[(60, b"HTTPClient:Arch:00016:UNDI:003001"), (93, &[0, 16])],
         );
-        let b = choose(&c, &r, Some(&known(Loader::Pxelinux)), false).unwrap();
+        let b = choose(
+            &c,
+            c.unknown_boot,
+            &r,
+            Some(&known(Loader::Pxelinux)),
+            false,
+        )
+        .unwrap();
         assert_eq!(b.file.as_deref(), Some("http://10.0.0.1:9090/ipxe.efi"));
         assert_eq!(b.vendor_class, Some("HTTPClient"));
         let r = req(
@@ -367,7 +411,14 @@ mod tests {
             [0xdc, 0xa6, 0x32, 1, 2, 3],
             &[(60, PI_VENDOR_CLASS), (93, &[0, 0])],
         );
-        let b = choose(&c, &r, Some(&known(Loader::Pxelinux)), false).unwrap();
+        let b = choose(
+            &c,
+            c.unknown_boot,
+            &r,
+            Some(&known(Loader::Pxelinux)),
+            false,
+        )
+        .unwrap();
         assert_eq!(b.firmware, Firmware::RaspberryPi);
         assert_eq!(b.file, None);
         let opts = b.vendor_opts.unwrap();
@@ -389,22 +440,25 @@ mod tests {
             local_boot: true,
             ..MachineView::default()
         };
-        assert_eq!(choose(&c, &bios, Some(&installed), false), None);
-        assert_eq!(choose(&c, &bios, None, false), None);
+        assert_eq!(
+            choose(&c, c.unknown_boot, &bios, Some(&installed), false),
+            None
+        );
+        assert_eq!(choose(&c, c.unknown_boot, &bios, None, false), None);
         c.unknown_boot = UnknownBoot::Loader(Loader::Ipxe);
-        let b = choose(&c, &bios, None, true).unwrap();
+        let b = choose(&c, c.unknown_boot, &bios, None, true).unwrap();
         assert_eq!(b.file.as_deref(), Some("undionly.kpxe"));
         assert_eq!(b.vendor_class, Some("PXEClient"));
         assert_eq!(b.vendor_opts, Some(pxe_use_bootfile()));
         // Not a netboot client at all.
         let plain = req(MAC, &[]);
-        assert_eq!(choose(&c, &plain, None, false), None);
+        assert_eq!(choose(&c, c.unknown_boot, &plain, None, false), None);
         // An architecture we have no loader for.
         let r = req(
             MAC,
             &[(60, b"PXEClient:Arch:00002:UNDI:003000"), (93, &[0, 2])],
         );
-        assert_eq!(choose(&c, &r, None, false), None);
+        assert_eq!(choose(&c, c.unknown_boot, &r, None, false), None);
     }
 
     #[test]

@@ -222,15 +222,9 @@ impl TryFrom<String> for Pool {
     }
 }
 
-/// Which loader family a machine boots with (the lead's model decides).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Loader {
-    /// pxelinux (BIOS) / syslinux.efi (UEFI): the original GoPXE flow.
-    #[default]
-    Pxelinux,
-    /// iPXE (undionly.kpxe / ipxe.efi), then its HTTP script.
-    Ipxe,
-}
+/// The loader family a machine boots with: one type for the whole
+/// crate, the boot action's `loader` field.
+pub use crate::model::Loader;
 
 /// What a machine that the lookup does not know boots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -23,7 +23,7 @@ use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode, UnknownOption};
 use crate::model::validate::same_subnet;
 
 use super::boot::{self, BootInfo};
-use super::config::{DEFAULT_LEASE_SECS, DhcpConfig, INFINITE, Loader, Mode, Pool};
+use super::config::{DEFAULT_LEASE_SECS, DhcpConfig, INFINITE, Loader, Mode, Pool, UnknownBoot};
 use super::lease::{Lease, LeaseChange, LeaseState, LeaseTable, NEVER, Now};
 use super::packet::{self, Kind, Mac, PacketError, Request};
 
@@ -65,6 +65,13 @@ pub trait MachineLookup {
     /// skips such addresses.
     fn reserved_for_other(&self, _ip: Ipv4Addr, _mac: [u8; 6]) -> bool {
         false
+    }
+
+    /// What a client this lookup does not know boots, given the
+    /// configured [`DhcpConfig::unknown_boot`]. The default keeps it; a
+    /// lookup whose default boot is a record of its own answers from it.
+    fn unknown_boot(&self, configured: UnknownBoot) -> UnknownBoot {
+        configured
     }
 }
 
@@ -187,6 +194,8 @@ struct Ctx<'a> {
     lookup: &'a dyn MachineLookup,
     req: &'a Request,
     machine: Option<MachineView>,
+    /// What this client boots if `machine` is `None`.
+    unknown: UnknownBoot,
     via: Via,
     now: Now,
 }
@@ -221,12 +230,17 @@ pub fn decide(
         uuid: req.uuid,
         arch: req.arch,
     });
+    let unknown = match machine {
+        None => lookup.unknown_boot(cfg.unknown_boot),
+        Some(_) => cfg.unknown_boot,
+    };
     let cx = Ctx {
         cfg,
         leases,
         lookup,
         req,
         machine,
+        unknown,
         via,
         now,
     };
@@ -507,7 +521,7 @@ fn authoritative(cx: &Ctx, out: &mut Outcome) {
     match req.kind {
         Kind::Discover => match address_for_discover(cx) {
             Some((ip, net)) => {
-                let boot = boot::choose(cx.cfg, req, cx.machine.as_ref(), false);
+                let boot = boot::choose(cx.cfg, cx.unknown, req, cx.machine.as_ref(), false);
                 let msg = address_reply(cx, MessageType::Offer, ip, &net, boot.as_ref());
                 out.changes.push(LeaseChange::Offer {
                     ip,
@@ -545,7 +559,7 @@ fn authoritative(cx: &Ctx, out: &mut Outcome) {
         },
         Kind::Request => match verdict_for_request(cx) {
             Verdict::Ack(ip, net) => {
-                let boot = boot::choose(cx.cfg, req, cx.machine.as_ref(), false);
+                let boot = boot::choose(cx.cfg, cx.unknown, req, cx.machine.as_ref(), false);
                 let hostname = client_hostname(cx);
                 let mut net = net;
                 match cached_lease_secs(cx, ip, net.lease_secs, &hostname) {
@@ -644,7 +658,7 @@ fn authoritative(cx: &Ctx, out: &mut Outcome) {
                         .find(|p| p.same_subnet(req.ciaddr))
                         .map(|p| net_for_pool(cx, p))
                 });
-            let boot = boot::choose(cx.cfg, req, cx.machine.as_ref(), false);
+            let boot = boot::choose(cx.cfg, cx.unknown, req, cx.machine.as_ref(), false);
             let mut m = packet::reply_skeleton(req);
             m.set_ciaddr(req.ciaddr);
             let o = m.opts_mut();
@@ -854,7 +868,7 @@ fn proxy(cx: &Ctx, out: &mut Outcome) {
     if !req.is_netboot_client() {
         return;
     }
-    let Some(mut boot) = boot::choose(cx.cfg, req, cx.machine.as_ref(), true) else {
+    let Some(mut boot) = boot::choose(cx.cfg, cx.unknown, req, cx.machine.as_ref(), true) else {
         log::debug!("dhcp: proxy: nothing to boot for {}", req.mac);
         return;
     };
