@@ -334,11 +334,20 @@ impl App {
         &self.config.unknown_boot
     }
 
+    /// The boot-loader files the images tree lacks, for the loader
+    /// families the boot actions use (see [`crate::loadercheck`]).
+    pub fn loader_check(&self) -> crate::loadercheck::LoaderCheck {
+        let store = self.store.borrow();
+        let families =
+            crate::loadercheck::families_in_use(store.bootactions.values().map(|a| a.loader));
+        crate::loadercheck::check_tree(&self.config.images, &self.config.loaders(), &families)
+    }
+
     /// Records an event on a machine's log and logs it at info, never held
     /// back: a state change or a record written, what an operator follows.
     pub fn event(&self, id: MachineId, kind: EventKind, detail: impl Into<String>) {
         let detail = detail.into();
-        log::info!("machine {id}: {kind:?} {detail}");
+        log::info!("machine {id}: {detail}");
         self.record_event(id, kind, detail);
     }
 
@@ -355,7 +364,7 @@ impl App {
         detail: impl Into<String>,
     ) {
         let detail = detail.into();
-        crate::boot_log!(level, "machine {id}: {kind:?} {detail}");
+        crate::boot_log!(level, "machine {id}: {detail}");
         self.record_event(id, kind, detail);
     }
 
@@ -478,6 +487,22 @@ impl App {
         })
     }
 
+    /// The other machines whose record names `m`'s static address. Two
+    /// records of one machine (by UUID and by MAC) may share it; two
+    /// machines would both be handed it and fight over it on the wire.
+    pub fn sharing_address(&self, m: &Machine) -> Vec<MachineId> {
+        let Some(ip) = m.ip else {
+            return Vec::new();
+        };
+        let store = self.store.borrow();
+        store
+            .machines
+            .values()
+            .filter(|o| o.ip == Some(ip) && o.id != m.id)
+            .map(|o| o.id)
+            .collect()
+    }
+
     /// Creates or replaces a machine (a replaced record starts a new
     /// install). Returns true when it was created.
     pub async fn put_machine(&self, mut m: Machine) -> Result<bool, AppError> {
@@ -512,8 +537,20 @@ impl App {
             } else {
                 EventKind::Updated
             },
-            "record written through the API",
+            if created {
+                "record created through the API"
+            } else {
+                "record updated through the API"
+            },
         );
+        let sharing = self.sharing_address(&m);
+        if let (Some(ip), false) = (m.ip, sharing.is_empty()) {
+            let others: Vec<String> = sharing.iter().map(|o| o.to_string()).collect();
+            log::warn!(
+                "machine {id}: ip {ip} is also the static address of {} (fine for two records of one machine, a conflict for two machines)",
+                others.join(", ")
+            );
+        }
         Ok(created)
     }
 
@@ -538,11 +575,17 @@ impl App {
         Ok(())
     }
 
-    /// The installer fetched its answers: `install` becomes `installing`
-    /// (durably, with the event); in another state only the event is
-    /// recorded (at debug: a repeat changes nothing).
-    pub async fn answers_fetched(&self, id: &MachineId, detail: &str) -> Result<Machine, AppError> {
-        self.transition(id, EventKind::Kickstart, detail, |m| {
+    /// The installer fetched its answers (`kind`: the kickstart, preseed
+    /// or autoinstall): `install` becomes `installing` (durably, with the
+    /// event); in another state only the event is recorded (at debug: a
+    /// repeat changes nothing).
+    pub async fn answers_fetched(
+        &self,
+        id: &MachineId,
+        kind: EventKind,
+        detail: &str,
+    ) -> Result<Machine, AppError> {
+        self.transition(id, kind, detail, |m| {
             if m.state != MachineState::Install {
                 return Ok(false);
             }
@@ -781,6 +824,48 @@ pub(crate) mod tests {
         id
     }
 
+    /// A static address named by two records is accepted (two records
+    /// of one machine may share it) and said: [`App::sharing_address`]
+    /// names the other record until one of them moves.
+    #[test]
+    fn a_shared_static_address_is_named() {
+        let (app, dir) = app_on_disk("same-ip");
+        smol::block_on(async {
+            add_machine(&app, "52:54:00:00:00:01").await;
+            let with_ip = |mac: &str, ip: &str| {
+                let body = MachineBody {
+                    mac: Some(mac.into()),
+                    bootaction: Some("a".into()),
+                    ip: Some(ip.into()),
+                    mask: Some("255.255.255.0".into()),
+                    gw: Some("10.0.0.1".into()),
+                    ..Default::default()
+                };
+                Machine::from_body(body, None).unwrap()
+            };
+            let one = with_ip("52:54:00:00:00:01", "10.0.0.5");
+            app.put_machine(one.clone()).await.unwrap();
+            assert!(app.sharing_address(&one).is_empty(), "its own record");
+            let two = with_ip("52:54:00:00:00:02", "10.0.0.5");
+            let ((), lines) = crate::logging::capture::lines(|| {
+                smol::block_on(app.put_machine(two.clone())).unwrap();
+            });
+            let warned = lines.iter().any(|l| {
+                l.0 == log::Level::Warn
+                    && l.2.contains("10.0.0.5")
+                    && l.2.contains("01-52-54-00-00-00-01")
+            });
+            assert!(warned, "{lines:#?}");
+            assert_eq!(app.sharing_address(&two), [one.id]);
+            app.put_machine(with_ip("52:54:00:00:00:01", "10.0.0.6"))
+                .await
+                .unwrap();
+            assert!(app.sharing_address(&two).is_empty());
+        });
+        drop(app);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     /// A machine's own address is its recorded one, the one DHCP gave it
     /// (in memory), or a bound lease of its MAC in the durable table (all
     /// that is left of DHCP after a restart); no other address is.
@@ -853,7 +938,7 @@ pub(crate) mod tests {
                             api_right: true,
                         };
                         match step {
-                            0 => app.answers_fetched(&id, "test").await,
+                            0 => app.answers_fetched(&id, EventKind::Kickstart, "test").await,
                             1 => app.done(&id, proof).await,
                             _ => app.reinstall(&id, "test").await,
                         }
@@ -930,7 +1015,9 @@ pub(crate) mod tests {
                 app.done(&id, with(&hex)).await,
                 Err(AppError::Conflict(_))
             ));
-            app.answers_fetched(&id, "ks").await.unwrap();
+            app.answers_fetched(&id, EventKind::Kickstart, "ks")
+                .await
+                .unwrap();
             for bad in ["", "preview", &"0".repeat(32), &hex[..31]] {
                 assert!(
                     matches!(app.done(&id, with(bad)).await, Err(AppError::Forbidden(_))),
@@ -967,7 +1054,9 @@ pub(crate) mod tests {
             app.reinstall(&id, "again").await.unwrap();
             let second = key(&app);
             assert_ne!(second, first);
-            app.answers_fetched(&id, "ks").await.unwrap();
+            app.answers_fetched(&id, EventKind::Kickstart, "ks")
+                .await
+                .unwrap();
             assert!(matches!(
                 app.done(&id, with(&hex)).await,
                 Err(AppError::Forbidden(_))
@@ -976,7 +1065,9 @@ pub(crate) mod tests {
             app.reinstall(&id, "again").await.unwrap();
             assert_ne!(key(&app), second);
             // The API right ends an install without the key.
-            app.answers_fetched(&id, "ks").await.unwrap();
+            app.answers_fetched(&id, EventKind::Kickstart, "ks")
+                .await
+                .unwrap();
             let admin = DoneProof {
                 key: None,
                 api_right: true,

@@ -238,13 +238,33 @@ pub fn advertise_addr(config: &Config, bound: SocketAddr) -> Ipv4Addr {
     })
 }
 
-/// A line on stdout for people and for scripts that started gopxe on port
-/// 0; a closed stdout is not an error.
+/// A service is listening: one info line in the log, and the same line on
+/// stdout (`gopxe: ` first) for scripts that started gopxe on port 0 —
+/// unless stdout is where the log goes too, which would show it twice. The
+/// log is flushed first, so a script that reads the stdout line finds
+/// every start-up line on stderr. A closed stdout is not an error.
 fn announce(line: &str) {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+    log::info!("{line}");
+    crate::logging::flush();
+    if !stdout_is_stderr() {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "gopxe: {line}");
+        let _ = out.flush();
+    }
+}
+
+/// Whether standard output and standard error are one file (a terminal,
+/// one log file, the journal's stream): then the log line is enough.
+fn stdout_is_stderr() -> bool {
+    let id = |st: rustix::fs::Stat| (st.st_dev, st.st_ino);
+    match (
+        rustix::fs::fstat(std::io::stdout()),
+        rustix::fs::fstat(std::io::stderr()),
+    ) {
+        (Ok(a), Ok(b)) => id(a) == id(b),
+        _ => false,
+    }
 }
 
 /// SIGTERM (systemd, an init script, `podman stop`) and SIGINT (Ctrl-C)
@@ -287,12 +307,6 @@ fn serve(config: Config) -> Result<(), String> {
         store.machines.len(),
         store.templates.len()
     );
-    if config.images.canonicalize().is_err() {
-        log::warn!(
-            "images dir {} does not exist: nothing to serve from it",
-            config.images.display()
-        );
-    }
     let listener = TcpListener::bind(config.http_listen)
         .map_err(|e| format!("cannot listen on {} (http_listen): {e}", config.http_listen))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
@@ -303,20 +317,20 @@ fn serve(config: Config) -> Result<(), String> {
         log::warn!("no api_token configured: API writes are accepted from loopback only");
     }
     let app = Rc::new(App::new(config, urls, store));
+    for w in app.loader_check().warnings(&app.config.images) {
+        log::warn!("{w}");
+    }
     app.listening.borrow_mut().push(format!("http {bound}"));
     let ex = Rc::new(smol::LocalExecutor::new());
     stop_on_signals(&ex)?;
     start_dhcp(&ex, &app)?;
     start_tftp(&ex, &app)?;
     crate::webhook::spawn(&ex, &app);
-    // Last: scripts that start gopxe on port 0 read up to this line, and
-    // find the start-up's log lines on stderr by then.
-    crate::logging::flush();
+    // Last: scripts that start gopxe on port 0 read up to this line.
     announce(&format!(
-        "gopxe: http listening on {bound}, boot URLs use {}",
+        "http listening on {bound}, boot URLs use {}",
         app.urls.base
     ));
-    log::info!("http listening on {bound}; advertised as {}", app.urls.base);
     // The accept loop is a task of its own: the future given to `run` is
     // polled on every wake-up of the executor, a task only when it is woken.
     ex.spawn(crate::http::serve(ex.clone(), app, listener))
@@ -399,14 +413,11 @@ fn start_tftp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<()
         },
         inner: images,
     };
-    announce(&format!("gopxe: tftp listening on {local}"));
+    announce(&format!(
+        "tftp listening on {local} (blksize up to {}, {} transfers at once, {} per client)",
+        cfg.transfer.max_blksize, cfg.max_transfers, cfg.max_per_client
+    ));
     app.listening.borrow_mut().push(format!("tftp {local}"));
-    log::info!(
-        "tftp on {local}, blksize up to {}, {} transfers at once, {} per client",
-        cfg.transfer.max_blksize,
-        cfg.max_transfers,
-        cfg.max_per_client
-    );
     let reports = app.clone();
     ex.spawn(async move {
         let on_report =
@@ -440,14 +451,10 @@ fn start_dhcp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<()
     let local = server.local_addr().map_err(|e| e.to_string())?;
     let pxe = server.pxe_local_addr().and_then(Result::ok);
     announce(&format!(
-        "gopxe: dhcp ({mode}) listening on {local}{}",
-        pxe.map(|p| format!(" and {p}")).unwrap_or_default()
-    ));
-    log::info!(
-        "dhcp {mode} on {local}{} interface {}",
+        "dhcp ({mode}) listening on {local}{} (interface {})",
         pxe.map(|p| format!(" and {p}")).unwrap_or_default(),
         app.config.interface.as_deref().unwrap_or("any")
-    );
+    ));
     app.listening.borrow_mut().push(format!(
         "dhcp {local}{}",
         pxe.map(|p| format!(" and {p}")).unwrap_or_default()
@@ -503,17 +510,14 @@ pub fn main() -> i32 {
     if args.command == Command::CheckConfig {
         // Secrets are said to be set, not shown: this lands in terminals,
         // CI logs and bug reports.
-        let mut shown = config.clone();
-        let hide = |v: &mut Option<String>| {
-            if v.is_some() {
-                *v = Some("(set, not shown)".into());
-            }
-        };
-        hide(&mut shown.api_token);
-        hide(&mut shown.installer.password_hash);
-        shown.webhooks = Vec::new();
-        let hooks = config.webhooks.len();
-        println!("gopxe: configuration is valid ({hooks} webhook URLs, not shown): {shown:#?}");
+        println!("gopxe: configuration is valid\n{}", config.summary());
+        // The store is not opened (a running gopxe holds it): the loaders
+        // are those of the default family, pxelinux.
+        let families = crate::loadercheck::families_in_use([]);
+        let check = crate::loadercheck::check_tree(&config.images, &config.loaders(), &families);
+        for w in check.warnings(&config.images) {
+            println!("warning: {w}");
+        }
         return 0;
     }
     // stderr through the writer thread, and the status page's ring.

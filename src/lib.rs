@@ -8,6 +8,7 @@
 //! - [`dhcp`], [`tftp`]: sans-I/O protocol cores.
 //! - [`app`]: the running service's state and its durable writes.
 //! - [`boot`]: what a given client boots (pure rendering).
+//! - [`loadercheck`]: which boot-loader files the images tree lacks.
 //! - [`store`]: the durable postcard flat-file store.
 //! - [`model`], [`config`]: checked data types; raw serde shapes become
 //!   checked types through `TryFrom`-style constructors.
@@ -24,6 +25,7 @@ pub mod console;
 pub mod dhcp;
 pub mod fsroot;
 pub mod http;
+pub mod loadercheck;
 pub mod logging;
 pub mod logring;
 pub mod metrics;

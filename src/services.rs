@@ -110,6 +110,7 @@ pub fn dhcp_config(app: &App) -> DhcpConfig {
             if c.dhcp_listen.port() == 67 { 4011 } else { 0 },
         ),
         relay_port: c.dhcp_relay_port,
+        loaders: c.loaders(),
         ..DhcpConfig::default()
     }
 }

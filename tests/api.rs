@@ -253,6 +253,14 @@ fn status_codes() {
         g.put("/pxeboot/01-52-54-00-12-34-56", &mac_record).status,
         201
     );
+    // Two records naming one static address: accepted, and said.
+    let shared = g.get("/pxeboot/01-52-54-00-12-34-56").json();
+    let warning = shared["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("10.1.20.50") && warning.contains(&UUID.to_lowercase()),
+        "{shared}"
+    );
+    assert!(g.log_text().contains("is also the static address of"));
     assert_eq!(g.put("/pxeboot/52-54-00-12-34-57", &mac_record).status, 400);
     assert_eq!(g.put("/bootaction/vmtemplate", BOOTACTION).status, 200);
     // 405 with Allow.
@@ -772,4 +780,65 @@ fn boot_lines_refuse_script_breakers_and_overlong_kernel_lines() {
         script.contains("echo gopxe: Ubuntu | autoinstall $5\n"),
         "{script}"
     );
+}
+
+/// A new appliance with an empty images tree says so at start-up, in
+/// `/health`, on the status page and in `check-config`; once the files a
+/// boot action's loader needs are there, the warnings about them go.
+#[test]
+fn missing_boot_loaders_are_named_until_they_are_there() {
+    let dir = tempdir("loaders");
+    let g = Gopxe::start(&dir, &[]);
+    let log = g.log_text();
+    assert!(
+        log.contains("WARN") && log.contains("is empty or missing") && log.contains("pxelinux.0"),
+        "{log}"
+    );
+    let warnings = |g: &Gopxe| -> Vec<String> {
+        let h = g.get("/health").json();
+        assert_eq!(h["status"], "ok", "{h}");
+        h["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_str().unwrap().to_string())
+            .collect()
+    };
+    let w = warnings(&g);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("is empty") && w[0].contains("scripts/fetch-images.sh"));
+    assert!(g.get("/").text().contains("is empty or missing"));
+    // An iPXE boot action: its two loaders, and the arm64 one, are missing.
+    let images = dir.join("images");
+    std::fs::write(images.join("README"), "loaders go here\n").unwrap();
+    let r = g.post(
+        "/bootaction/ipxe",
+        r#"{"kernel":"k/vmlinuz","initrd":"k/initrd","loader":"ipxe"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let w = warnings(&g);
+    for file in ["undionly.kpxe", "ipxe.efi", "ipxe-arm64.efi"] {
+        assert!(w.iter().any(|l| l.contains(file)), "{file}: {w:?}");
+    }
+    assert!(!w.iter().any(|l| l.contains("pxelinux.0")), "{w:?}");
+    for file in ["undionly.kpxe", "ipxe.efi", "ipxe-arm64.efi"] {
+        std::fs::write(images.join(file), b"loader").unwrap();
+    }
+    assert_eq!(warnings(&g), Vec::<String>::new());
+    assert!(!g.get("/").text().contains("missing boot loader"));
+    // check-config: a summary, and the default family's missing files.
+    let out = Command::new(common::bin())
+        .args(["check-config", "--images"])
+        .arg(&images)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("configuration is valid")
+            && text.contains("dhcp          off")
+            && text.contains("warning: missing boot loader pxelinux.0 (BIOS"),
+        "{text}"
+    );
+    assert!(!text.contains("Config {"), "no Debug dump: {text}");
 }

@@ -81,7 +81,7 @@ fn page_shows_machines_events_actions_and_log() {
     assert_eq!(page.matches("<script").count(), 1);
     // The log tail holds this process's own lines.
     assert!(page.contains("http listening on 127.0.0.1:"));
-    assert!(page.contains(&format!("machine {ID}: Done")));
+    assert!(page.contains(&format!("machine {ID}: installer reported done")));
     // JSON is still there for clients asking for it.
     let r = request(g.port, "GET", "/", &[("Accept", "application/json")], b"");
     assert_eq!(r.json()["service"], "gopxe");

@@ -166,6 +166,105 @@ fn socket_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 impl Config {
+    /// What `gopxe check-config` prints: one line per setting that decides
+    /// what the appliance does, secrets said to be set and never shown.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let set = |v: &Option<String>| match v {
+            Some(_) => "set (not shown)",
+            None => "not set",
+        };
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| {
+            let _ = writeln!(out, "  {k:<14}{v}");
+        };
+        line("data dir", self.data_dir.display().to_string());
+        line("images", self.images.display().to_string());
+        line(
+            "http",
+            match self.advertise_addr {
+                Some(a) => format!("{} (boot URLs name {a})", self.http_listen),
+                None => format!(
+                    "{} (boot URLs name the interface's address)",
+                    self.http_listen
+                ),
+            },
+        );
+        line(
+            "api token",
+            match &self.api_token {
+                Some(_) => "set (not shown): writes need it".to_string(),
+                None => "not set: writes are accepted from loopback only".to_string(),
+            },
+        );
+        line(
+            "tftp",
+            match (self.tftp_listen, self.tftp_auto) {
+                (None, _) => "off".to_string(),
+                (Some(a), true) => format!("{a}, skipped if the port cannot be had"),
+                (Some(a), false) => a.to_string(),
+            },
+        );
+        let dhcp = match self.dhcp_mode {
+            DhcpMode::Off => "off: the lab's DHCP server hands out the boot file".to_string(),
+            DhcpMode::Proxy => format!(
+                "proxy on {} (boot options only, beside the lab's DHCP server)",
+                self.dhcp_listen
+            ),
+            DhcpMode::Authoritative => {
+                let pools: Vec<String> = self
+                    .dhcp_ranges
+                    .iter()
+                    .map(|p| format!("{}-{}", p.first, p.last))
+                    .collect();
+                format!(
+                    "authoritative on {}, addresses {}",
+                    self.dhcp_listen,
+                    if pools.is_empty() {
+                        "none (reservations only)".to_string()
+                    } else {
+                        pools.join(", ")
+                    }
+                )
+            }
+        };
+        line("dhcp", dhcp);
+        if let Some(i) = &self.interface {
+            line("interface", i.clone());
+        }
+        line(
+            "unknown boot",
+            match &self.unknown_boot {
+                DefaultBoot::Local => "local disk (unknown machines are not installed)".into(),
+                DefaultBoot::Action(a) => format!("boot action `{a}`"),
+            },
+        );
+        line(
+            "webhooks",
+            format!("{} (URLs not shown)", self.webhooks.len()),
+        );
+        line(
+            "installer",
+            format!(
+                "password hash {}, ssh key {}",
+                set(&self.installer.password_hash),
+                if self.installer.ssh_key.is_some() {
+                    "set"
+                } else {
+                    "not set"
+                }
+            ),
+        );
+        out
+    }
+
+    /// The boot-loader file names DHCP hands out, per firmware.
+    pub fn loaders(&self) -> crate::dhcp::Loaders {
+        crate::dhcp::Loaders::default()
+    }
+}
+
+impl Config {
     /// Checks `file` overlaid by `flags`. `file_name` names the file in errors.
     pub fn from_raw(
         file: &RawConfig,

@@ -259,6 +259,70 @@ impl Default for Loaders {
     }
 }
 
+/// A file a loader family needs in the images tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoaderFile {
+    /// Its path in the images tree.
+    pub path: String,
+    /// The clients that load it.
+    pub firmware: &'static str,
+    /// Where it comes from.
+    pub source: &'static str,
+}
+
+impl Loaders {
+    /// The files `family` needs: the loaders DHCP names for it, and the
+    /// files those loaders fetch next by a fixed name (pxelinux and
+    /// syslinux.efi load `ldlinux.c32` / `ldlinux.e64` from their own
+    /// folder). arm64 UEFI clients get [`Loaders::efi_arm64`] whatever
+    /// the family.
+    pub fn files(&self, family: Loader) -> Vec<LoaderFile> {
+        let file = |path: &str, firmware, source| LoaderFile {
+            path: path.to_string(),
+            firmware,
+            source,
+        };
+        let beside = |loader: &str, name: &str| match loader.rsplit_once('/') {
+            Some((dir, _)) => format!("{dir}/{name}"),
+            None => name.to_string(),
+        };
+        let mut out = match family {
+            Loader::Pxelinux => vec![
+                file(&self.bios_pxelinux, "BIOS", "Debian package pxelinux"),
+                file(
+                    &beside(&self.bios_pxelinux, "ldlinux.c32"),
+                    "BIOS",
+                    "Debian package syslinux-common",
+                ),
+                file(
+                    &self.efi_x64_pxelinux,
+                    "x64 UEFI",
+                    "Debian package syslinux-efi",
+                ),
+                file(
+                    &beside(&self.efi_x64_pxelinux, "ldlinux.e64"),
+                    "x64 UEFI",
+                    "Debian package syslinux-efi",
+                ),
+            ],
+            Loader::Ipxe => vec![
+                file(&self.bios_ipxe, "BIOS", "Debian package ipxe"),
+                file(
+                    &self.efi_x64_ipxe,
+                    "x64 UEFI and UEFI HTTP boot",
+                    "Debian package ipxe",
+                ),
+            ],
+        };
+        out.push(file(
+            &self.efi_arm64,
+            "arm64 UEFI",
+            "an arm64 iPXE build: no Debian package ships one",
+        ));
+        out
+    }
+}
+
 /// Everything the DHCP core and driver need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DhcpConfig {

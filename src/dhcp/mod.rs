@@ -52,7 +52,7 @@ pub mod server;
 #[cfg(test)]
 mod core_tests;
 
-pub use config::{ConfigError, DhcpConfig, Loader, Loaders, Mode, Pool, UnknownBoot};
+pub use config::{ConfigError, DhcpConfig, Loader, LoaderFile, Loaders, Mode, Pool, UnknownBoot};
 pub use core::{
     Destination, Event, EventKind, MachineLookup, MachineQuery, MachineView, NoMachines, Outcome,
     Reply, ReplyKind, Via, decide, handle,

@@ -149,16 +149,6 @@ impl DhcpServer {
             return Ok(());
         }
         state.leases.borrow_mut().set_pools(&self.cfg.pools);
-        log::info!(
-            "dhcp: {} mode on {}{}",
-            self.cfg.mode,
-            self.local_addr()?,
-            self.cfg
-                .interface
-                .as_deref()
-                .map(|i| format!(" (interface {i})"))
-                .unwrap_or_default()
-        );
         let mut buf = vec![0u8; MAX_PACKET_LEN + 1];
         let mut pxe_buf = vec![0u8; MAX_PACKET_LEN + 1];
         let mut last_purge: Now = 0;

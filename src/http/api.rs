@@ -118,7 +118,8 @@ fn needs_token(app: &App, what: &str) -> Reply {
 
 fn machine_json(app: &App, m: &Machine) -> serde_json::Value {
     let s = |a: Option<std::net::Ipv4Addr>| a.map(|a| a.to_string());
-    json!({
+    let sharing = app.sharing_address(m);
+    let mut v = json!({
         "id": m.id.canonical(),
         "uuid": m.id.canonical(),
         "bootaction": m.bootaction,
@@ -136,7 +137,18 @@ fn machine_json(app: &App, m: &Machine) -> serde_json::Value {
         "last_event": app.events.borrow().get(&m.id).and_then(|l| l.last().cloned()),
         "pxelinux": format!("/pxelinux/{}", m.id.canonical()),
         "kickstart": format!("/kickstart/{}", m.id.canonical()),
-    })
+    });
+    if let (Some(ip), false, Some(o)) = (m.ip, sharing.is_empty(), v.as_object_mut()) {
+        let others: Vec<String> = sharing.iter().map(|o| o.canonical()).collect();
+        o.insert(
+            "warnings".into(),
+            json!([format!(
+                "ip {ip} is also the static address of {}",
+                others.join(", ")
+            )]),
+        );
+    }
+    v
 }
 
 fn parse_id(s: &str) -> Result<MachineId, Reply> {
@@ -444,6 +456,7 @@ fn metrics(app: &App) -> Reply {
 }
 
 fn health(app: &App) -> Reply {
+    let warnings = app.loader_check().warnings(&app.config.images);
     let s = app.store.borrow();
     Reply::json(
         200,
@@ -455,6 +468,7 @@ fn health(app: &App) -> Reply {
             "machines": s.machines.len(),
             "bootactions": s.bootactions.len(),
             "dhcp_mode": format!("{:?}", app.config.dhcp_mode).to_lowercase(),
+            "warnings": warnings,
         }),
     )
 }
@@ -658,7 +672,7 @@ async fn render_kickstart(
     };
     if let Some((id, reader)) = reader {
         let detail = format!("kickstart `{name}` fetched ({} bytes)", text.len());
-        if let Err(r) = note_fetched(app, req, id, reader, detail).await {
+        if let Err(r) = note_fetched(app, req, id, reader, EventKind::Kickstart, detail).await {
             return r;
         }
     }
@@ -688,11 +702,12 @@ async fn note_fetched(
     req: &Req<'_>,
     id: MachineId,
     reader: Reader,
+    kind: EventKind,
     detail: String,
 ) -> Result<(), Reply> {
     if reader == Reader::Machine {
         return app
-            .answers_fetched(&id, &detail)
+            .answers_fetched(&id, kind, &detail)
             .await
             .map(|_| ())
             .map_err(app_error);
@@ -757,7 +772,12 @@ async fn answer_file(app: &App, req: &Req<'_>, id: &str, file: &str) -> Reply {
     };
     if matches!(file, "preseed" | "user-data") {
         let detail = format!("{file} fetched ({} bytes)", text.len());
-        if let Err(r) = note_fetched(app, req, id, reader, detail).await {
+        let kind = if file == "preseed" {
+            EventKind::Preseed
+        } else {
+            EventKind::Autoinstall
+        };
+        if let Err(r) = note_fetched(app, req, id, reader, kind, detail).await {
             return r;
         }
     } else {

@@ -101,6 +101,8 @@ pub struct StatusPage {
     /// `http 127.0.0.1:9090` ...: the bound sockets, or the configured
     /// addresses when none were noted (unit tests).
     pub listening: Vec<String>,
+    /// What keeps machines from booting (missing boot loaders).
+    pub warnings: Vec<String>,
     pub uptime: String,
     pub token_required: bool,
     pub machine_count: usize,
@@ -272,6 +274,7 @@ pub fn page_data(app: &App, log: Vec<String>, now_ms: u64) -> StatusPage {
         mode: lower_debug(c.dhcp_mode),
         advertise: app.urls.base.clone(),
         listening,
+        warnings: app.loader_check().warnings(&c.images),
         uptime: uptime(app.started.elapsed().as_secs()),
         token_required: c.api_token.is_some(),
         machine_count: store.machines.len(),

@@ -385,7 +385,12 @@ pub enum EventKind {
     Dhcp,
     Tftp,
     Http,
+    /// The machine fetched its kickstart (anaconda).
     Kickstart,
+    /// The machine fetched its preseed (debian-installer).
+    Preseed,
+    /// The machine fetched its autoinstall user-data (subiquity).
+    Autoinstall,
     Done,
     Reinstall,
 }

@@ -308,6 +308,8 @@ pub struct Stats {
     pub changes: AtomicU64,
     /// Checkpoints finished (journal files folded into record files).
     pub checkpoints: AtomicU64,
+    /// Checkpoints started (finished, failed or running).
+    pub checkpoints_started: AtomicU64,
 }
 
 /// The latest body of each record a journal changed (`None`: removed).
@@ -753,6 +755,7 @@ impl Checkpoints {
             Some(older) => older.then(job),
             None => job,
         };
+        stats.checkpoints_started.fetch_add(1, Ordering::Relaxed);
         match spawn_checkpoint(root.to_path_buf(), job, stats.clone()) {
             Ok(t) => self.running = Some(t),
             Err(e) => {

@@ -1145,12 +1145,26 @@ mod tests {
         let hook = Arc::new(Hook::default());
         let (store, _) = Store::open_with(&root, &hook.options(2048)).unwrap();
         let mut last = BTreeMap::new();
+        // Each commit waits for a running checkpoint to end, so what is
+        // left below does not depend on how fast this machine writes
+        // files (a journal keeps growing while the checkpoint before it
+        // runs).
+        let settled = || {
+            let s = store.journal_stats().unwrap();
+            let started = s.checkpoints_started.load(Ordering::SeqCst);
+            s.checkpoints.load(Ordering::SeqCst) == started
+        };
         for round in 0..60u64 {
             for i in 0..10 {
                 let mut m = machine(i, MachineState::Installing);
                 m.updated_ms = round;
                 smol::block_on(store.commit(vec![put_machine(&m)])).unwrap();
                 last.insert(m.id, m);
+                let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                while !settled() && std::time::Instant::now() < until {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                assert!(settled(), "a checkpoint did not finish within 30 s");
             }
         }
         let checkpoints = store
