@@ -12,6 +12,19 @@ use std::net::{Ipv4Addr, UdpSocket};
 use std::time::Duration;
 
 fn packet(msg_type: u8, mac: [u8; 6], xid: u32, extra: &[(u8, &[u8])]) -> Vec<u8> {
+    let pxe: [(u8, &[u8]); 2] = [(60, b"PXEClient:Arch:00000:UNDI:002001"), (93, &[0, 0])];
+    packet_as(msg_type, mac, xid, &pxe, extra)
+}
+
+/// A relayed request from a client that says it is `firmware` (options
+/// 60 and 93).
+fn packet_as(
+    msg_type: u8,
+    mac: [u8; 6],
+    xid: u32,
+    firmware: &[(u8, &[u8])],
+    extra: &[(u8, &[u8])],
+) -> Vec<u8> {
     let mut b = vec![1u8, 1, 6, 1];
     b.extend_from_slice(&xid.to_be_bytes());
     b.extend_from_slice(&[0; 16]); // secs, flags, ciaddr, yiaddr, siaddr
@@ -19,11 +32,8 @@ fn packet(msg_type: u8, mac: [u8; 6], xid: u32, extra: &[(u8, &[u8])]) -> Vec<u8
     b.extend_from_slice(&mac);
     b.extend_from_slice(&[0; 10 + 64 + 128]);
     b.extend_from_slice(&[99, 130, 83, 99]);
-    let mut opts: Vec<(u8, &[u8])> = vec![
-        (53, std::slice::from_ref(&msg_type)),
-        (60, b"PXEClient:Arch:00000:UNDI:002001"),
-        (93, &[0, 0]),
-    ];
+    let mut opts: Vec<(u8, &[u8])> = vec![(53, std::slice::from_ref(&msg_type))];
+    opts.extend_from_slice(firmware);
     opts.extend_from_slice(extra);
     for (c, v) in opts {
         b.push(c);
@@ -99,6 +109,55 @@ fn start_relayed(tag: &str, mode: &str) -> (Gopxe, UdpSocket, u16) {
     let g = Gopxe::start(&dir, &args).owning(dir);
     let server = g.announced_port("dhcp").expect("dhcp port announced");
     (g, relay, server)
+}
+
+/// UEFI HTTP boot: the offer's boot file is a URL this gopxe serves, and
+/// it answers it with the loader from the images tree.
+#[test]
+fn an_http_boot_client_is_offered_a_url_gopxe_serves() {
+    let dir = tempdir("http-boot");
+    std::fs::create_dir_all(dir.join("images")).unwrap();
+    std::fs::write(dir.join("images/ipxe.efi"), b"MZ an EFI loader").unwrap();
+    let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
+    relay
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let relay_port = relay.local_addr().unwrap().port().to_string();
+    let g = Gopxe::start(
+        &dir,
+        &[
+            "--dhcp-mode",
+            "authoritative",
+            "--dhcp-listen",
+            "127.0.0.1:0",
+            "--dhcp-relay-port",
+            &relay_port,
+            "--advertise-addr",
+            "127.0.0.1",
+            "--dhcp-range",
+            "127.0.0.100,127.0.0.150,255.0.0.0,1h",
+            "--unknown-boot",
+            "rescue",
+        ],
+    );
+    let server = g.announced_port("dhcp").expect("dhcp port announced");
+    let r = g.post(
+        "/bootaction/rescue",
+        r#"{"kernel": "k/vmlinuz", "loader": "ipxe"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let http: [(u8, &[u8]); 2] = [(60, b"HTTPClient:Arch:00016:UNDI:003001"), (93, &[0, 16])];
+    let discover = packet_as(1, [0x52, 0x54, 0, 0, 0x16, 1], 16, &http, &[]);
+    let (t, _, file) = exchange(&relay, server, &discover);
+    assert_eq!(t, 2, "an offer");
+    let url = file.expect("a boot file URL");
+    let base = format!("http://127.0.0.1:{}", g.port);
+    let path = url
+        .strip_prefix(&base)
+        .unwrap_or_else(|| panic!("{url} is not on {base}"));
+    let got = g.get(path);
+    assert_eq!(got.status, 200, "GET {url}");
+    assert_eq!(got.text(), "MZ an EFI loader");
 }
 
 #[test]

@@ -218,15 +218,16 @@ pub fn choose(
             pxe_opts,
         )),
         Firmware::EfiArm64 => Some(info(Some(l.efi_arm64.clone()), pxe_class, pxe_opts)),
-        // UEFI HTTP boot loads an EFI binary by URL; iPXE then fetches its
+        // UEFI HTTP boot loads an EFI binary by URL (the images tree is
+        // served under /images/); iPXE then fetches its
         // script over HTTP too (syslinux.efi would go back to TFTP).
         Firmware::HttpX64 => Some(info(
-            Some(format!("{}/{}", cfg.http_base(), l.efi_x64_ipxe)),
+            Some(format!("{}/images/{}", cfg.http_base(), l.efi_x64_ipxe)),
             Some("HTTPClient"),
             None,
         )),
         Firmware::HttpArm64 => Some(info(
-            Some(format!("{}/{}", cfg.http_base(), l.efi_arm64)),
+            Some(format!("{}/images/{}", cfg.http_base(), l.efi_arm64)),
             Some("HTTPClient"),
             None,
         )),
@@ -395,7 +396,10 @@ mod tests {
             false,
         )
         .unwrap();
-        assert_eq!(b.file.as_deref(), Some("http://10.0.0.1:9090/ipxe.efi"));
+        assert_eq!(
+            b.file.as_deref(),
+            Some("http://10.0.0.1:9090/images/ipxe.efi")
+        );
         assert_eq!(b.vendor_class, Some("HTTPClient"));
         let r = req(
             MAC,
