@@ -1,7 +1,7 @@
 //! The attacks of a stranger on the lab segment and of a web page open in
 //! the admin's browser, run against the binary (the release build when the
 //! test script sets `GOPXE_TEST_BIN`). Each asserts the safe answer and
-//! that nothing changed. README.md's "Security" section is this table.
+//! that nothing changed. docs/security.md's table is this one.
 //!
 //! All traffic is loopback: a machine's own address is a loopback address
 //! the test sends from (`127.0.0.50`), a stranger's another (`127.0.0.9`);
