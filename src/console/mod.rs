@@ -494,17 +494,20 @@ impl<R: BufRead, W: Write> Console<R, W> {
                 list.len() - 12
             );
         }
+        // A boot step is any event but a write of the record itself.
         let mut recent: Vec<(u64, String)> = list
             .iter()
             .filter_map(|m| {
                 let e = m.get("last_event")?;
+                if matches!(e["kind"].as_str(), Some("created" | "updated")) {
+                    return None;
+                }
                 let at = e["at_ms"].as_u64()?;
                 Some((
                     at,
                     format!(
-                        "{}  {} {}",
+                        "{}  {}",
                         m["hostname"].as_str().or(m["id"].as_str()).unwrap_or("?"),
-                        e["kind"].as_str().unwrap_or("?"),
                         e["detail"].as_str().unwrap_or("")
                     ),
                 ))
