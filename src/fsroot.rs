@@ -18,12 +18,18 @@
 //!    opened ([`Refusal::NotRegular`]). Opening a FIFO blocks until a writer
 //!    appears, and opening a device can have side effects.
 //! 4. It is opened read-only with `O_NONBLOCK | O_NOFOLLOW | O_NOCTTY |
-//!    O_CLOEXEC`, and the open descriptor is `fstat`ed and refused unless
-//!    it is a regular file. Between steps 3 and 4 the name can be replaced;
-//!    the flags keep the open itself from blocking (a FIFO), from following
-//!    a symlink put in the last component's place, or from taking a terminal
-//!    as the controlling one, and the `fstat` refuses whatever was opened
-//!    instead of a regular file.
+//!    O_CLOEXEC` by `openat2(2)` relative to the root, with
+//!    `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, and the open descriptor is
+//!    `fstat`ed and refused unless it is a regular file. Between steps 2
+//!    and 4 a component can be replaced (a folder by a symlink to `/etc`);
+//!    the kernel then refuses the open itself, since the canonical path
+//!    holds no symlink and may not leave the root ([`open_beneath`]), so
+//!    the check of step 2 cannot be raced. The flags keep the open from
+//!    blocking (a FIFO) or from taking a terminal as the controlling one,
+//!    and the `fstat` refuses whatever was opened instead of a regular file.
+//!    Kernels before 5.6 have no `openat2`: there the canonical path is
+//!    opened with the same flags, and only the last component is safe from
+//!    a swap.
 //!
 //! `O_NONBLOCK` stays set on the returned file: it has no effect on a
 //! regular file, whose reads never return `EAGAIN`.
@@ -137,14 +143,44 @@ where
     if let Some(kind) = not_regular(std::fs::symlink_metadata(&canonical)?.file_type()) {
         return Err(Refusal::NotRegular { kind });
     }
-    let flags =
-        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC;
-    let file = File::from(rustix::fs::open(&canonical, flags, Mode::empty())?);
+    let file = match canonical.strip_prefix(root) {
+        Ok(inside) => open_beneath(root, inside)?,
+        Err(_) => return Err(Refusal::OutsideRoot { target: canonical }),
+    };
     let meta = file.metadata()?;
     if let Some(kind) = not_regular(meta.file_type()) {
         return Err(Refusal::NotRegular { kind });
     }
     Ok((file, meta.len()))
+}
+
+/// Opens `inside` (relative, symlink-free) under `root` for reading, the
+/// kernel refusing any symlink on the way and any step out of `root`
+/// (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`); where the
+/// kernel has no `openat2`, opens `root/inside` with `O_NOFOLLOW`.
+pub fn open_beneath(root: &Path, inside: &Path) -> Result<File, Refusal> {
+    use rustix::fs::ResolveFlags;
+    use rustix::io::Errno;
+    let flags =
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+    match rustix::fs::openat2(&dir, inside, flags, Mode::empty(), resolve) {
+        Ok(fd) => Ok(File::from(fd)),
+        Err(Errno::NOSYS) => Ok(File::from(rustix::fs::open(
+            root.join(inside),
+            flags,
+            Mode::empty(),
+        )?)),
+        Err(Errno::XDEV) => Err(Refusal::OutsideRoot {
+            target: root.join(inside),
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn check_component(c: &str) -> Result<(), Refusal> {
@@ -229,6 +265,44 @@ mod tests {
         });
         rx.recv_timeout(Duration::from_secs(5))
             .expect("open_regular blocked")
+    }
+
+    /// The race step 4 closes: a component checked as a folder and then
+    /// swapped for a symlink out of the root. [`open_beneath`] is given
+    /// the path as checked and must refuse what it resolves to now.
+    #[test]
+    fn a_component_swapped_for_a_symlink_after_the_check_is_refused() {
+        let (t, root) = tree("swap");
+        assert_eq!(
+            std::fs::read(root.join("a/b.bin")).unwrap(),
+            b"twelve bytes",
+            "the checked path"
+        );
+        let mut ok = String::new();
+        std::io::Read::read_to_string(
+            &mut open_beneath(&root, Path::new("a/b.bin")).unwrap(),
+            &mut ok,
+        )
+        .unwrap();
+        assert_eq!(ok, "twelve bytes");
+        // `a` becomes a symlink to a folder outside the root that holds
+        // a `b.bin` of its own.
+        std::fs::create_dir_all(t.0.join("elsewhere")).unwrap();
+        std::fs::write(t.0.join("elsewhere/b.bin"), b"secret").unwrap();
+        std::fs::remove_dir_all(root.join("a")).unwrap();
+        std::os::unix::fs::symlink(t.0.join("elsewhere"), root.join("a")).unwrap();
+        match open_beneath(&root, Path::new("a/b.bin")) {
+            Err(Refusal::OutsideRoot { .. } | Refusal::NotRegular { kind: "symlink" }) => {}
+            Err(other) => panic!("refused for another reason: {other}"),
+            Ok(_) => panic!("opened a file outside the root"),
+        }
+        // A symlink that stays inside the root is refused too: the path
+        // was canonical when it was checked, so any symlink is a change.
+        std::fs::remove_file(root.join("a")).unwrap();
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        std::fs::write(root.join("real/b.bin"), b"x").unwrap();
+        std::os::unix::fs::symlink(root.join("real"), root.join("a")).unwrap();
+        assert!(open_beneath(&root, Path::new("a/b.bin")).is_err());
     }
 
     #[test]
