@@ -92,7 +92,7 @@ pub struct App {
     pub images_root: Option<PathBuf>,
     pub localrepo_root: Option<PathBuf>,
     pub started: Instant,
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Rc<crate::metrics::Metrics>,
     /// Which machine was last seen at which address (from DHCP and from
     /// the per-machine configs it fetched), to attach later file transfers
     /// from that address to it. Bounded by [`App::MAX_CLIENTS`].
@@ -529,7 +529,7 @@ impl App {
             crate::webhook::Change::Updated
         };
         self.webhooks
-            .notify(&self.metrics, change, &m, old, Some(m.state));
+            .notify(&self.metrics, now_ms(), change, &m, old, Some(m.state));
         self.event(
             id,
             if created {
@@ -566,6 +566,7 @@ impl App {
         if let Some(m) = old {
             self.webhooks.notify(
                 &self.metrics,
+                now_ms(),
                 crate::webhook::Change::Deleted,
                 &m,
                 Some(m.state),
@@ -704,6 +705,7 @@ impl App {
         if m.state != old {
             self.webhooks.notify(
                 &self.metrics,
+                now_ms(),
                 crate::webhook::Change::StateChanged,
                 &m,
                 Some(old),

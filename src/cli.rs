@@ -325,7 +325,7 @@ fn serve(config: Config) -> Result<(), String> {
     stop_on_signals(&ex)?;
     start_dhcp(&ex, &app)?;
     start_tftp(&ex, &app)?;
-    crate::webhook::spawn(&ex, &app);
+    crate::webhook::spawn(&ex, &app.webhooks, &app.metrics);
     // Last: scripts that start gopxe on port 0 read up to this line.
     announce(&format!(
         "http listening on {bound}, boot URLs use {}",

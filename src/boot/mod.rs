@@ -29,9 +29,8 @@ pub mod installer;
 pub mod kickstart;
 
 use crate::model::{
-    BootAction, Installer, Loader, Machine, MachineId, MachineState, parse_mac, parse_uuid,
+    BootAction, Installer, Loader, Machine, MachineId, MachineState, Records, parse_mac, parse_uuid,
 };
-use crate::store::Store;
 use std::fmt;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -178,7 +177,7 @@ pub fn hex_ip(a: Ipv4Addr) -> String {
 }
 
 /// Finds the machine a config name stands for.
-pub fn find_machine<'s>(store: &'s Store, name: &ConfigName) -> Option<&'s Machine> {
+pub fn find_machine<'s>(store: &'s Records, name: &ConfigName) -> Option<&'s Machine> {
     match name {
         ConfigName::Uuid(u) => store
             .machines
@@ -347,7 +346,7 @@ pub fn pxelinux_action(a: &BootAction, extra: Option<&MachineArgs>) -> String {
 }
 
 /// A machine's pxelinux config: its installer, or local boot once installed.
-pub fn pxelinux_machine(store: &Store, urls: &Urls, m: &Machine) -> String {
+pub fn pxelinux_machine(store: &Records, urls: &Urls, m: &Machine) -> String {
     if m.state == MachineState::Installed {
         return pxelinux_local();
     }
@@ -358,7 +357,7 @@ pub fn pxelinux_machine(store: &Store, urls: &Urls, m: &Machine) -> String {
 }
 
 /// The fallback for machines gopxe does not know.
-pub fn pxelinux_default(store: &Store, default: &DefaultBoot) -> String {
+pub fn pxelinux_default(store: &Records, default: &DefaultBoot) -> String {
     match default {
         DefaultBoot::Action(name) => match store.bootactions.get(name) {
             Some(a) => pxelinux_action(a, None),
@@ -370,7 +369,12 @@ pub fn pxelinux_default(store: &Store, default: &DefaultBoot) -> String {
 
 /// The text of `pxelinux.cfg/<name>`, or `None` when pxelinux should try
 /// its next name (unknown UUID/MAC/IP) or the name is not a config name.
-pub fn config_for(store: &Store, urls: &Urls, default: &DefaultBoot, name: &str) -> Option<String> {
+pub fn config_for(
+    store: &Records,
+    urls: &Urls,
+    default: &DefaultBoot,
+    name: &str,
+) -> Option<String> {
     match ConfigName::parse(name)? {
         ConfigName::Default => Some(pxelinux_default(store, default)),
         n => find_machine(store, &n).map(|m| pxelinux_machine(store, urls, m)),
@@ -378,7 +382,7 @@ pub fn config_for(store: &Store, urls: &Urls, default: &DefaultBoot, name: &str)
 }
 
 /// Every config file name gopxe serves: `default` and one per machine.
-pub fn config_names(store: &Store) -> Vec<String> {
+pub fn config_names(store: &Records) -> Vec<String> {
     let mut names: Vec<String> = store.machines.keys().map(MachineId::canonical).collect();
     names.push("default".into());
     names
@@ -386,7 +390,7 @@ pub fn config_names(store: &Store) -> Vec<String> {
 
 /// The iPXE script of a machine (or of the default for unknown ones).
 pub fn ipxe_script(
-    store: &Store,
+    store: &Records,
     urls: &Urls,
     default: &DefaultBoot,
     m: Option<&Machine>,
@@ -419,7 +423,7 @@ pub fn ipxe_script(
 }
 
 /// Whether a machine boots through iPXE (its action says so).
-pub fn wants_ipxe(store: &Store, m: &Machine) -> bool {
+pub fn wants_ipxe(store: &Records, m: &Machine) -> bool {
     store
         .bootactions
         .get(&m.bootaction)
@@ -450,8 +454,8 @@ mod tests {
         );
     }
 
-    fn store_with_readme_records() -> Store {
-        let mut store = Store::default();
+    fn store_with_readme_records() -> Records {
+        let mut store = Records::default();
         let body: BootActionBody = serde_json::from_str(
             r#"{"default": "linux", "label": "linux", "menu": "centos7", "kernel": "centos7/vmlinuz",
                 "ksdevice": "link", "ip": "dhcp", "load_ramdisk": "1", "initrd":"centos7/initrd.img"}"#,
@@ -562,8 +566,8 @@ mod tests {
         );
         assert!(dflt.contains("kernel ") && !dflt.contains("ks="));
     }
-    fn store_with_installer(installer: &str, append: Option<&str>) -> (Store, Machine) {
-        let mut store = Store::default();
+    fn store_with_installer(installer: &str, append: Option<&str>) -> (Records, Machine) {
+        let mut store = Records::default();
         let mut body: BootActionBody = serde_json::from_str(&format!(
             r#"{{"kernel": "debian/linux", "initrd": "debian/initrd.gz", "installer": "{installer}"}}"#
         ))

@@ -16,7 +16,7 @@ pub mod validate;
 pub use id::{IdError, MachineId, format_mac, format_uuid, parse_mac, parse_uuid, swap_uuid};
 
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::Ipv4Addr;
 use validate::{
@@ -374,6 +374,17 @@ impl Machine {
             install_key: None,
         })
     }
+}
+
+/// Every record the appliance keeps, in memory: what boot configs and
+/// answer files are rendered from. The store (`crate::store::Store`)
+/// holds one and makes each change durable.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Records {
+    pub bootactions: BTreeMap<String, BootAction>,
+    pub machines: BTreeMap<MachineId, Machine>,
+    /// Admin kickstart templates, by name.
+    pub templates: BTreeMap<String, String>,
 }
 
 /// What kind of step an [`Event`] records.

@@ -73,14 +73,14 @@
 //! `corrupt/`, and the record keeps its earlier value. A journal of an
 //! unknown version stops the start-up and is left as it is.
 
-use crate::model::{BootAction, Installer, Loader, Machine, MachineId, MachineState};
+use crate::model::{BootAction, Installer, Loader, Machine, MachineId, MachineState, Records};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 pub mod journal;
 
 pub use journal::{Change, Options, Stats};
 use journal::{Committer, Job};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::net::Ipv4Addr;
@@ -311,18 +311,30 @@ fn record_path(root: &Path, kind: Kind, key: &str) -> PathBuf {
 }
 
 /// All records, loaded at start-up and kept in memory; the record files
-/// and the journal are the truth.
+/// and the journal are the truth. Reads go through [`Records`] (the store
+/// derefs to them), which is all the boot-config rendering sees.
 #[derive(Debug, Default)]
 pub struct Store {
     root: PathBuf,
-    pub bootactions: BTreeMap<String, BootAction>,
-    pub machines: BTreeMap<MachineId, Machine>,
-    pub templates: BTreeMap<String, String>,
+    records: Records,
     /// Appends changes to the journal; none for a store in memory only.
     committer: Option<Committer>,
     /// `lock` in the data dir, locked while this store is open. Dropped
     /// after the committer (fields drop in order).
     _lock: Option<File>,
+}
+
+impl std::ops::Deref for Store {
+    type Target = Records;
+    fn deref(&self) -> &Records {
+        &self.records
+    }
+}
+
+impl std::ops::DerefMut for Store {
+    fn deref_mut(&mut self) -> &mut Records {
+        &mut self.records
+    }
 }
 
 impl Store {
@@ -1144,7 +1156,7 @@ mod tests {
         let root = tmpdir("checkpoint");
         let hook = Arc::new(Hook::default());
         let (store, _) = Store::open_with(&root, &hook.options(2048)).unwrap();
-        let mut last = BTreeMap::new();
+        let mut last = std::collections::BTreeMap::new();
         // Each commit waits for a running checkpoint to end, so what is
         // left below does not depend on how fast this machine writes
         // files (a journal keeps growing while the checkpoint before it

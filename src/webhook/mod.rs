@@ -132,10 +132,12 @@ impl Webhooks {
     }
 
     /// Queues the POST for a change of `m` from `old` to `new` (a state is
-    /// `None` before creation and after deletion). Never waits.
+    /// `None` before creation and after deletion), made at `at_ms` (Unix
+    /// milliseconds). Never waits.
     pub fn notify(
         &self,
         metrics: &Metrics,
+        at_ms: u64,
         change: Change,
         m: &Machine,
         old: Option<MachineState>,
@@ -146,7 +148,7 @@ impl Webhooks {
         }
         let seq = self.seq.get() + 1;
         self.seq.set(seq);
-        let now = crate::app::now_ms();
+        let now = at_ms;
         let body = Body {
             event: change.as_str(),
             seq,
@@ -181,11 +183,12 @@ impl Webhooks {
     }
 }
 
-/// Starts one sender task per URL on `ex`.
-pub fn spawn(ex: &smol::LocalExecutor<'static>, app: &Rc<crate::app::App>) {
-    for t in &app.webhooks.targets {
+/// Starts one sender task per URL on `ex`, counting deliveries in
+/// `metrics`.
+pub fn spawn(ex: &smol::LocalExecutor<'static>, webhooks: &Webhooks, metrics: &Rc<Metrics>) {
+    for t in &webhooks.targets {
         log::info!("webhook: POSTing machine changes to {}", t.url);
-        ex.spawn(run(t.clone(), app.clone())).detach();
+        ex.spawn(run(t.clone(), metrics.clone())).detach();
     }
 }
 
@@ -205,7 +208,7 @@ async fn wait(t: &Target, deadline: Option<Instant>) {
     }
 }
 
-async fn run(t: Rc<Target>, app: Rc<crate::app::App>) {
+async fn run(t: Rc<Target>, metrics: Rc<Metrics>) {
     loop {
         let next = t.outbox.borrow_mut().next(Instant::now());
         let (seq, attempt, d) = match next {
@@ -228,7 +231,7 @@ async fn run(t: Rc<Target>, app: Rc<crate::app::App>) {
         };
         match outcome {
             Outcome::Delivered { attempts } => {
-                app.metrics.webhook("delivered");
+                metrics.webhook("delivered");
                 let level = if attempts > 1 {
                     log::Level::Info
                 } else {
@@ -242,7 +245,7 @@ async fn run(t: Rc<Target>, app: Rc<crate::app::App>) {
                 );
             }
             Outcome::Retry { delay, .. } => {
-                app.metrics.webhook("retried");
+                metrics.webhook("retried");
                 log::warn!(
                     "webhook {}: event {seq} try {attempt} failed ({why}); again in {} ms",
                     t.url,
@@ -250,7 +253,7 @@ async fn run(t: Rc<Target>, app: Rc<crate::app::App>) {
                 );
             }
             Outcome::GaveUp { attempts } => {
-                app.metrics.webhook("failed");
+                metrics.webhook("failed");
                 log::error!(
                     "webhook {}: event {seq} ({}) given up after {attempts} tries ({why})",
                     t.url,
@@ -299,6 +302,7 @@ mod tests {
         let metrics = Metrics::default();
         w.notify(
             &metrics,
+            1_700_000_000_000,
             Change::StateChanged,
             &m,
             Some(MachineState::Installing),
@@ -306,6 +310,7 @@ mod tests {
         );
         w.notify(
             &metrics,
+            1_700_000_000_000,
             Change::Deleted,
             &m,
             Some(MachineState::Installed),
