@@ -26,6 +26,7 @@ pub mod guard;
 #[doc(hidden)]
 pub mod harness;
 pub mod reply;
+pub mod route;
 pub mod status;
 
 use crate::app::App;
@@ -155,7 +156,7 @@ fn percent_decode(s: &str) -> Option<String> {
 /// The answer to a request refused by [`guard`]: the status page's own
 /// HTML message for its forms, JSON otherwise.
 fn refusal_reply(r: guard::Refusal, segments: &[&str]) -> Reply {
-    let reply = if matches!(segments, ["ui", ..]) {
+    let reply = if route::is_form_path(segments) {
         status::message(r.status, "Refused", &r.message)
     } else {
         Reply::error(r.status, None, &r.message)
@@ -254,7 +255,7 @@ impl Service {
                     log::debug!("{} {method} {raw_path}: refused: {}", self.peer, r.message);
                     self.app
                         .metrics
-                        .http_request(api::route_label(&segments), r.status);
+                        .http_request(route::label(&segments), r.status);
                     break 'reply refusal_reply(r, &segs);
                 }
             };
