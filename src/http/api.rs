@@ -125,7 +125,7 @@ fn parse_id(s: &str) -> Result<MachineId, Reply> {
 
 /// The OpenAPI 3.1 description of every [`Route`], served at
 /// `/openapi.json`: `api/openapi.json` without its indentation (see
-/// `build.rs`).
+/// `build.rs`), ending in one newline like every JSON body.
 pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
 
 /// The message of the 404 for a path no route knows (tests tell it apart
@@ -939,11 +939,49 @@ mod tests {
     }
 
     #[test]
+    fn json_bodies_end_in_one_newline() {
+        let app = app();
+        let mut seen = 0;
+        let mut check = |what: &str, r: &Reply| {
+            let b = body(r);
+            if !r.content_type.starts_with("application/json") || b.is_empty() {
+                return;
+            }
+            assert!(
+                b.ends_with(b"\n") && !b.ends_with(b"\n\n"),
+                "{what} -> {}: {:?}",
+                r.status,
+                String::from_utf8_lossy(b)
+            );
+            assert!(
+                serde_json::from_slice::<serde_json::Value>(b).is_ok(),
+                "{what}"
+            );
+            seen += 1;
+        };
+        for (method, pattern) in Route::operations() {
+            let path = sample(pattern);
+            check(&path, &call(&app, method, &path));
+            check(&path, &call(&app, "PATCH", &path));
+        }
+        check(
+            "/ json",
+            &call_with(&app, "GET", "/", Some("application/json")),
+        );
+        check("unknown", &call(&app, "GET", "/nope"));
+        check("error", &Reply::error(400, Some("f"), "m"));
+        check("list", &Reply::json(200, &[1, 2]));
+        assert!(seen > 30, "{seen} JSON bodies checked");
+    }
+
+    #[test]
     fn served_document_is_the_source_without_whitespace() {
         let source = include_str!("../../api/openapi.json");
         let parse = |s| serde_json::from_str::<serde_json::Value>(s).unwrap();
         assert_eq!(parse(OPENAPI_JSON), parse(source));
-        assert!(!OPENAPI_JSON.contains('\n'));
+        let (doc, end) = OPENAPI_JSON.split_at(OPENAPI_JSON.len() - 1);
+        assert_eq!(end, "\n", "ends in one newline");
+        assert!(!doc.contains('\n'));
         assert!(OPENAPI_JSON.len() < source.len());
     }
 
