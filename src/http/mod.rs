@@ -25,6 +25,7 @@ mod conn;
 pub mod guard;
 #[doc(hidden)]
 pub mod harness;
+mod reason;
 pub mod reply;
 pub mod route;
 pub mod status;
