@@ -216,7 +216,7 @@ impl Service {
                     let r = refused.err().unwrap_or_else(|| {
                         guard::Refusal::new(400, "Content-Length is not understood")
                     });
-                    self.app.metrics.http_request("other", r.status);
+                    self.app.metrics.http_request(route::OTHER, r.status);
                     break 'reply refusal_reply(r, &[]).with_header("Connection", "close".into());
                 }
             };
