@@ -1,7 +1,8 @@
 //! Build step: `api/openapi.json` goes into the binary without the
 //! indentation and line breaks that keep it readable in the tree (a third of
 //! its bytes). Only whitespace between tokens is dropped, so the served
-//! document is the same JSON, keys in the same order. `src/http/api.rs`
+//! document is the same JSON, keys in the same order, on one line ending in
+//! a newline (as every JSON body gopxe sends). `src/http/api.rs`
 //! includes the result; a unit test there checks it parses to the same value.
 
 use std::path::Path;
@@ -14,8 +15,9 @@ fn main() {
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", src.display()));
     let out =
         Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("openapi.json");
-    std::fs::write(&out, without_whitespace(&json))
-        .unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
+    // One final newline, as every JSON body gopxe sends ends.
+    let served = without_whitespace(&json) + "\n";
+    std::fs::write(&out, served).unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
 }
 
 /// `json` with the whitespace outside strings removed (RFC 8259 §2: space,

@@ -121,3 +121,44 @@ fn malformed_requests_get_400_and_the_server_stays_up() {
     }
     assert_eq!(g.get("/health").status, 200);
 }
+
+/// What a client reads, byte for byte: the status line with its reason
+/// phrase, and a JSON body that ends in one newline.
+#[test]
+fn status_lines_have_reason_phrases_and_json_ends_in_a_newline() {
+    let dir = tempdir("statusline");
+    let g = Gopxe::start(&dir, &[]);
+    let raw = |method: &str, path: &str| {
+        let mut s = TcpStream::connect(("127.0.0.1", g.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let req =
+            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    for (method, path, line) in [
+        ("GET", "/health", "HTTP/1.1 200 OK\r\n"),
+        ("GET", "/nope", "HTTP/1.1 404 Not Found\r\n"),
+        ("GET", "/bootaction/missing", "HTTP/1.1 404 Not Found\r\n"),
+        ("PUT", "/health", "HTTP/1.1 405 Method Not Allowed\r\n"),
+        ("GET", "/pxeboot/not-an-id", "HTTP/1.1 400 Bad Request\r\n"),
+        ("GET", "/openapi.json", "HTTP/1.1 200 OK\r\n"),
+        ("GET", "/pxeboot", "HTTP/1.1 200 OK\r\n"),
+    ] {
+        let out = raw(method, path);
+        assert!(out.starts_with(line), "{method} {path}: {out:?}");
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        assert!(
+            body.ends_with('\n') && !body.ends_with("\n\n"),
+            "{method} {path}: the JSON body ends in one newline: {body:?}"
+        );
+        serde_json::from_str::<serde_json::Value>(body).unwrap();
+    }
+    let out = raw("GET", "/pxeboot");
+    assert!(out.ends_with("\r\n\r\n[]\n"), "{out:?}");
+}

@@ -1,7 +1,8 @@
 //! Whole-process test of `/openapi.json`: the document the real binary
 //! serves and its router agree.
 //!
-//! - The document's (method, path) pairs are exactly `api::ROUTES`.
+//! - The document's (method, path) pairs are exactly the routes'
+//!   (`route::Route::operations`).
 //! - Every documented operation, called with the examples of the document
 //!   (path parameters, query parameters, request bodies) on fixtures made
 //!   with the document's own create operations, answers a documented 2xx
@@ -12,15 +13,15 @@
 //!   parameter (each named in `field`), 413 for an oversized
 //!   body, 404 for missing records and files, 422 for a machine naming a
 //!   missing boot action; and every path answers 405 with an `Allow` header
-//!   listing exactly its documented methods (or 404 "no such resource").
+//!   listing exactly its documented methods.
 //!
-//! A new route needs its `ROUTES` line and its operation with examples in
+//! A new route needs its line in the `route` table and its operation with examples in
 //! `api/openapi.json`; this test then exercises it with no change here.
 
 mod common;
 
 use common::{Gopxe, Resp, request, tempdir};
-use gopxe::http::api::{ROUTES, UNKNOWN_ROUTE};
+use gopxe::http::route::Route;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -259,15 +260,6 @@ fn documented(o: &Op, status: u16) -> bool {
     o.op["responses"].get(status.to_string()).is_some()
 }
 
-fn is_unknown_route(r: &Resp) -> bool {
-    r.status == 404
-        && serde_json::from_slice::<Value>(&r.body)
-            .ok()
-            .as_ref()
-            .map(|v| &v["error"])
-            == Some(&Value::from(UNKNOWN_ROUTE))
-}
-
 /// Checks a 2xx answer (or the 303 of a status-page form) against the
 /// documented response.
 fn check_success(doc: &Value, o: &Op, r: &Resp) {
@@ -348,11 +340,10 @@ fn document_and_table_agree() {
         .into_iter()
         .map(|o| (o.method, o.path))
         .collect();
-    let table: BTreeSet<(String, String)> = ROUTES
-        .iter()
+    let table: BTreeSet<(String, String)> = Route::operations()
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
-    assert_eq!(documented, table, "api/openapi.json vs api::ROUTES");
+    assert_eq!(documented, table, "api/openapi.json vs route::Route");
     let ids: BTreeSet<String> = operations(&doc)
         .iter()
         .map(|o| o.op["operationId"].as_str().unwrap_or_default().to_owned())
@@ -403,7 +394,7 @@ fn every_documented_operation_answers_as_documented() {
         pending.len()
     );
     called += deletes;
-    assert_eq!(called, ROUTES.len());
+    assert_eq!(called, Route::operations().count());
     // Every record is gone again.
     assert_eq!(g.get("/pxeboot").json(), serde_json::json!([]));
     assert_eq!(g.get("/bootaction").json(), serde_json::json!([]));
@@ -541,7 +532,7 @@ fn documented_errors_happen() {
         }
     }
     // Methods a path does not document: 405 with an Allow header listing
-    // exactly the documented ones (file trees: 404 "no such resource").
+    // exactly the documented ones.
     let mut by_path: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for o in &ops {
         by_path.entry(&o.path).or_default().insert(&o.method);
@@ -550,13 +541,10 @@ fn documented_errors_happen() {
         let o = ops.iter().find(|o| o.path == *path).unwrap();
         let u = url(&doc, o, example);
         let r = send(&g, "PATCH", &u, None, true);
-        if r.status == 405 {
-            let allow: BTreeSet<&str> = r.header("allow").unwrap_or_default().split(", ").collect();
-            assert_eq!(&allow, methods, "Allow of {path}");
-            seen(405);
-        } else {
-            assert!(is_unknown_route(&r), "PATCH {path}: {}", r.status);
-        }
+        assert_eq!(r.status, 405, "PATCH {path}");
+        let allow: BTreeSet<&str> = r.header("allow").unwrap_or_default().split(", ").collect();
+        assert_eq!(&allow, methods, "Allow of {path}");
+        seen(405);
     }
     let counts = format!("{checked:?}");
     eprintln!("error statuses checked: {counts}");

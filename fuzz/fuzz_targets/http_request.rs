@@ -12,9 +12,9 @@
 //! 1. No panic, and the connection ends (libFuzzer's `-timeout` catches a
 //!    hang): the input is consumed or the connection closed.
 //! 2. The output is a sequence of well-formed responses: a status line
-//!    `HTTP/1.1 <3 digits>`, header lines, an empty line, and exactly as
-//!    many body bytes as its one `Content-Length` says, nothing after the
-//!    last (`harness::parse_responses`). No file is served (there is no
+//!    `HTTP/1.1 <3 digits> <reason phrase>`, header lines, an empty line,
+//!    and exactly as many body bytes as its one `Content-Length` says,
+//!    nothing after the last (`harness::parse_responses`). No file is served (there is no
 //!    image root), so every body is in memory and counted.
 //! 3. No response without a request: each answered request had a head of
 //!    at least two `\n`-ended lines (picoserve ends lines at `\n` and a

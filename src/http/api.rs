@@ -3,39 +3,27 @@
 //! Layer: service. [`handle`] takes a parsed request (method, decoded path
 //! segments, query, body, whether the caller holds the API right) and returns a
 //! [`Reply`]; it does not know about sockets, which keeps it testable.
-//! Routes (JSON unless noted; every request has passed `super::guard`
-//! first, so a write here holds the API right or proves its own):
+//! Every request has passed `super::guard` first, so a write here holds
+//! the API right or proves its own. Answers are JSON unless the route's
+//! line in the table says otherwise.
 //!
-//! ```text
-//! GET  /health
-//! GET  /bootaction                 POST|PUT /bootaction/{name}   GET|DELETE /bootaction/{name}
-//! GET  /pxeboot                    POST /pxeboot                 GET|PUT|DELETE /pxeboot/{id}
-//! POST /pxeboot/{id}/done          POST /pxeboot/{id}/reinstall  GET /pxeboot/{id}/events
-//! GET  /pxelinux/                  GET /pxelinux/{file}          (text)
-//! GET  /kickstart/?name=..&os=..   GET /kickstart/{id}           (text)
-//! GET  /preseed/{id}               GET /cloud-init/{id}/{user-data|meta-data|vendor-data}  (text)
-//! GET  /kstemplate                 PUT|GET|DELETE /kstemplate/{name}
-//! GET  /boot.ipxe?mac=..&uuid=..   (iPXE script)
-//! GET  /images/{path}              GET /localrepo/{path}         (files, streamed)
-//! GET  /leases                   GET /openapi.json             (this list, described)
-//! GET  /                           (status page, HTML; JSON with `Accept: application/json`)
-//! POST /ui/pxeboot/{id}/reinstall  POST /ui/pxeboot/{id}/delete  (status-page forms)
-//! ```
-//!
-//! The route list is enumerable: [`ROUTES`] holds every (method, path
-//! pattern) the router answers, and `api/openapi.json` (served at
-//! `/openapi.json`, compiled in) describes exactly those. Adding a route is
-//! an arm in `route`, a label in [`route_label`], one line in [`ROUTES`] and
-//! its operation in `api/openapi.json`. Three checks keep them in step: the
-//! unit tests below feed a sample path of every table entry to the router
-//! (it must answer, and answer 405 to the methods the table does not list);
-//! `tests/openapi.rs` compares the table with the document's paths and calls
-//! every documented operation on the real server; and in debug builds (all
-//! tests) a 2xx answer from a route missing from the table is turned into a
-//! 500 naming the missing entry, so a new route's own tests fail until it is
-//! listed.
+//! The routes are the variants of [`Route`] (`super::route`, the pure
+//! routing layer, whose table is the list of paths and methods; the
+//! document at `/openapi.json` describes them): each is declared once, and
+//! [`handle`] parses the path into one, answers 405 (with `Allow` from the
+//! route's methods) to any other method, counts the request under the
+//! route's pattern (`other` for a path no route knows), and [`dispatch`]es
+//! on the variant, one arm per route with no catch-all, so a new variant
+//! does not compile until it has a handler. Adding a route is its line in
+//! the `routes!` table, its arm in [`dispatch`] and its operation in
+//! `api/openapi.json`; two checks keep the document in step: the unit tests
+//! below compare [`Route::operations`] with the document's paths and call
+//! every operation, and `tests/openapi.rs` does both against the real
+//! server, with the document's examples.
 
 use super::reply::{Body, Reply};
+use super::route::{self, Route};
+use super::status::FormAction;
 use crate::app::{App, AppError};
 use crate::boot::{self, installer, kickstart};
 use crate::fsroot::Refusal;
@@ -101,15 +89,6 @@ fn app_error(e: AppError) -> Reply {
     }
 }
 
-fn method_not_allowed(allow: &str) -> Reply {
-    Reply::error(
-        405,
-        None,
-        &format!("method not allowed here; allowed: {allow}"),
-    )
-    .with_header("Allow", allow.into())
-}
-
 fn needs_token(app: &App, what: &str) -> Reply {
     let token = app.config.api_token.is_some();
     Reply::error(401, None, &super::guard::needs_api_right(what, token))
@@ -156,179 +135,66 @@ fn parse_id(s: &str) -> Result<MachineId, Reply> {
         .map_err(|e| Reply::error(400, Some("id"), &e.to_string()))
 }
 
-/// Every route the router answers: (method, path pattern). The patterns are
-/// the paths of `api/openapi.json`: `{x}` stands for one segment, a final
-/// `{path}` for one or more; a trailing `/` is optional when matching.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/"),
-    ("GET", "/health"),
-    ("GET", "/metrics"),
-    ("GET", "/openapi.json"),
-    ("GET", "/bootaction"),
-    ("GET", "/bootaction/{name}"),
-    ("POST", "/bootaction/{name}"),
-    ("PUT", "/bootaction/{name}"),
-    ("DELETE", "/bootaction/{name}"),
-    ("GET", "/pxeboot"),
-    ("POST", "/pxeboot"),
-    ("GET", "/pxeboot/{id}"),
-    ("PUT", "/pxeboot/{id}"),
-    ("DELETE", "/pxeboot/{id}"),
-    ("POST", "/pxeboot/{id}/done"),
-    ("POST", "/pxeboot/{id}/reinstall"),
-    ("GET", "/pxeboot/{id}/events"),
-    ("GET", "/pxelinux/"),
-    ("GET", "/pxelinux/{file}"),
-    ("GET", "/pxelinux.cfg/"),
-    ("GET", "/pxelinux.cfg/{file}"),
-    ("GET", "/kickstart/"),
-    ("GET", "/kickstart/{id}"),
-    ("GET", "/preseed/{id}"),
-    ("GET", "/cloud-init/{id}/user-data"),
-    ("GET", "/cloud-init/{id}/meta-data"),
-    ("GET", "/cloud-init/{id}/vendor-data"),
-    ("GET", "/kstemplate"),
-    ("GET", "/kstemplate/{name}"),
-    ("PUT", "/kstemplate/{name}"),
-    ("POST", "/kstemplate/{name}"),
-    ("DELETE", "/kstemplate/{name}"),
-    ("GET", "/boot.ipxe"),
-    ("GET", "/leases"),
-    ("GET", "/images/{path}"),
-    ("GET", "/localrepo/{path}"),
-    ("POST", "/ui/pxeboot/{id}/reinstall"),
-    ("POST", "/ui/pxeboot/{id}/delete"),
-];
-
-/// The OpenAPI 3.1 description of [`ROUTES`], served at `/openapi.json`:
-/// `api/openapi.json` without its indentation (see `build.rs`).
+/// The OpenAPI 3.1 description of every [`Route`], served at
+/// `/openapi.json`: `api/openapi.json` without its indentation (see
+/// `build.rs`), ending in one newline like every JSON body.
 pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
 
 /// The message of the 404 for a path no route knows (tests tell it apart
 /// from a 404 for a missing record).
 pub const UNKNOWN_ROUTE: &str = "no such resource";
 
-/// Whether decoded path `segments` match a [`ROUTES`] pattern.
-pub fn pattern_matches(pattern: &str, segments: &[&str]) -> bool {
-    fn trim<'a, 'b>(s: &'a [&'b str]) -> &'a [&'b str] {
-        match s {
-            [rest @ .., ""] => rest,
-            _ => s,
-        }
-    }
-    let pat: Vec<&str> = pattern.split('/').skip(1).collect();
-    let (pat, segs) = (trim(&pat), trim(segments));
-    if let [head @ .., "{path}"] = pat {
-        return segs.len() > head.len() && head_matches(head, segs);
-    }
-    pat.len() == segs.len() && head_matches(pat, segs)
-}
-
-fn head_matches(pat: &[&str], segs: &[&str]) -> bool {
-    pat.iter()
-        .zip(segs)
-        .all(|(p, s)| (p.starts_with('{') && p.ends_with('}')) || p == s)
-}
-
-/// The route pattern of a path, as a metrics label (bounded set).
-pub fn route_label(segments: &[String]) -> &'static str {
-    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-    match segs.as_slice() {
-        [] | [""] => "/",
-        ["health"] => "/health",
-        ["metrics"] => "/metrics",
-        ["bootaction"] | ["bootaction", ""] => "/bootaction",
-        ["bootaction", _] => "/bootaction/{name}",
-        ["pxeboot"] | ["pxeboot", ""] => "/pxeboot",
-        ["pxeboot", _] => "/pxeboot/{id}",
-        ["pxeboot", _, "done"] => "/pxeboot/{id}/done",
-        ["pxeboot", _, "reinstall"] => "/pxeboot/{id}/reinstall",
-        ["pxeboot", _, "events"] => "/pxeboot/{id}/events",
-        ["pxelinux" | "pxelinux.cfg", ..] => "/pxelinux/",
-        ["kickstart", ..] => "/kickstart/",
-        ["preseed", ..] => "/preseed/{id}",
-        ["cloud-init", ..] => "/cloud-init/{id}/",
-        ["kstemplate", ..] => "/kstemplate/",
-        ["boot.ipxe"] => "/boot.ipxe",
-        ["leases"] => "/leases",
-        ["ui", ..] => "/ui/",
-        ["openapi.json"] => "/openapi.json",
-        ["images", ..] => "/images/",
-        ["localrepo", ..] => "/localrepo/",
-        _ => "other",
-    }
-}
-
-/// Routes one request and counts it.
+/// Routes one request and counts it under its route's pattern.
 pub async fn handle(app: &App, req: &Req<'_>) -> Reply {
-    let reply = route(app, req).await;
-    #[cfg(debug_assertions)]
-    let reply = listed_or_500(req, reply);
-    app.metrics
-        .http_request(route_label(&req.segments), reply.status);
+    let found = Route::parse(&req.segments);
+    let reply = match &found {
+        None if route::is_form_path(&req.segments) => {
+            super::status::message(404, "Not found", "no such page")
+        }
+        None => Reply::error(404, None, UNKNOWN_ROUTE),
+        Some((r, _)) if !r.allows(req.method) => method_not_allowed(*r),
+        Some((r, c)) => dispatch(app, req, *r, c.param, c.tail).await,
+    };
+    let label = found.map_or(route::OTHER, |(r, _)| r.label());
+    app.metrics.http_request(label, reply.status);
     reply
 }
 
-/// Debug builds: a route that answers 2xx must be in [`ROUTES`] (and so in
-/// `api/openapi.json`); otherwise its tests see this 500.
-#[cfg(debug_assertions)]
-fn listed_or_500(req: &Req<'_>, reply: Reply) -> Reply {
-    let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
-    let listed = ROUTES
-        .iter()
-        .any(|(m, p)| *m == req.method && pattern_matches(p, &segs));
-    if (200..300).contains(&reply.status) && !listed {
-        let path = req.segments.join("/");
-        return Reply::error(
-            500,
+/// The 405 for a method `r` does not answer, with `Allow` from its methods.
+fn method_not_allowed(r: Route) -> Reply {
+    let allow = r.allow();
+    let reply = if r.is_form() {
+        super::status::message(405, "Method not allowed", "this address takes a form POST")
+    } else {
+        Reply::error(
+            405,
             None,
-            &format!(
-                "debug build: `{} /{path}` answered {} but matches no entry of api::ROUTES; \
-                 add it there and to api/openapi.json",
-                req.method, reply.status
-            ),
-        );
-    }
-    reply
+            &format!("method not allowed here; allowed: {allow}"),
+        )
+    };
+    reply.with_header("Allow", allow)
 }
 
-async fn route(app: &App, req: &Req<'_>) -> Reply {
-    let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
-    match segs.as_slice() {
-        [] | [""] if !super::status::wants_json(req.accept) => match req.method {
-            "GET" => super::status::page(app),
-            _ => method_not_allowed("GET"),
-        },
-        [] | [""] => match req.method {
-            "GET" => Reply::json(
-                200,
-                &json!({"service": "gopxe", "health": "/health", "docs": "/openapi.json"}),
-            ),
-            _ => method_not_allowed("GET"),
-        },
-        ["ui", rest @ ..] => super::status::ui(app, req, rest).await,
-        ["health"] => match req.method {
-            "GET" => health(app),
-            _ => method_not_allowed("GET"),
-        },
-        ["openapi.json"] => match req.method {
-            "GET" => Reply::bytes(200, "application/json", OPENAPI_JSON.as_bytes().to_vec()),
-            _ => method_not_allowed("GET"),
-        },
-        ["metrics"] => match req.method {
-            "GET" => metrics(app),
-            _ => method_not_allowed("GET"),
-        },
-        ["bootaction"] | ["bootaction", ""] => match req.method {
-            "GET" => {
-                let s = app.store.borrow();
-                Reply::json(200, &s.bootactions.values().collect::<Vec<_>>())
-            }
-            _ => method_not_allowed("GET"),
-        },
-        ["bootaction", name] => bootaction(app, req, name).await,
-        ["pxeboot"] | ["pxeboot", ""] => match req.method {
-            "GET" => {
+/// One handler per route; `req.method` is one of `r`'s methods. `param`
+/// is the pattern's one-segment parameter, `tail` what a `{path}` matched.
+async fn dispatch(app: &App, req: &Req<'_>, r: Route, param: &str, tail: &[String]) -> Reply {
+    match r {
+        Route::Root if super::status::wants_json(req.accept) => Reply::json(
+            200,
+            &json!({"service": "gopxe", "health": "/health", "docs": "/openapi.json"}),
+        ),
+        Route::Root => super::status::page(app),
+        Route::Health => health(app),
+        Route::Metrics => metrics(app),
+        Route::OpenApi => Reply::bytes(200, "application/json", OPENAPI_JSON.as_bytes().to_vec()),
+        Route::BootActions => {
+            let s = app.store.borrow();
+            Reply::json(200, &s.bootactions.values().collect::<Vec<_>>())
+        }
+        Route::BootAction => bootaction(app, req, param).await,
+        Route::Machines => match req.method {
+            "POST" => put_machine(app, req, None, true).await,
+            _ => {
                 let s = app.store.borrow();
                 Reply::json(
                     200,
@@ -338,84 +204,58 @@ async fn route(app: &App, req: &Req<'_>) -> Reply {
                         .collect::<Vec<_>>(),
                 )
             }
-            "POST" => put_machine(app, req, None, true).await,
-            _ => method_not_allowed("GET, POST"),
         },
-        ["pxeboot", id] => machine(app, req, id).await,
-        ["pxeboot", id, action] => machine_action(app, req, id, action).await,
-        ["pxelinux"] | ["pxelinux", ""] | ["pxelinux.cfg"] | ["pxelinux.cfg", ""] => {
-            match req.method {
-                "GET" => Reply::json(200, &boot::config_names(&app.store.borrow())),
-                _ => method_not_allowed("GET"),
-            }
+        Route::Machine => machine(app, req, param).await,
+        Route::MachineDone => machine_done(app, req, param).await,
+        Route::MachineReinstall => machine_reinstall(app, param).await,
+        Route::MachineEvents => machine_events(app, param),
+        Route::PxelinuxNames | Route::PxelinuxCfgNames => {
+            Reply::json(200, &boot::config_names(&app.store.borrow()))
         }
-        ["pxelinux" | "pxelinux.cfg", file] => match req.method {
-            "GET" => {
-                let s = app.store.borrow();
-                match boot::config_for(&s, &app.urls, app.default_boot(), file) {
-                    Some(text) => Reply::text(200, text),
-                    None => Reply::error(
-                        404,
-                        None,
-                        &format!("no pxelinux config `{}`", file.escape_debug()),
-                    ),
-                }
-            }
-            _ => method_not_allowed("GET"),
-        },
-        ["kickstart"] | ["kickstart", ""] => match req.method {
-            "GET" => kickstart_query(app, req).await,
-            _ => method_not_allowed("GET"),
-        },
-        ["kickstart", id] => match req.method {
-            "GET" => kickstart_by_id(app, req, id).await,
-            _ => method_not_allowed("GET"),
-        },
-        ["preseed", id] => match req.method {
-            "GET" => answer_file(app, req, id, "preseed").await,
-            _ => method_not_allowed("GET"),
-        },
-        [
-            "cloud-init",
-            id,
-            file @ ("user-data" | "meta-data" | "vendor-data"),
-        ] => match req.method {
-            "GET" => answer_file(app, req, id, file).await,
-            _ => method_not_allowed("GET"),
-        },
-        ["kstemplate"] | ["kstemplate", ""] => match req.method {
-            "GET" => Reply::json(
-                200,
-                &app.store.borrow().templates.keys().collect::<Vec<_>>(),
-            ),
-            _ => method_not_allowed("GET"),
-        },
-        ["kstemplate", name] => kstemplate(app, req, name).await,
-        ["boot.ipxe"] => match req.method {
-            "GET" => ipxe(app, req.query),
-            _ => method_not_allowed("GET"),
-        },
-        ["leases"] => match req.method {
-            "GET" => {
-                let leases = app
-                    .dhcp
-                    .borrow()
-                    .as_ref()
-                    .map(|d| d.snapshot())
-                    .unwrap_or_default();
-                Reply::json(200, &leases)
-            }
-            _ => method_not_allowed("GET"),
-        },
-        ["images", rest @ ..] if req.method == "GET" => {
-            let reply = serve_file(app.images_root.as_deref(), rest, "images", req.peer).await;
+        Route::Pxelinux | Route::PxelinuxCfg => pxelinux(app, param),
+        Route::KickstartQuery => kickstart_query(app, req).await,
+        Route::Kickstart => kickstart_by_id(app, req, param).await,
+        Route::Preseed => answer_file(app, req, param, "preseed").await,
+        Route::CloudInitUserData => answer_file(app, req, param, "user-data").await,
+        Route::CloudInitMetaData => answer_file(app, req, param, "meta-data").await,
+        Route::CloudInitVendorData => answer_file(app, req, param, "vendor-data").await,
+        Route::Templates => Reply::json(
+            200,
+            &app.store.borrow().templates.keys().collect::<Vec<_>>(),
+        ),
+        Route::Template => kstemplate(app, req, param).await,
+        Route::BootIpxe => ipxe(app, req.query),
+        Route::Leases => {
+            let leases = app
+                .dhcp
+                .borrow()
+                .as_ref()
+                .map(|d| d.snapshot())
+                .unwrap_or_default();
+            Reply::json(200, &leases)
+        }
+        Route::Images => {
+            let reply = serve_file(app.images_root.as_deref(), tail, "images", req.peer).await;
             file_event(app, req, &reply);
             reply
         }
-        ["localrepo", rest @ ..] if req.method == "GET" => {
-            serve_file(app.localrepo_root.as_deref(), rest, "localrepo", req.peer).await
+        Route::LocalRepo => {
+            serve_file(app.localrepo_root.as_deref(), tail, "localrepo", req.peer).await
         }
-        _ => Reply::error(404, None, UNKNOWN_ROUTE),
+        Route::UiReinstall => super::status::ui(app, req, param, FormAction::Reinstall).await,
+        Route::UiDelete => super::status::ui(app, req, param, FormAction::Delete).await,
+    }
+}
+
+fn pxelinux(app: &App, file: &str) -> Reply {
+    let s = app.store.borrow();
+    match boot::config_for(&s, &app.urls, app.default_boot(), file) {
+        Some(text) => Reply::text(200, text),
+        None => Reply::error(
+            404,
+            None,
+            &format!("no pxelinux config `{}`", file.escape_debug()),
+        ),
     }
 }
 
@@ -509,7 +349,7 @@ async fn bootaction(app: &App, req: &Req<'_>, name: &str) -> Reply {
             Ok(()) => Reply::no_content(),
             Err(e) => app_error(e),
         },
-        _ => method_not_allowed("GET, POST, PUT, DELETE"),
+        _ => method_not_allowed(Route::BootAction),
     }
 }
 
@@ -553,46 +393,54 @@ async fn machine(app: &App, req: &Req<'_>, id: &str) -> Reply {
             Ok(()) => Reply::no_content(),
             Err(e) => app_error(e),
         },
-        _ => method_not_allowed("GET, PUT, DELETE"),
+        _ => method_not_allowed(Route::Machine),
     }
 }
 
-async fn machine_action(app: &App, req: &Req<'_>, id: &str, action: &str) -> Reply {
+fn machine_events(app: &App, id: &str) -> Reply {
     let id = match parse_id(id) {
         Ok(i) => i,
         Err(r) => return r,
     };
-    let result = match (req.method, action) {
-        ("GET", "events") => {
-            if !app.store.borrow().machines.contains_key(&id) {
-                return Reply::error(404, None, &format!("no machine `{id}`"));
-            }
-            return Reply::json(200, &app.events_of(&id));
-        }
-        ("POST", "done") => {
-            let key = form_urlencoded::parse(req.query.as_bytes())
-                .find(|(k, _)| k == "key")
-                .map(|(_, v)| v.into_owned());
-            if let Some(k) = &key
-                && (k.len() != 32 || !k.bytes().all(|b| b.is_ascii_hexdigit()))
-            {
-                return Reply::error(
-                    400,
-                    Some("key"),
-                    "key: not an install key (32 hex digits; a preview's URL carries `preview`, which no call-back accepts)",
-                );
-            }
-            let proof = crate::app::DoneProof {
-                key: key.as_deref(),
-                api_right: req.api_right,
-            };
-            app.done(&id, proof).await
-        }
-        ("POST", "reinstall") => app.reinstall(&id, "reinstall requested").await,
-        (_, "events") => return method_not_allowed("GET"),
-        (_, "done" | "reinstall") => return method_not_allowed("POST"),
-        _ => return Reply::error(404, None, UNKNOWN_ROUTE),
+    if !app.store.borrow().machines.contains_key(&id) {
+        return Reply::error(404, None, &format!("no machine `{id}`"));
+    }
+    Reply::json(200, &app.events_of(&id))
+}
+
+async fn machine_done(app: &App, req: &Req<'_>, id: &str) -> Reply {
+    let id = match parse_id(id) {
+        Ok(i) => i,
+        Err(r) => return r,
     };
+    let key = form_urlencoded::parse(req.query.as_bytes())
+        .find(|(k, _)| k == "key")
+        .map(|(_, v)| v.into_owned());
+    if let Some(k) = &key
+        && (k.len() != 32 || !k.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Reply::error(
+            400,
+            Some("key"),
+            "key: not an install key (32 hex digits; a preview's URL carries `preview`, which no call-back accepts)",
+        );
+    }
+    let proof = crate::app::DoneProof {
+        key: key.as_deref(),
+        api_right: req.api_right,
+    };
+    machine_reply(app, app.done(&id, proof).await)
+}
+
+async fn machine_reinstall(app: &App, id: &str) -> Reply {
+    let id = match parse_id(id) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    machine_reply(app, app.reinstall(&id, "reinstall requested").await)
+}
+
+fn machine_reply(app: &App, result: Result<Machine, AppError>) -> Reply {
     match result {
         Ok(m) => Reply::json(200, &machine_json(app, &m)),
         Err(e) => app_error(e),
@@ -865,7 +713,7 @@ async fn kstemplate(app: &App, req: &Req<'_>, name: &str) -> Reply {
             Ok(()) => Reply::no_content(),
             Err(e) => app_error(e),
         },
-        _ => method_not_allowed("GET, PUT, POST, DELETE"),
+        _ => method_not_allowed(Route::Template),
     }
 }
 
@@ -918,7 +766,7 @@ fn ipxe(app: &App, query: &str) -> Reply {
 /// and whose full reason goes to the log. `what` names the tree in the log.
 async fn serve_file(
     root: Option<&Path>,
-    segments: &[&str],
+    segments: &[String],
     what: &str,
     peer: std::net::IpAddr,
 ) -> Reply {
@@ -926,7 +774,7 @@ async fn serve_file(
     let Some(root) = root else { return not_found() };
     let opened = {
         let root = root.to_path_buf();
-        let components: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
+        let components = segments.to_vec();
         smol::unblock(move || crate::fsroot::open_regular(&root, &components)).await
     };
     let (file, len) = match opened {
@@ -993,7 +841,7 @@ mod tests {
         path.split('/').skip(1).map(str::to_string).collect()
     }
 
-    fn call(app: &App, method: &str, path: &str) -> Reply {
+    fn call_with(app: &App, method: &str, path: &str, accept: Option<&str>) -> Reply {
         let req = Req {
             method,
             segments: segments(path),
@@ -1001,106 +849,149 @@ mod tests {
             body: b"\xff{",
             api_right: true,
             peer: std::net::Ipv4Addr::LOCALHOST.into(),
-            accept: None,
+            accept,
         };
         smol::block_on(handle(app, &req))
     }
 
+    fn call(app: &App, method: &str, path: &str) -> Reply {
+        call_with(app, method, path, None)
+    }
+
+    fn body(r: &Reply) -> &[u8] {
+        match &r.body {
+            Body::Bytes(b) => b,
+            Body::File { .. } => b"",
+        }
+    }
+
     fn is_unknown_route(r: &Reply) -> bool {
-        let Body::Bytes(b) = &r.body else {
-            return false;
-        };
-        let v: serde_json::Value = serde_json::from_slice(b).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_slice(body(r)).unwrap_or_default();
         r.status == 404 && v["error"] == UNKNOWN_ROUTE
     }
 
-    fn patterns() -> BTreeSet<&'static str> {
-        ROUTES.iter().map(|(_, p)| *p).collect()
-    }
-
     #[test]
-    fn every_listed_route_answers() {
+    fn every_route_answers_its_methods() {
         let app = app();
-        for (method, pattern) in ROUTES {
+        for (method, pattern) in Route::operations() {
             let path = sample(pattern);
             let r = call(&app, method, &path);
             assert!(
                 r.status != 405 && !is_unknown_route(&r) && r.status != 500,
-                "{method} {path} (ROUTES entry {pattern}) answered {}",
+                "{method} {path} ({pattern}) answered {}",
                 r.status
             );
-            assert_ne!(route_label(&segments(&path)), "other", "{pattern}");
         }
     }
 
     #[test]
-    fn methods_not_listed_are_refused_and_allow_agrees() {
+    fn other_methods_are_405_with_allow_from_the_route() {
         let app = app();
-        for pattern in patterns() {
-            let listed: BTreeSet<&str> = ROUTES
-                .iter()
-                .filter(|(_, p)| *p == pattern)
-                .map(|(m, _)| *m)
-                .collect();
-            let path = sample(pattern);
-            for method in METHODS.iter().filter(|m| !listed.contains(*m)) {
-                let r = call(&app, method, &path);
-                assert!(
-                    r.status == 405 || is_unknown_route(&r),
-                    "{method} {path} is not in ROUTES but answered {}",
-                    r.status
+        for r in Route::ALL {
+            let path = sample(r.pattern());
+            for method in METHODS.iter().filter(|m| !r.allows(m)) {
+                let reply = call(&app, method, &path);
+                assert_eq!(reply.status, 405, "{method} {path}");
+                let allow = reply.header.as_ref().map(|(k, v)| (*k, v.as_str()));
+                assert_eq!(
+                    allow,
+                    Some(("Allow", r.allow().as_str())),
+                    "{method} {path}"
                 );
-                if let Some(("Allow", allow)) = r.header.as_ref().map(|(k, v)| (*k, v)) {
-                    let allow: BTreeSet<&str> = allow.split(", ").collect();
-                    assert_eq!(allow, listed, "Allow of {pattern} vs ROUTES");
-                }
+                let html = reply.content_type.starts_with("text/html");
+                assert_eq!(html, r.is_form(), "{method} {path}: a form answers HTML");
             }
         }
     }
 
     #[test]
-    fn paths_outside_the_table_are_unknown() {
+    fn paths_no_route_knows_are_404() {
         let app = app();
         for path in [
             "/nope",
             "/health/x",
+            "/health/",
             "/bootaction/a/b",
             "/pxeboot/42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69/nope",
+            "/pxeboot/42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69/",
             "/kickstart/a/b",
             "/openapi.json/x",
+            "/images",
         ] {
-            let segs = segments(path);
-            let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-            assert!(
-                !ROUTES.iter().any(|(_, p)| pattern_matches(p, &segs)),
-                "{path} matches the table"
-            );
             for method in METHODS {
                 let r = call(&app, method, path);
                 assert!(is_unknown_route(&r), "{method} {path}: {}", r.status);
             }
         }
+        // Under /ui/, the status page's own HTML message.
+        let r = call(&app, "POST", "/ui/pxeboot/x/frobnicate");
+        assert_eq!(r.status, 404);
+        assert!(r.content_type.starts_with("text/html"));
     }
 
     #[test]
-    fn patterns_match_segments() {
-        let m = |p: &str, path: &str| {
-            let segs = segments(path);
-            let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-            pattern_matches(p, &segs)
+    fn requests_are_counted_under_their_pattern() {
+        let app = app();
+        let id = "42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69";
+        call(&app, "GET", &format!("/kickstart/{id}"));
+        call(&app, "GET", "/pxelinux/01-aa-bb-cc-dd-ee-ff");
+        call(&app, "GET", "/pxelinux.cfg/default");
+        call(&app, "GET", "/kickstart/");
+        call(&app, "PATCH", "/health");
+        call(&app, "GET", "/no/such/path");
+        call(&app, "GET", "/images/a/b");
+        let text = app
+            .metrics
+            .render(&[], 0, crate::metrics::LogCounts::default());
+        let count = |route: &str, status: &str| {
+            let series =
+                format!("gopxe_http_requests_total{{route=\"{route}\",status=\"{status}\"}} 1\n");
+            assert!(text.contains(&series), "{series} in\n{text}");
         };
-        assert!(m("/", "/"));
-        assert!(!m("/", "/health"));
-        assert!(m("/bootaction", "/bootaction/"));
-        assert!(m("/pxelinux/", "/pxelinux"));
-        assert!(m("/bootaction/{name}", "/bootaction/x"));
-        assert!(!m("/bootaction/{name}", "/bootaction/x/y"));
-        assert!(m("/pxeboot/{id}/done", "/pxeboot/x/done"));
-        assert!(!m("/pxeboot/{id}/done", "/pxeboot/x/events"));
-        assert!(m("/images/{path}", "/images/a/b/c"));
-        assert!(m("/images/{path}", "/images/a"));
-        assert!(!m("/images/{path}", "/images/"));
-        assert!(!m("/images/{path}", "/localrepo/a"));
+        count("/kickstart/{id}", "4xx");
+        count("/pxelinux/{file}", "4xx");
+        count("/pxelinux.cfg/{file}", "2xx");
+        count("/kickstart/", "2xx");
+        count("/health", "4xx");
+        count("other", "4xx");
+        count("/images/{path}", "4xx");
+        assert!(!text.contains("no/such"), "no raw path in a label");
+    }
+
+    #[test]
+    fn json_bodies_end_in_one_newline() {
+        let app = app();
+        let mut seen = 0;
+        let mut check = |what: &str, r: &Reply| {
+            let b = body(r);
+            if !r.content_type.starts_with("application/json") || b.is_empty() {
+                return;
+            }
+            assert!(
+                b.ends_with(b"\n") && !b.ends_with(b"\n\n"),
+                "{what} -> {}: {:?}",
+                r.status,
+                String::from_utf8_lossy(b)
+            );
+            assert!(
+                serde_json::from_slice::<serde_json::Value>(b).is_ok(),
+                "{what}"
+            );
+            seen += 1;
+        };
+        for (method, pattern) in Route::operations() {
+            let path = sample(pattern);
+            check(&path, &call(&app, method, &path));
+            check(&path, &call(&app, "PATCH", &path));
+        }
+        check(
+            "/ json",
+            &call_with(&app, "GET", "/", Some("application/json")),
+        );
+        check("unknown", &call(&app, "GET", "/nope"));
+        check("error", &Reply::error(400, Some("f"), "m"));
+        check("list", &Reply::json(200, &[1, 2]));
+        assert!(seen > 30, "{seen} JSON bodies checked");
     }
 
     #[test]
@@ -1108,12 +999,14 @@ mod tests {
         let source = include_str!("../../api/openapi.json");
         let parse = |s| serde_json::from_str::<serde_json::Value>(s).unwrap();
         assert_eq!(parse(OPENAPI_JSON), parse(source));
-        assert!(!OPENAPI_JSON.contains('\n'));
+        let (doc, end) = OPENAPI_JSON.split_at(OPENAPI_JSON.len() - 1);
+        assert_eq!(end, "\n", "ends in one newline");
+        assert!(!doc.contains('\n'));
         assert!(OPENAPI_JSON.len() < source.len());
     }
 
     #[test]
-    fn document_paths_are_the_table() {
+    fn document_paths_are_the_routes() {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
         let mut documented = BTreeSet::new();
         for (path, ops) in doc["paths"].as_object().unwrap() {
@@ -1121,38 +1014,15 @@ mod tests {
                 documented.insert((method.to_ascii_uppercase(), path.clone()));
             }
         }
-        let table: BTreeSet<(String, String)> = ROUTES
-            .iter()
+        let table: BTreeSet<(String, String)> = Route::operations()
             .map(|(m, p)| (m.to_string(), p.to_string()))
             .collect();
-        assert_eq!(table.len(), ROUTES.len(), "ROUTES has duplicates");
+        assert_eq!(table.len(), Route::operations().count(), "duplicates");
         let missing: Vec<_> = table.difference(&documented).collect();
         let extra: Vec<_> = documented.difference(&table).collect();
         assert!(
             missing.is_empty() && extra.is_empty(),
             "not documented: {missing:?}; documented but not routed: {extra:?}"
         );
-    }
-
-    #[test]
-    fn unlisted_success_is_a_500_in_debug_builds() {
-        let req = Req {
-            method: "GET",
-            segments: segments("/not-a-route"),
-            query: "",
-            body: b"",
-            api_right: false,
-            peer: std::net::Ipv4Addr::LOCALHOST.into(),
-            accept: None,
-        };
-        let r = listed_or_500(&req, Reply::text(200, "hi"));
-        assert_eq!(r.status, 500);
-        let r = listed_or_500(&req, Reply::error(404, None, UNKNOWN_ROUTE));
-        assert_eq!(r.status, 404);
-        let req = Req {
-            segments: segments("/health"),
-            ..req
-        };
-        assert_eq!(listed_or_500(&req, Reply::text(200, "hi")).status, 200);
     }
 }

@@ -9,7 +9,9 @@
 //! deferring both to the next read sends a small response in one segment
 //! instead of two, which halves the send calls per request. TCP_NODELAY is
 //! set on accept so that segment is not held back by Nagle's algorithm.
-//! Reads after a response yield to the other connections first (see
+//! Status lines get their reason phrase on the way through
+//! (`super::reason`: picoserve writes none). Reads after a response yield
+//! to the other connections first (see
 //! `ReadHalf::read`), so a busy keep-alive connection is served without
 //! waiting on the reactor.
 //!
@@ -393,7 +395,15 @@ impl<S: Stream> Write for WriteHalf<'_, S> {
             let out = f(bb.unfilled());
             (out, bb.filled().len())
         };
+        let start = b.len;
         b.len += n;
+        // picoserve's status line has no reason phrase: add it.
+        let written = b.bytes.get(start..b.len).unwrap_or_default();
+        if let Some(phrase) = super::reason::completed(written) {
+            b.len -= 2;
+            b.extend(phrase.as_bytes());
+            b.extend(b"\r\n");
+        }
         Ok(out)
     }
 }

@@ -38,6 +38,8 @@ pub fn serve_bytes_chunked(app: Rc<App>, peer: IpAddr, input: &[u8], chunk: usiz
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response<'o> {
     pub status: u16,
+    /// The status line's reason phrase (`Not Found`).
+    pub reason: &'o str,
     /// (name, value) in order.
     pub headers: Vec<(&'o str, &'o str)>,
     pub body: &'o [u8],
@@ -54,7 +56,8 @@ impl Response<'_> {
 }
 
 /// Splits a connection's output into responses: each a status line
-/// `HTTP/1.1 <3 digits> ...`, `Name: value` header lines of UTF-8 text,
+/// `HTTP/1.1 <3 digits> <reason>` with the standard reason phrase of its
+/// code (RFC 9110 §15), `Name: value` header lines of UTF-8 text,
 /// an empty line, and exactly as many body bytes as its one
 /// `Content-Length` says; nothing may follow the last one. An error names
 /// the first thing that does not fit.
@@ -72,14 +75,12 @@ pub fn parse_responses(mut out: &[u8]) -> Result<Vec<Response<'_>>, String> {
         let rest = rest.get(4..).unwrap_or_default();
         let mut lines = head.split("\r\n");
         let status_line = lines.next().unwrap_or_default();
-        let code = status_line
+        let (code, reason) = status_line
             .strip_prefix("HTTP/1.1 ")
             .and_then(|r| r.split_at_checked(3))
-            .filter(|(code, reason)| {
-                code.bytes().all(|b| b.is_ascii_digit())
-                    && (reason.is_empty() || reason.starts_with(' '))
-            })
-            .and_then(|(code, _)| code.parse::<u16>().ok())
+            .filter(|(code, _)| code.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|(code, reason)| Some((code.parse::<u16>().ok()?, reason.strip_prefix(' ')?)))
+            .filter(|(code, reason)| super::reason::phrase(*code) == Some(*reason))
             .ok_or(format!("response {n}: bad status line {status_line:?}"))?;
         let mut headers = Vec::new();
         for line in lines {
@@ -113,6 +114,7 @@ pub fn parse_responses(mut out: &[u8]) -> Result<Vec<Response<'_>>, String> {
         out = rest.get(len..).unwrap_or_default();
         responses.push(Response {
             status: code,
+            reason,
             headers,
             body,
         });
@@ -386,18 +388,74 @@ mod tests {
         assert!(!t.has_bootaction("x"));
     }
 
+    /// The status line of every response to `input` from loopback, as
+    /// sent.
+    fn status_lines(app: &Rc<App>, input: &str) -> Vec<String> {
+        let out = serve_bytes(app.clone(), ip(LO), input.as_bytes());
+        let text = String::from_utf8_lossy(&out);
+        let responses = parse_responses(&out).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+        let lines: Vec<String> = responses
+            .iter()
+            .map(|r| format!("HTTP/1.1 {} {}", r.status, r.reason))
+            .collect();
+        for line in &lines {
+            assert!(text.contains(&format!("{line}\r\n")), "{line}: {text:?}");
+        }
+        lines
+    }
+
+    #[test]
+    fn status_lines_carry_the_reason_phrase() {
+        let app = memory_app();
+        let input = format!(
+            "{GET_HEALTH}GET /nope HTTP/1.1\r\n\r\n\
+             PATCH /health HTTP/1.1\r\nAuthorization: Bearer t0k3n-for-tests\r\n\r\n\
+             GET /kstemplate/x HTTP/1.1\r\n\r\n\
+             DELETE /bootaction/x HTTP/1.1\r\nAuthorization: Bearer wrong\r\n\r\n\
+             GET /pxeboot HTTP/1.1\r\nHost: evil.example\r\n\r\n\
+             POST /ui/pxeboot/x/delete HTTP/1.1\r\nContent-Length: 0\r\n\r\n\
+             garbage\r\n\r\n"
+        );
+        assert_eq!(
+            status_lines(&app, &input),
+            [
+                "HTTP/1.1 200 OK",
+                "HTTP/1.1 404 Not Found",
+                "HTTP/1.1 405 Method Not Allowed",
+                "HTTP/1.1 401 Unauthorized",
+                "HTTP/1.1 401 Unauthorized",
+                "HTTP/1.1 421 Misdirected Request",
+                "HTTP/1.1 401 Unauthorized",
+                // picoserve's own answer to a head it cannot parse.
+                "HTTP/1.1 400 Bad Request",
+            ]
+        );
+        let framing = "POST /pxeboot HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(
+            status_lines(&app, framing),
+            ["HTTP/1.1 501 Not Implemented"]
+        );
+        let big = "POST /pxeboot HTTP/1.1\r\nContent-Length: 1000000000\r\n\r\n";
+        assert_eq!(status_lines(&app, big), ["HTTP/1.1 413 Content Too Large"]);
+    }
+
     #[test]
     fn responses_are_parsed_strictly() {
-        let ok = b"HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n";
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(statuses(ok), [200, 404]);
+        let r = parse_responses(ok).unwrap();
+        assert_eq!((r[0].reason, r[1].reason), ("OK", "Not Found"));
         for bad in [
-            &b"HTTP/1.1 200 \r\nContent-Length: 3\r\n\r\nhi"[..],
-            b"HTTP/1.1 200 \r\nContent-Length: 1\r\n\r\nhi",
-            b"HTTP/1.1 200 \r\n\r\n",
-            b"HTTP/1.1 200 \r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
-            b"HTTP/1.1 20 \r\nContent-Length: 0\r\n\r\n",
-            b"HTTP/1.0 200 \r\nContent-Length: 0\r\n\r\n",
-            b"HTTP/1.1 200 \r\nContent-Length: 0\r\n",
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nhi"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nhi",
+            b"HTTP/1.1 200 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n",
+            b"HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 404 OK\r\nContent-Length: 0\r\n\r\n",
         ] {
             assert!(
                 parse_responses(bad).is_err(),

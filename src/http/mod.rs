@@ -25,7 +25,9 @@ mod conn;
 pub mod guard;
 #[doc(hidden)]
 pub mod harness;
+mod reason;
 pub mod reply;
+pub mod route;
 pub mod status;
 
 use crate::app::App;
@@ -155,7 +157,7 @@ fn percent_decode(s: &str) -> Option<String> {
 /// The answer to a request refused by [`guard`]: the status page's own
 /// HTML message for its forms, JSON otherwise.
 fn refusal_reply(r: guard::Refusal, segments: &[&str]) -> Reply {
-    let reply = if matches!(segments, ["ui", ..]) {
+    let reply = if route::is_form_path(segments) {
         status::message(r.status, "Refused", &r.message)
     } else {
         Reply::error(r.status, None, &r.message)
@@ -214,7 +216,7 @@ impl Service {
                     let r = refused.err().unwrap_or_else(|| {
                         guard::Refusal::new(400, "Content-Length is not understood")
                     });
-                    self.app.metrics.http_request("other", r.status);
+                    self.app.metrics.http_request(route::OTHER, r.status);
                     break 'reply refusal_reply(r, &[]).with_header("Connection", "close".into());
                 }
             };
@@ -254,7 +256,7 @@ impl Service {
                     log::debug!("{} {method} {raw_path}: refused: {}", self.peer, r.message);
                     self.app
                         .metrics
-                        .http_request(api::route_label(&segments), r.status);
+                        .http_request(route::label(&segments), r.status);
                     break 'reply refusal_reply(r, &segs);
                 }
             };

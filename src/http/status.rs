@@ -350,16 +350,18 @@ fn form_may_write(app: &App, req: &Req<'_>) -> bool {
     }
 }
 
-/// `POST /ui/pxeboot/{id}/reinstall|delete`.
-pub async fn ui(app: &App, req: &Req<'_>, rest: &[&str]) -> Reply {
-    let (id, action) = match rest {
-        ["pxeboot", id, action @ ("reinstall" | "delete")] => (*id, *action),
-        _ => return message(404, "Not found", "no such page"),
-    };
-    if req.method != "POST" {
-        return message(405, "Method not allowed", "this address takes a form POST")
-            .with_header("Allow", "POST".into());
-    }
+/// What a status-page form asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormAction {
+    /// `POST /ui/pxeboot/{id}/reinstall`.
+    Reinstall,
+    /// `POST /ui/pxeboot/{id}/delete`.
+    Delete,
+}
+
+/// `POST /ui/pxeboot/{id}/reinstall|delete` (the router has checked the
+/// method and answers unknown `/ui/` paths with [`message`]).
+pub async fn ui(app: &App, req: &Req<'_>, id: &str, action: FormAction) -> Reply {
     if !form_may_write(app, req) {
         let why = if app.config.api_token.is_some() {
             "the API token is missing or wrong"
@@ -375,15 +377,19 @@ pub async fn ui(app: &App, req: &Req<'_>, rest: &[&str]) -> Reply {
         Ok(i) => i,
         Err(e) => return message(400, "Bad machine id", &e.to_string()),
     };
-    let result = if action == "delete" {
-        app.delete_machine(&id).await
-    } else {
-        app.reinstall(&id, "reinstall requested on the status page")
+    let result = match action {
+        FormAction::Delete => app.delete_machine(&id).await,
+        FormAction::Reinstall => app
+            .reinstall(&id, "reinstall requested on the status page")
             .await
-            .map(|_| ())
+            .map(|_| ()),
     };
     match result {
         Ok(()) => {
+            let action = match action {
+                FormAction::Delete => "delete",
+                FormAction::Reinstall => "reinstall",
+            };
             log::info!("status page: {action} of machine {id} by {}", req.peer);
             Reply::bytes(303, HTML, b"<!DOCTYPE html><a href=\"/\">done</a>".to_vec())
                 .with_header("Location", "/".into())
@@ -580,8 +586,8 @@ mod tests {
         );
         let id = add(&a, "m");
         a.store.borrow_mut().machines.get_mut(&id).unwrap().state = MachineState::Installed;
-        let path = ["pxeboot", "01-aa-bb-cc-dd-ee-01", "reinstall"];
-        let run = |r: Req<'_>| smol::block_on(ui(&a, &r, &path)).status;
+        let machine = "01-aa-bb-cc-dd-ee-01";
+        let run = |r: Req<'_>| smol::block_on(ui(&a, &r, machine, FormAction::Reinstall)).status;
         assert_eq!(run(req(b"", false)), 401);
         assert_eq!(run(req(b"token=wrong", false)), 401);
         assert_eq!(
@@ -594,18 +600,14 @@ mod tests {
             a.store.borrow().machines.get(&id).unwrap().state,
             MachineState::Install
         );
-        let bad = ["pxeboot", "x", "frobnicate"];
         let r = req(b"token=s3cret", false);
-        assert_eq!(smol::block_on(ui(&a, &r, &bad)).status, 404);
-        let del = ["pxeboot", "01-aa-bb-cc-dd-ee-01", "delete"];
+        let bad = smol::block_on(ui(&a, &r, "x", FormAction::Delete)).status;
+        assert_eq!(bad, 400, "not a machine id");
         let r = req(b"", true);
-        assert_eq!(
-            smol::block_on(ui(&a, &r, &del)).status,
-            303,
-            "bearer header"
-        );
+        let del = || smol::block_on(ui(&a, &r, machine, FormAction::Delete)).status;
+        assert_eq!(del(), 303, "bearer header");
         assert!(a.store.borrow().machines.is_empty());
-        assert_eq!(smol::block_on(ui(&a, &r, &del)).status, 404);
+        assert_eq!(del(), 404);
         drop(a);
         let _ = std::fs::remove_dir_all(&dir);
     }

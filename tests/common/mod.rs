@@ -264,10 +264,13 @@ pub fn request_from(
 pub fn read_response<R: Read>(r: &mut BufReader<R>) -> Resp {
     let mut line = String::new();
     r.read_line(&mut line).expect("status line");
+    // `HTTP/1.1 <code> <reason phrase>`: every response carries its phrase.
     let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|r| r.strip_suffix("\r\n"))
+        .and_then(|r| r.split_once(' '))
+        .filter(|(_, reason)| !reason.trim().is_empty())
+        .and_then(|(code, _)| code.parse().ok())
         .unwrap_or_else(|| panic!("bad status line {line:?}"));
     let mut headers = Vec::new();
     loop {
