@@ -32,6 +32,8 @@
 # Usage: benches/storm.sh                       (needs root)
 #        N=200 C=64 KERNEL_SIZE=4M INITRD_SIZE=16M WINDOWSIZE=1 benches/storm.sh
 #        SERVERS="gopxe" benches/storm.sh       (gopxe only)
+#        PIN=1 benches/storm.sh                 (server on CPU 0, clients on
+#                                                CPU 1, as separate machines)
 #        GOPXE_BIN=... STORM_BIN=...            (skip the builds)
 set -euo pipefail
 
@@ -93,6 +95,11 @@ RESULTS=()
 echo "gopxe settings: default log level (RUST_LOG unset), default config except" \
     "--tftp-max-transfers 256 --tftp-max-per-client 256 (dnsmasq: --tftp-max=256)" \
     "and the bench network's addresses (see start_gopxe in tests/storm/lib.sh)" >&2
+if [[ $PIN == 1 ]]; then
+    echo "PIN=1: each server under test runs on CPU 0 only, the simulated clients on CPU 1" >&2
+else
+    echo "CPUs shared: the server under test and the $C simulated clients run on the same $(nproc) CPUs" >&2
+fi
 if [[ $SERVERS == *gopxe* ]]; then
     log "storm against gopxe: N=$N C=$C kernel=$KERNEL_SIZE initrd=$INITRD_SIZE windowsize=$WINDOWSIZE"
     rc=0
@@ -135,11 +142,11 @@ http {
     }
 }
 EOF
-    ip netns exec "$NS_SRV" nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" \
+    ip netns exec "$NS_SRV" "${SRV_PIN[@]}" nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" \
         >"$WORK/nginx.out" 2>&1 &
     NGINX_PID=$!
     PIDS+=("$NGINX_PID")
-    ip netns exec "$NS_SRV" dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 \
+    ip netns exec "$NS_SRV" "${SRV_PIN[@]}" dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 \
         --user=root --interface="$VETH_S" --bind-interfaces \
         --dhcp-range="$POOL,1h" --dhcp-authoritative --no-ping --dhcp-lease-max=100000 \
         --dhcp-hostsfile="$WORK/dnsmasq.hosts" --dhcp-boot=pxelinux.0 \

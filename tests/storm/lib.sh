@@ -28,6 +28,16 @@ WORK=${WORK:-$(mktemp -d /tmp/gopxe-storm.XXXXXX)}
 KEEP_WORK=${KEEP_WORK:-0}
 PIDS=()
 NETNS_UP=0
+# PIN=1: the server under test (gopxe, or dnsmasq and nginx) runs on CPU 0
+# and the simulated clients on CPU 1, as if they were other machines; by
+# default all share every CPU.
+PIN=${PIN:-0}
+SRV_PIN=()
+CLI_PIN=()
+if [[ $PIN == 1 ]]; then
+    SRV_PIN=(taskset -c 0)
+    CLI_PIN=(taskset -c 1)
+fi
 
 log() { echo "[$(date +%T)] $*" >&2; }
 
@@ -135,7 +145,7 @@ start_gopxe() {
     local data=$1 images=$2
     shift 2
     mkdir -p "$data"
-    ip netns exec "$NS_SRV" "$GOPXE_BIN" serve --data-dir "$data" --images "$images" \
+    ip netns exec "$NS_SRV" "${SRV_PIN[@]}" "$GOPXE_BIN" serve --data-dir "$data" --images "$images" \
         --http-listen "$SRV_IP:80" --advertise-addr "$SRV_IP" --api-token "$TOKEN" \
         --dhcp-mode authoritative --dhcp-listen "$SRV_IP:67" --dhcp-relay-port 67 \
         --dhcp-range "$POOL,1h" --tftp-listen "$SRV_IP:69" --tftp-max-transfers 256 \
@@ -205,7 +215,7 @@ cpu_secs() {
 run_storm() {
     local label=$1
     shift
-    timeout "${STORM_TIMEOUT:-600}" ip netns exec "$NS_CLI" "$STORM_BIN" run \
+    timeout "${STORM_TIMEOUT:-600}" ip netns exec "$NS_CLI" "${CLI_PIN[@]}" "$STORM_BIN" run \
         --dhcp "$SRV_IP:67" --relay "$CLI_IP:67" --tftp-bind "$CLI_IP" --http-from-lease \
         --label "$label" --json "$WORK/$label.json" "$@"
 }
