@@ -86,8 +86,8 @@ pub fn now_ms() -> u64 {
 pub struct App {
     pub config: Config,
     pub urls: Urls,
-    pub store: RefCell<Store>,
-    pub events: RefCell<HashMap<MachineId, EventLog>>,
+    store: RefCell<Store>,
+    events: RefCell<HashMap<MachineId, EventLog>>,
     /// The images root, canonicalised (files served must stay under it).
     pub images_root: Option<PathBuf>,
     pub localrepo_root: Option<PathBuf>,
@@ -115,9 +115,9 @@ pub struct App {
     /// name (see `http::guard`).
     pub host_names: Vec<String>,
     /// DHCP lease state when DHCP runs (for `GET /leases`).
-    pub dhcp: RefCell<Option<std::rc::Rc<crate::dhcp::DhcpState>>>,
+    dhcp: RefCell<Option<std::rc::Rc<crate::dhcp::DhcpState>>>,
     /// The bound sockets, `service address` (for the status page).
-    pub listening: RefCell<Vec<String>>,
+    listening: RefCell<Vec<String>>,
     /// Receivers told about every machine change (queued, never awaited).
     pub webhooks: crate::webhook::Webhooks,
     write_lock: async_lock::RwLock<()>,
@@ -162,6 +162,59 @@ impl App {
             template_permits: async_lock::Semaphore::new(Self::TEMPLATE_RENDERS),
             machine_locks: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// Every record, read-only: changes go through the methods below,
+    /// which make them durable first. Not held across an `.await`.
+    pub fn records(&self) -> std::cell::Ref<'_, Store> {
+        self.store.borrow()
+    }
+
+    /// The records to change in memory only, without making anything
+    /// durable: for tests that set up a state.
+    #[cfg(test)]
+    pub(crate) fn records_for_test(&self) -> std::cell::RefMut<'_, Store> {
+        self.store.borrow_mut()
+    }
+
+    /// Closes the store (its journal's committer finishes), leaving an
+    /// empty one in memory: for shutting down in tests.
+    pub fn close_store(&self) {
+        drop(self.store.replace(Store::default()));
+    }
+
+    /// The DHCP lease state, when DHCP runs.
+    pub fn dhcp_state(&self) -> Option<Rc<crate::dhcp::DhcpState>> {
+        self.dhcp.borrow().clone()
+    }
+
+    /// Sets the DHCP lease state once DHCP runs.
+    pub fn set_dhcp_state(&self, state: Rc<crate::dhcp::DhcpState>) {
+        *self.dhcp.borrow_mut() = Some(state);
+    }
+
+    /// Notes a bound socket, `service address`, for the status page.
+    pub fn note_listening(&self, what: String) {
+        self.listening.borrow_mut().push(what);
+    }
+
+    /// The bound sockets noted so far.
+    pub fn listening(&self) -> Vec<String> {
+        self.listening.borrow().clone()
+    }
+
+    /// When machine `id` was last seen doing anything (its last event).
+    pub fn last_event_at(&self, id: &MachineId) -> Option<u64> {
+        self.events
+            .borrow()
+            .get(id)
+            .and_then(|l| l.last())
+            .map(|e| e.at_ms)
+    }
+
+    /// The last event of machine `id`, if any.
+    pub fn last_event(&self, id: &MachineId) -> Option<Event> {
+        self.events.borrow().get(id).and_then(|l| l.last().cloned())
     }
 
     /// Makes a record change durable: queued for the store journal's next

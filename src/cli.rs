@@ -320,7 +320,7 @@ fn serve(config: Config) -> Result<(), String> {
     for w in app.loader_check().warnings(&app.config.images) {
         log::warn!("{w}");
     }
-    app.listening.borrow_mut().push(format!("http {bound}"));
+    app.note_listening(format!("http {bound}"));
     let ex = Rc::new(smol::LocalExecutor::new());
     stop_on_signals(&ex)?;
     start_dhcp(&ex, &app)?;
@@ -417,7 +417,7 @@ fn start_tftp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<()
         "tftp listening on {local} (blksize up to {}, {} transfers at once, {} per client)",
         cfg.transfer.max_blksize, cfg.max_transfers, cfg.max_per_client
     ));
-    app.listening.borrow_mut().push(format!("tftp {local}"));
+    app.note_listening(format!("tftp {local}"));
     let reports = app.clone();
     ex.spawn(async move {
         let on_report =
@@ -455,11 +455,11 @@ fn start_dhcp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<()
         pxe.map(|p| format!(" and {p}")).unwrap_or_default(),
         app.config.interface.as_deref().unwrap_or("any")
     ));
-    app.listening.borrow_mut().push(format!(
+    app.note_listening(format!(
         "dhcp {local}{}",
         pxe.map(|p| format!(" and {p}")).unwrap_or_default()
     ));
-    *app.dhcp.borrow_mut() = Some(state.clone());
+    app.set_dhcp_state(state.clone());
     let lookup = Rc::new(crate::services::StoreLookup(app.clone()));
     let app = app.clone();
     ex.spawn(async move {

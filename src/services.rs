@@ -23,7 +23,7 @@ pub struct StoreLookup(pub Rc<App>);
 /// reservation, and its answer-file fetches count as the machine's).
 fn machine_id(app: &App, mac: [u8; 6], uuid: Option<[u8; 16]>) -> Option<MachineId> {
     let found = {
-        let store = app.store.borrow();
+        let store = app.records();
         let by_uuid = uuid.and_then(|u| boot::find_machine(&store, &ConfigName::Uuid(u)));
         by_uuid
             .or_else(|| boot::find_machine(&store, &ConfigName::Mac(mac)))
@@ -36,7 +36,7 @@ impl MachineLookup for StoreLookup {
     fn lookup(&self, q: &MachineQuery) -> Option<MachineView> {
         let id = machine_id(&self.0, q.mac, q.uuid)?;
         self.0.learn_mac(id, q.mac);
-        let store = self.0.store.borrow();
+        let store = self.0.records();
         let m = store.machines.get(&id)?;
         let loader = store
             .bootactions
@@ -69,8 +69,7 @@ impl MachineLookup for StoreLookup {
         match &self.0.config.unknown_boot {
             boot::DefaultBoot::Action(name) => self
                 .0
-                .store
-                .borrow()
+                .records()
                 .bootactions
                 .get(name)
                 .map_or(configured, |a| dhcp::UnknownBoot::Loader(a.loader)),
@@ -79,7 +78,7 @@ impl MachineLookup for StoreLookup {
     }
 
     fn reserved_for_other(&self, ip: Ipv4Addr, mac: [u8; 6]) -> bool {
-        let store = self.0.store.borrow();
+        let store = self.0.records();
         store.machines.values().any(|m| {
             m.ip == Some(ip)
                 && m.id != MachineId::Mac(mac)

@@ -113,7 +113,7 @@ fn machine_json(app: &App, m: &Machine) -> serde_json::Value {
         "ns2": s(m.ns2),
         "state": m.state,
         "updated_ms": m.updated_ms,
-        "last_event": app.events.borrow().get(&m.id).and_then(|l| l.last().cloned()),
+        "last_event": app.last_event(&m.id),
         "pxelinux": format!("/pxelinux/{}", m.id.canonical()),
         "kickstart": format!("/kickstart/{}", m.id.canonical()),
     });
@@ -188,14 +188,14 @@ async fn dispatch(app: &App, req: &Req<'_>, r: Route, param: &str, tail: &[Strin
         Route::Metrics => metrics(app),
         Route::OpenApi => Reply::bytes(200, "application/json", OPENAPI_JSON.as_bytes().to_vec()),
         Route::BootActions => {
-            let s = app.store.borrow();
+            let s = app.records();
             Reply::json(200, &s.bootactions.values().collect::<Vec<_>>())
         }
         Route::BootAction => bootaction(app, req, param).await,
         Route::Machines => match req.method {
             "POST" => put_machine(app, req, None, true).await,
             _ => {
-                let s = app.store.borrow();
+                let s = app.records();
                 Reply::json(
                     200,
                     &s.machines
@@ -210,7 +210,7 @@ async fn dispatch(app: &App, req: &Req<'_>, r: Route, param: &str, tail: &[Strin
         Route::MachineReinstall => machine_reinstall(app, param).await,
         Route::MachineEvents => machine_events(app, param),
         Route::PxelinuxNames | Route::PxelinuxCfgNames => {
-            Reply::json(200, &boot::config_names(&app.store.borrow()))
+            Reply::json(200, &boot::config_names(&app.records()))
         }
         Route::Pxelinux | Route::PxelinuxCfg => pxelinux(app, param),
         Route::KickstartQuery => kickstart_query(app, req).await,
@@ -219,19 +219,11 @@ async fn dispatch(app: &App, req: &Req<'_>, r: Route, param: &str, tail: &[Strin
         Route::CloudInitUserData => answer_file(app, req, param, "user-data").await,
         Route::CloudInitMetaData => answer_file(app, req, param, "meta-data").await,
         Route::CloudInitVendorData => answer_file(app, req, param, "vendor-data").await,
-        Route::Templates => Reply::json(
-            200,
-            &app.store.borrow().templates.keys().collect::<Vec<_>>(),
-        ),
+        Route::Templates => Reply::json(200, &app.records().templates.keys().collect::<Vec<_>>()),
         Route::Template => kstemplate(app, req, param).await,
         Route::BootIpxe => ipxe(app, req.query),
         Route::Leases => {
-            let leases = app
-                .dhcp
-                .borrow()
-                .as_ref()
-                .map(|d| d.snapshot())
-                .unwrap_or_default();
+            let leases = app.dhcp_state().map(|d| d.snapshot()).unwrap_or_default();
             Reply::json(200, &leases)
         }
         Route::Images => {
@@ -248,7 +240,7 @@ async fn dispatch(app: &App, req: &Req<'_>, r: Route, param: &str, tail: &[Strin
 }
 
 fn pxelinux(app: &App, file: &str) -> Reply {
-    let s = app.store.borrow();
+    let s = app.records();
     match boot::config_for(&s, &app.urls, app.default_boot(), file) {
         Some(text) => Reply::text(200, text),
         None => Reply::error(
@@ -275,7 +267,7 @@ fn file_event(app: &App, req: &Req<'_>, reply: &Reply) {
 }
 
 fn metrics(app: &App) -> Reply {
-    let s = app.store.borrow();
+    let s = app.records();
     let count = |st: MachineState| s.machines.values().filter(|m| m.state == st).count();
     let states = [
         MachineState::Install,
@@ -297,7 +289,7 @@ fn metrics(app: &App) -> Reply {
 
 fn health(app: &App) -> Reply {
     let warnings = app.loader_check().warnings(&app.config.images);
-    let s = app.store.borrow();
+    let s = app.records();
     Reply::json(
         200,
         &json!({
@@ -315,7 +307,7 @@ fn health(app: &App) -> Reply {
 
 async fn bootaction(app: &App, req: &Req<'_>, name: &str) -> Reply {
     match req.method {
-        "GET" => match app.store.borrow().bootactions.get(name) {
+        "GET" => match app.records().bootactions.get(name) {
             Some(a) => Reply::json(200, a),
             None => Reply::error(
                 404,
@@ -365,7 +357,7 @@ async fn put_machine(app: &App, req: &Req<'_>, path_id: Option<MachineId>, post:
     let id = m.id;
     match app.put_machine(m).await {
         Ok(created) => {
-            let s = app.store.borrow();
+            let s = app.records();
             match s.machines.get(&id) {
                 Some(m) => Reply::json(
                     if created || post { 201 } else { 200 },
@@ -384,7 +376,7 @@ async fn machine(app: &App, req: &Req<'_>, id: &str) -> Reply {
         Err(r) => return r,
     };
     match req.method {
-        "GET" => match app.store.borrow().machines.get(&id) {
+        "GET" => match app.records().machines.get(&id) {
             Some(m) => Reply::json(200, &machine_json(app, m)),
             None => Reply::error(404, None, &format!("no machine `{id}`")),
         },
@@ -402,7 +394,7 @@ fn machine_events(app: &App, id: &str) -> Reply {
         Ok(i) => i,
         Err(r) => return r,
     };
-    if !app.store.borrow().machines.contains_key(&id) {
+    if !app.records().machines.contains_key(&id) {
         return Reply::error(404, None, &format!("no machine `{id}`"));
     }
     Reply::json(200, &app.events_of(&id))
@@ -475,8 +467,7 @@ fn reader_of(app: &App, req: &Req<'_>, id: &MachineId) -> Reader {
 /// anyone else.
 fn done_url_for(app: &App, id: &MachineId, reader: Reader) -> String {
     let key = app
-        .store
-        .borrow()
+        .records()
         .machines
         .get(id)
         .and_then(|m| m.install_key)
@@ -501,7 +492,7 @@ async fn render_kickstart(
         (text, p.name)
     } else {
         let ctx = kickstart::KsContext::new(p, repo, &app.urls.base, done);
-        let src = app.store.borrow().templates.get(&ctx.name).cloned();
+        let src = app.records().templates.get(&ctx.name).cloned();
         let Some(src) = src else {
             return Reply::error(
                 404,
@@ -601,7 +592,7 @@ async fn answer_file(app: &App, req: &Req<'_>, id: &str, file: &str) -> Reply {
         Err(r) => return r,
     };
     let (m, storage) = {
-        let s = app.store.borrow();
+        let s = app.records();
         let Some(m) = s.machines.get(&id).cloned() else {
             return Reply::error(404, None, &format!("no machine `{id}`"));
         };
@@ -653,7 +644,7 @@ async fn kickstart_by_id(app: &App, req: &Req<'_>, id: &str) -> Reply {
         Ok(i) => i,
         Err(r) => return r,
     };
-    let m = match app.store.borrow().machines.get(&id) {
+    let m = match app.records().machines.get(&id) {
         Some(m) => m.clone(),
         None => return Reply::error(404, None, &format!("no machine `{id}`")),
     };
@@ -687,7 +678,7 @@ async fn kstemplate(app: &App, req: &Req<'_>, name: &str) -> Reply {
         // Templates hold password hashes and the like: reading one needs
         // the API right.
         "GET" if !req.api_right => needs_token(app, "reading a template"),
-        "GET" => match app.store.borrow().templates.get(&name) {
+        "GET" => match app.records().templates.get(&name) {
             Some(t) => Reply::text(200, t.clone()),
             None => Reply::error(404, None, &format!("no kickstart template `{name}`")),
         },
@@ -733,7 +724,7 @@ fn ipxe(app: &App, query: &str) -> Reply {
             _ => {}
         }
     }
-    let s = app.store.borrow();
+    let s = app.records();
     let by_uuid = uuid.and_then(|u| boot::find_machine(&s, &boot::ConfigName::Uuid(u)));
     let by_mac = mac.and_then(|m| boot::find_machine(&s, &boot::ConfigName::Mac(m)));
     let m = by_uuid.or(by_mac);

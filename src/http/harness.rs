@@ -176,14 +176,14 @@ mod tests {
         }
 
         fn has_bootaction(&self, name: &str) -> bool {
-            self.app.store.borrow().bootactions.contains_key(name)
+            self.app.records().bootactions.contains_key(name)
         }
     }
 
     impl Drop for TempApp {
         fn drop(&mut self) {
             // Close the store first: its threads write journal files.
-            drop(self.app.store.replace(Store::default()));
+            self.app.close_store();
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
@@ -346,7 +346,7 @@ mod tests {
              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 0\r\n\r\n"
         );
         assert_eq!(t.statuses(LO, &delete), [421]);
-        assert_eq!(t.app.store.borrow().machines.len(), 1, "nothing deleted");
+        assert_eq!(t.app.records().machines.len(), 1, "nothing deleted");
         assert_eq!(
             t.statuses(LO, "GET /pxeboot/01-52-54-00-00-00-01 HTTP/1.1\r\n\r\n"),
             [200]

@@ -156,10 +156,9 @@ fn or_dash(v: Option<impl ToString>) -> String {
 
 /// Gathers the page's data from the running app.
 pub fn page_data(app: &App, log: Vec<String>, now_ms: u64) -> StatusPage {
-    let store = app.store.borrow();
-    let events = app.events.borrow();
+    let store = app.records();
     let seen = app.seen_addresses();
-    let last_at = |id: &MachineId| events.get(id).and_then(|l| l.last()).map(|e| e.at_ms);
+    let last_at = |id: &MachineId| app.last_event_at(id);
 
     let mut order: Vec<_> = store.machines.values().collect();
     // Most recently active first; then by id for a stable page.
@@ -176,19 +175,16 @@ pub fn page_data(app: &App, log: Vec<String>, now_ms: u64) -> StatusPage {
         .take(MAX_MACHINES)
         .enumerate()
         .map(|(i, m)| {
-            let evs: Vec<EventView> = events
-                .get(&m.id)
-                .map(|l| {
-                    l.iter()
-                        .map(|e| EventView {
-                            at: utc(e.at_ms),
-                            ago: ago(now_ms, e.at_ms),
-                            kind: lower_debug(e.kind),
-                            detail: e.detail.clone(),
-                        })
-                        .collect()
+            let evs: Vec<EventView> = app
+                .events_of(&m.id)
+                .into_iter()
+                .map(|e| EventView {
+                    at: utc(e.at_ms),
+                    ago: ago(now_ms, e.at_ms),
+                    kind: lower_debug(e.kind),
+                    detail: e.detail,
                 })
-                .unwrap_or_default();
+                .collect();
             let address = match (m.ip, seen.get(&m.id)) {
                 (Some(ip), _) => ip.to_string(),
                 (None, Some(ip)) => format!("{ip} (seen)"),
@@ -242,7 +238,7 @@ pub fn page_data(app: &App, log: Vec<String>, now_ms: u64) -> StatusPage {
         })
         .collect();
 
-    let dhcp = app.dhcp.borrow().clone();
+    let dhcp = app.dhcp_state();
     let all_leases = dhcp.as_ref().map(|d| d.snapshot()).unwrap_or_default();
     let leases = all_leases
         .iter()
@@ -264,7 +260,7 @@ pub fn page_data(app: &App, log: Vec<String>, now_ms: u64) -> StatusPage {
         MachineState::Installed,
     ];
     let c = &app.config;
-    let mut listening = app.listening.borrow().clone();
+    let mut listening = app.listening();
     if listening.is_empty() {
         listening.push(format!("http {} (configured)", c.http_listen));
     }
@@ -431,7 +427,7 @@ mod tests {
             },
         )
         .unwrap();
-        app.store.borrow_mut().bootactions.insert(a.name.clone(), a);
+        app.records_for_test().bootactions.insert(a.name.clone(), a);
         let m = Machine::from_body(
             MachineBody {
                 mac: Some("aa:bb:cc:dd:ee:01".into()),
@@ -443,7 +439,7 @@ mod tests {
         )
         .unwrap();
         let id = m.id;
-        app.store.borrow_mut().machines.insert(id, m);
+        app.records_for_test().machines.insert(id, m);
         id
     }
 
@@ -585,19 +581,19 @@ mod tests {
             store,
         );
         let id = add(&a, "m");
-        a.store.borrow_mut().machines.get_mut(&id).unwrap().state = MachineState::Installed;
+        a.records_for_test().machines.get_mut(&id).unwrap().state = MachineState::Installed;
         let machine = "01-aa-bb-cc-dd-ee-01";
         let run = |r: Req<'_>| smol::block_on(ui(&a, &r, machine, FormAction::Reinstall)).status;
         assert_eq!(run(req(b"", false)), 401);
         assert_eq!(run(req(b"token=wrong", false)), 401);
         assert_eq!(
-            a.store.borrow().machines.get(&id).unwrap().state,
+            a.records().machines.get(&id).unwrap().state,
             MachineState::Installed,
             "nothing changed by refused posts"
         );
         assert_eq!(run(req(b"token=s3cret", false)), 303);
         assert_eq!(
-            a.store.borrow().machines.get(&id).unwrap().state,
+            a.records().machines.get(&id).unwrap().state,
             MachineState::Install
         );
         let r = req(b"token=s3cret", false);
@@ -606,7 +602,7 @@ mod tests {
         let r = req(b"", true);
         let del = || smol::block_on(ui(&a, &r, machine, FormAction::Delete)).status;
         assert_eq!(del(), 303, "bearer header");
-        assert!(a.store.borrow().machines.is_empty());
+        assert!(a.records().machines.is_empty());
         assert_eq!(del(), 404);
         drop(a);
         let _ = std::fs::remove_dir_all(&dir);
