@@ -8,7 +8,8 @@
 //!
 //! - [`RawConfig`], the serde shape of the file (unknown keys refused,
 //!   unset keys not written), and [`RawConfig::set_flag`], the flag side;
-//! - [`KEYS`], which renders the `--help` option list ([`options_help`]);
+//! - [`KEYS`], which renders the `--help` option list ([`options_help`])
+//!   and the settings table of `docs/configuration.md` ([`markdown_table`]);
 //! - [`Picked`], each key's value with where it came from (flag over file),
 //!   which [`Config::from_raw`](super::Config::from_raw) takes apart field
 //!   by field, so a key added here and not checked there does not compile.
@@ -399,6 +400,31 @@ pub fn options_help() -> String {
     out
 }
 
+/// The settings table of `docs/configuration.md`, in Markdown.
+pub fn markdown_table() -> String {
+    let mut out = String::from("| key | flag | default | meaning |\n|---|---|---|---|\n");
+    for k in KEYS {
+        let default = match k.default {
+            Shown::None => "—".to_string(),
+            Shown::Value(v) => format!("`{v}`"),
+            Shown::Prose(v) => v.to_string(),
+        };
+        let repeat = if k.kind == Kind::List {
+            ", repeatable"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "| `{}` | `--{} {}`{repeat} | {default} | {} |\n",
+            k.key,
+            k.flag,
+            k.value.replace('|', "\\|"),
+            k.doc.replace('|', "\\|"),
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,5 +538,26 @@ mod tests {
         for l in help.lines() {
             assert!(l.chars().count() <= HELP_WIDTH, "too wide: {l}");
         }
+    }
+
+    /// The table in docs/configuration.md is the one [`markdown_table`]
+    /// renders: the rows from its `| key |` header to the first line that
+    /// is not a table row.
+    #[test]
+    fn docs_table_is_the_generated_one() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md");
+        let docs = std::fs::read_to_string(path).unwrap();
+        let found: String = docs
+            .lines()
+            .skip_while(|l| !l.starts_with("| key |"))
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let expected = markdown_table();
+        assert!(
+            found == expected,
+            "the key table of docs/configuration.md is not the generated one; \
+             replace it with:\n\n{expected}"
+        );
     }
 }
