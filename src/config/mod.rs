@@ -5,7 +5,8 @@
 //! for `_` (`http_listen` ↔ `--http-listen`), and a flag overrides the file.
 //! Raw values ([`RawConfig`]) become a checked [`Config`] through
 //! [`Config::from_raw`]; an error names where the bad value came from (file
-//! and key, or flag) and what is wrong with it.
+//! and key, or flag) and what is wrong with it. [`to_toml`] writes a
+//! [`RawConfig`] back as a file (the serial console saves with it).
 
 use crate::boot::DefaultBoot;
 use crate::boot::installer::{self, InstallerSettings, Mirror};
@@ -123,6 +124,31 @@ pub fn read_file(path: &Path) -> Result<RawConfig, ConfigError> {
         origin,
         message: e.to_string(),
     })
+}
+
+/// The text of a config file holding `raw`: the `header` as comment lines
+/// (each prefixed `# `), a blank line, then the set keys, one per line in
+/// table order, by `basic_toml`. Unset keys are not written. The text is
+/// parsed back and must give `raw` again, else nothing should be written.
+pub fn to_toml(raw: &RawConfig, header: &str) -> Result<String, String> {
+    let body = basic_toml::to_string(raw)
+        .map_err(|e| format!("internal error: cannot write the configuration: {e}"))?;
+    let mut out = String::new();
+    for line in header.lines() {
+        out.push_str("# ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    if !header.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(&body);
+    let back: RawConfig = basic_toml::from_str(&out)
+        .map_err(|e| format!("internal error: the written file would not parse: {e}"))?;
+    if &back != raw {
+        return Err("internal error: the written file would not read back the same".into());
+    }
+    Ok(out)
 }
 
 fn socket_addr(s: &str) -> Result<SocketAddr, String> {
@@ -629,5 +655,43 @@ mod tests {
                 .tftp_listen,
             None
         );
+    }
+
+    #[test]
+    fn to_toml_writes_a_header_and_the_set_keys_only() {
+        let raw = RawConfig {
+            data_dir: Some("/var/lib/gopxe/data".into()),
+            api_token: Some("a\"b\\c".into()),
+            interface: Some("eth0".into()),
+            installer_password_hash: Some("$6$s$h".into()),
+            dhcp_mode: Some("authoritative".into()),
+            dhcp_range: Some(vec!["10.0.0.10,10.0.0.20".into(), "x\ny".into()]),
+            dhcp_dns: Some(vec![]),
+            max_connections: Some(12),
+            webhook: Some(vec!["http://10.0.0.5:8080/hook".into()]),
+            ..RawConfig::default()
+        };
+        let text = to_toml(&raw, "written by a test\nsecond line").unwrap();
+        assert!(
+            text.starts_with("# written by a test\n# second line\n\ndata_dir = "),
+            "{text}"
+        );
+        assert!(text.contains("\ndhcp_mode = \"authoritative\"\n"), "{text}");
+        assert!(
+            text.contains("\ndhcp_range = [\"10.0.0.10,10.0.0.20\", \"x\\ny\"]\n"),
+            "{text}"
+        );
+        assert!(text.contains("\ndhcp_dns = []\n"), "{text}");
+        assert!(text.contains("\nmax_connections = 12\n"), "{text}");
+        assert!(!text.contains("images") && !text.contains("tftp"), "{text}");
+        let back: RawConfig = basic_toml::from_str(&text).unwrap();
+        assert_eq!(back, raw);
+        assert_eq!(to_toml(&RawConfig::default(), "").unwrap(), "");
+        // A number TOML cannot hold does not read back: refused.
+        let big = RawConfig {
+            max_connections: Some(u64::MAX),
+            ..RawConfig::default()
+        };
+        assert!(to_toml(&big, "h").is_err());
     }
 }
