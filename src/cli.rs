@@ -1,7 +1,7 @@
 //! Command line: `gopxe [serve] [flags]`, `gopxe check-config`, help, version.
 //!
 //! Layer: entry point. Parses flags with lexopt into a [`RawConfig`]
-//! overlay, checks the configuration, then starts the services on one
+//! overlay (the flags are those of the key table, [`crate::config::keys`]), checks the configuration, then starts the services on one
 //! `LocalExecutor`. Errors print a chain naming what is wrong and exit with
 //! status 2 (usage/config) or 1 (start-up failure).
 
@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::rc::Rc;
 
-const USAGE: &str = "\
+const USAGE_HEAD: &str = "\
 gopxe — network-boot appliance: DHCP, TFTP, HTTP API and kickstarts in one process
 
 Usage: gopxe [serve] [options]
@@ -22,42 +22,26 @@ Usage: gopxe [serve] [options]
        gopxe firstboot --interface IF --out FILE ...       (plug-in default)
        gopxe --help | --version
 
-Options (each also a key in the config file, with _ for -):
-  --config FILE            TOML config file (see conf/gopxe.toml)
-  --data-dir DIR           where records are stored            [data]
-  --images DIR             boot files served over TFTP and HTTP [images]
-  --localrepo DIR          install tree served at /localrepo/
-  --http-listen ADDR       API and HTTP boot address            [0.0.0.0:9090]
-  --advertise-addr IP      address written into boot URLs [the served interface's]
-  --api-token TOKEN        bearer token for API writes [none: loopback only]
-  --server-name NAME       a DNS name the API answers to besides IP literals,
-                           localhost and the host name (repeatable)
-  --template-fuel N        admin template work limit (minijinja fuel) [1000000]
-  --template-max-bytes N   admin template output limit             [1048576]
-  --interface IF           network interface to serve
-  --unknown-boot local|ACTION  what machines without a record boot [local]
-  --repo-url URL           kickstart repository ({os}, {version}, {server})
-  --tftp-listen ADDR|off   TFTP address  [0.0.0.0:69 when it can be had]
-  --tftp-max-transfers N   concurrent TFTP transfers              [64]
-  --tftp-max-per-client N  concurrent TFTP transfers per client address [8]
-  --dhcp-mode off|proxy|authoritative                             [off]
-  --dhcp-range FIRST,LAST[,MASK[,LEASE]]   (repeatable; LEASE like 12h)
-  --dhcp-router IP         option 3 for pool addresses
-  --dhcp-dns IP            option 6 for pool addresses (repeatable)
-  --dhcp-listen ADDR       DHCP address                           [0.0.0.0:67]
-  --dhcp-relay-port N      UDP port of relay agents               [67]
-  --max-body-bytes N       largest API request body               [65536]
-  --max-connections N      open HTTP connections                  [4096]
-  --webhook URL            POST machine changes as JSON here (http:// only; repeatable)
-  --debian-mirror URL      preseed mirror          [http://deb.debian.org/debian]
-  --ubuntu-mirror URL      autoinstall archive     [the installer's own]
-  --installer-user NAME    account preseed/autoinstall create [root / ubuntu]
-  --installer-password-hash HASH  its crypt(3) hash  [none: locked]
-  --installer-ssh-key KEY  its OpenSSH public key
+Options (each also a key in the config file, with _ for -; defaults in []):
+";
 
+const USAGE_TAIL: &str = "
 Logging: RUST_LOG=debug|info|warn, or per module: info,gopxe::dhcp=debug
 (default info).
 ";
+
+/// The `--help` text: the option list comes from the table of keys.
+pub fn usage() -> String {
+    let mut out = String::from(USAGE_HEAD);
+    crate::config::keys::option_line(
+        &mut out,
+        "--config FILE",
+        "TOML config file (see docs/configuration.md)",
+    );
+    out.push_str(&crate::config::keys::options_help());
+    out.push_str(USAGE_TAIL);
+    out
+}
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -135,62 +119,9 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<
                 "help" => out.command = Command::Help,
                 "version" => out.command = Command::Version,
                 "config" => out.config_file = Some(PathBuf::from(val("config")?)),
-                "data-dir" => f.data_dir = Some(val("data-dir")?),
-                "images" => f.images = Some(val("images")?),
-                "localrepo" => f.localrepo = Some(val("localrepo")?),
-                "http-listen" => f.http_listen = Some(val("http-listen")?),
-                "advertise-addr" => f.advertise_addr = Some(val("advertise-addr")?),
-                "api-token" => f.api_token = Some(val("api-token")?),
-                "interface" => f.interface = Some(val("interface")?),
-                "unknown-boot" => f.unknown_boot = Some(val("unknown-boot")?),
-                "repo-url" => f.repo_url = Some(val("repo-url")?),
-                "debian-mirror" => f.debian_mirror = Some(val("debian-mirror")?),
-                "ubuntu-mirror" => f.ubuntu_mirror = Some(val("ubuntu-mirror")?),
-                "installer-user" => f.installer_user = Some(val("installer-user")?),
-                "installer-password-hash" => {
-                    f.installer_password_hash = Some(val("installer-password-hash")?)
-                }
-                "installer-ssh-key" => f.installer_ssh_key = Some(val("installer-ssh-key")?),
-                "tftp-listen" => f.tftp_listen = Some(val("tftp-listen")?),
-                "dhcp-mode" => f.dhcp_mode = Some(val("dhcp-mode")?),
-                "dhcp-listen" => f.dhcp_listen = Some(val("dhcp-listen")?),
-                "dhcp-router" => f.dhcp_router = Some(val("dhcp-router")?),
-                "dhcp-dns" => {
-                    let v = val("dhcp-dns")?;
-                    f.dhcp_dns.get_or_insert_with(Vec::new).push(v);
-                }
-                "dhcp-range" => {
-                    let v = val("dhcp-range")?;
-                    f.dhcp_range.get_or_insert_with(Vec::new).push(v);
-                }
-                "webhook" => {
-                    let v = val("webhook")?;
-                    f.webhook.get_or_insert_with(Vec::new).push(v);
-                }
-                "server-name" => {
-                    let v = val("server-name")?;
-                    f.server_names.get_or_insert_with(Vec::new).push(v);
-                }
-                "tftp-max-transfers"
-                | "tftp-max-per-client"
-                | "max-body-bytes"
-                | "max-connections"
-                | "dhcp-relay-port"
-                | "template-fuel"
-                | "template-max-bytes" => {
-                    let v = val(&name)?;
-                    let num: u64 = v
-                        .parse()
-                        .map_err(|_| format!("--{name}: `{v}` is not a whole number"))?;
-                    match name.as_str() {
-                        "tftp-max-transfers" => f.tftp_max_transfers = Some(num),
-                        "tftp-max-per-client" => f.tftp_max_per_client = Some(num),
-                        "max-body-bytes" => f.max_body_bytes = Some(num),
-                        "template-fuel" => f.template_fuel = Some(num),
-                        "template-max-bytes" => f.template_max_bytes = Some(num),
-                        "dhcp-relay-port" => f.dhcp_relay_port = Some(num),
-                        _ => f.max_connections = Some(num),
-                    }
+                key if crate::config::keys::by_flag(key).is_some() => {
+                    let v = val(key)?;
+                    f.set_flag(key, v)?;
                 }
                 _ => return Err(format!("unknown option --{name}; try --help")),
             },
@@ -489,7 +420,7 @@ pub fn main() -> i32 {
     };
     match args.command {
         Command::Help => {
-            print!("{USAGE}");
+            print!("{}", usage());
             return 0;
         }
         Command::Version => {
@@ -573,5 +504,24 @@ mod tests {
         );
         let t = args(&["--tftp-max-per-client", "2"]).unwrap();
         assert_eq!(t.flags.tftp_max_per_client, Some(2));
+    }
+
+    #[test]
+    fn help_lists_every_flag() {
+        let help = usage();
+        assert!(help.contains("\n  --config FILE "));
+        for k in crate::config::keys::KEYS {
+            assert!(
+                help.contains(&format!("\n  --{} ", k.flag)),
+                "--{} missing",
+                k.flag
+            );
+            let a = args(&[&format!("--{}", k.flag), "1"]).unwrap();
+            assert_ne!(a.flags, RawConfig::default(), "--{}", k.flag);
+        }
+        assert_eq!(
+            args(&["--server-names", "x"]).unwrap_err(),
+            "unknown option --server-names; try --help"
+        );
     }
 }

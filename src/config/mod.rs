@@ -1,55 +1,25 @@
 //! Configuration: the TOML file, command-line flags, and the checked [`Config`].
 //!
-//! Layer: config (pure apart from reading the file). Every flag has a file
-//! key of the same name with `_` for `-` (`--http-listen` ↔ `http_listen`);
-//! a flag overrides the file. Raw values ([`RawConfig`]) become a checked
-//! [`Config`] through [`Config::from_raw`]; an error names where the bad
-//! value came from (file and key, or flag) and what is wrong with it.
+//! Layer: config (pure apart from reading the file). The keys are declared
+//! once, in [`keys`]: every file key has a flag of the same name with `-`
+//! for `_` (`http_listen` ↔ `--http-listen`), and a flag overrides the file.
+//! Raw values ([`RawConfig`]) become a checked [`Config`] through
+//! [`Config::from_raw`]; an error names where the bad value came from (file
+//! and key, or flag) and what is wrong with it. [`to_toml`] writes a
+//! [`RawConfig`] back as a file (the serial console saves with it).
 
 use crate::boot::DefaultBoot;
 use crate::boot::installer::{self, InstallerSettings, Mirror};
 use crate::model::validate::check_token;
-use serde::Deserialize;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-pub use crate::dhcp::{Mode as DhcpMode, Pool};
+pub mod keys;
 
-/// The config file's shape (and the flags' values), before checking.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    pub data_dir: Option<String>,
-    pub images: Option<String>,
-    pub localrepo: Option<String>,
-    pub http_listen: Option<String>,
-    pub advertise_addr: Option<String>,
-    pub api_token: Option<String>,
-    pub server_names: Option<Vec<String>>,
-    pub template_fuel: Option<u64>,
-    pub template_max_bytes: Option<u64>,
-    pub interface: Option<String>,
-    pub unknown_boot: Option<String>,
-    pub repo_url: Option<String>,
-    pub tftp_listen: Option<String>,
-    pub tftp_max_transfers: Option<u64>,
-    pub tftp_max_per_client: Option<u64>,
-    pub dhcp_mode: Option<String>,
-    pub dhcp_range: Option<Vec<String>>,
-    pub dhcp_listen: Option<String>,
-    pub dhcp_relay_port: Option<u64>,
-    pub dhcp_router: Option<String>,
-    pub dhcp_dns: Option<Vec<String>>,
-    pub max_body_bytes: Option<u64>,
-    pub max_connections: Option<u64>,
-    pub webhook: Option<Vec<String>>,
-    pub debian_mirror: Option<String>,
-    pub ubuntu_mirror: Option<String>,
-    pub installer_user: Option<String>,
-    pub installer_password_hash: Option<String>,
-    pub installer_ssh_key: Option<String>,
-}
+pub use crate::dhcp::{Mode as DhcpMode, Pool};
+use keys::Picked;
+pub use keys::RawConfig;
 
 /// A bad configuration value, with where it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,6 +124,31 @@ pub fn read_file(path: &Path) -> Result<RawConfig, ConfigError> {
         origin,
         message: e.to_string(),
     })
+}
+
+/// The text of a config file holding `raw`: the `header` as comment lines
+/// (each prefixed `# `), a blank line, then the set keys, one per line in
+/// table order, by `basic_toml`. Unset keys are not written. The text is
+/// parsed back and must give `raw` again, else nothing should be written.
+pub fn to_toml(raw: &RawConfig, header: &str) -> Result<String, String> {
+    let body = basic_toml::to_string(raw)
+        .map_err(|e| format!("internal error: cannot write the configuration: {e}"))?;
+    let mut out = String::new();
+    for line in header.lines() {
+        out.push_str("# ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    if !header.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(&body);
+    let back: RawConfig = basic_toml::from_str(&out)
+        .map_err(|e| format!("internal error: the written file would not parse: {e}"))?;
+    if &back != raw {
+        return Err("internal error: the written file would not read back the same".into());
+    }
+    Ok(out)
 }
 
 fn socket_addr(s: &str) -> Result<SocketAddr, String> {
@@ -272,34 +267,51 @@ impl Config {
         flags: &RawConfig,
     ) -> Result<Config, ConfigError> {
         let mut c = Config::default();
-        // Which source a key's value came from, for error messages.
-        let origin = |key: &str, from_flag: bool| -> String {
-            match (from_flag, file_name) {
-                (true, _) | (false, None) => format!("--{}", key.replace('_', "-")),
-                (false, Some(f)) => format!("{}: key `{key}`", f.display()),
-            }
-        };
-        macro_rules! pick {
-            ($field:ident) => {
-                match (&flags.$field, &file.$field) {
-                    (Some(v), _) => Some((v.clone(), origin(stringify!($field), true))),
-                    (None, Some(v)) => Some((v.clone(), origin(stringify!($field), false))),
-                    (None, None) => None,
-                }
-            };
-        }
+        // Every key, taken apart without `..`: a key of the table that is
+        // not checked here is a compile error (or an unused variable).
+        let Picked {
+            data_dir,
+            images,
+            localrepo,
+            http_listen,
+            advertise_addr,
+            api_token,
+            server_names,
+            template_fuel,
+            template_max_bytes,
+            interface,
+            unknown_boot,
+            repo_url,
+            tftp_listen,
+            tftp_max_transfers,
+            tftp_max_per_client,
+            dhcp_mode,
+            dhcp_range,
+            dhcp_router,
+            dhcp_dns,
+            dhcp_listen,
+            dhcp_relay_port,
+            max_body_bytes,
+            max_connections,
+            webhook,
+            debian_mirror,
+            ubuntu_mirror,
+            installer_user,
+            installer_password_hash,
+            installer_ssh_key,
+        } = Picked::new(file, file_name, flags);
         let err = |origin: String, message: String| ConfigError { origin, message };
 
-        if let Some((v, _)) = pick!(data_dir) {
+        if let Some((v, _)) = data_dir {
             c.data_dir = PathBuf::from(v);
         }
-        if let Some((v, _)) = pick!(images) {
+        if let Some((v, _)) = images {
             c.images = PathBuf::from(v);
         }
-        if let Some((v, _)) = pick!(localrepo) {
+        if let Some((v, _)) = localrepo {
             c.localrepo = Some(PathBuf::from(v));
         }
-        if let Some((v, o)) = pick!(http_listen) {
+        if let Some((v, o)) = http_listen {
             c.http_listen = v.parse::<SocketAddr>().map_err(|_| {
                 err(
                     o,
@@ -307,7 +319,7 @@ impl Config {
                 )
             })?;
         }
-        if let Some((v, o)) = pick!(advertise_addr) {
+        if let Some((v, o)) = advertise_addr {
             let ip = v.parse::<Ipv4Addr>().map_err(|_| {
                 err(
                     o.clone(),
@@ -319,7 +331,7 @@ impl Config {
             }
             c.advertise_addr = Some(ip);
         }
-        if let Some((v, o)) = pick!(api_token) {
+        if let Some((v, o)) = api_token {
             if v.len() < 8 || v.len() > 256 || !v.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(err(
                     o,
@@ -328,7 +340,7 @@ impl Config {
             }
             c.api_token = Some(v);
         }
-        if let Some((v, o)) = pick!(server_names) {
+        if let Some((v, o)) = server_names {
             c.server_names = v
                 .iter()
                 .map(|n| {
@@ -337,19 +349,19 @@ impl Config {
                 })
                 .collect::<Result<_, _>>()?;
         }
-        if let Some((v, o)) = pick!(template_fuel) {
+        if let Some((v, o)) = template_fuel {
             if !(10_000..=1_000_000_000).contains(&v) {
                 return Err(err(o, format!("{v} is out of range 10000..=1000000000")));
             }
             c.template_limits.fuel = v;
         }
-        if let Some((v, o)) = pick!(template_max_bytes) {
+        if let Some((v, o)) = template_max_bytes {
             if !(4096..=64 * 1024 * 1024).contains(&v) {
                 return Err(err(o, format!("{v} is out of range 4096..=67108864")));
             }
             c.template_limits.max_bytes = v as usize;
         }
-        if let Some((v, o)) = pick!(interface) {
+        if let Some((v, o)) = interface {
             if v.is_empty() || v.len() > 15 || !v.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
             {
                 return Err(err(
@@ -359,7 +371,7 @@ impl Config {
             }
             c.interface = Some(v);
         }
-        if let Some((v, o)) = pick!(unknown_boot) {
+        if let Some((v, o)) = unknown_boot {
             c.unknown_boot = match v.as_str() {
                 "local" => DefaultBoot::Local,
                 name => DefaultBoot::Action(check_token("unknown_boot", name).map_err(|e| {
@@ -367,7 +379,7 @@ impl Config {
                 })?),
             };
         }
-        if let Some((v, o)) = pick!(repo_url) {
+        if let Some((v, o)) = repo_url {
             if !(v.starts_with("http://") || v.starts_with("https://") || v.starts_with("{server}"))
                 || v.chars().any(|c| c.is_control() || c == '"' || c == ' ')
             {
@@ -378,7 +390,7 @@ impl Config {
             }
             c.repo_url = Some(v);
         }
-        if let Some((v, o)) = pick!(tftp_listen) {
+        if let Some((v, o)) = tftp_listen {
             c.tftp_auto = false;
             c.tftp_listen = match socket_addr(&v) {
                 Ok(mut a) => {
@@ -391,24 +403,27 @@ impl Config {
                 Err(m) => return Err(err(o, m)),
             };
         }
-        if let Some((v, o)) = pick!(tftp_max_transfers) {
+        if let Some((v, o)) = tftp_max_transfers {
             if !(1..=10_000).contains(&v) {
                 return Err(err(o, format!("{v} is out of range 1..=10000")));
             }
             c.tftp_max_transfers = v as usize;
         }
-        if let Some((v, o)) = pick!(tftp_max_per_client) {
+        if let Some((v, o)) = tftp_max_per_client {
             if !(1..=10_000).contains(&v) {
                 return Err(err(o, format!("{v} is out of range 1..=10000")));
             }
             c.tftp_max_per_client = v as usize;
         }
-        if let Some((v, o)) = pick!(dhcp_mode) {
+        // Where the mode came from, for the check of ranges below.
+        let mut mode_origin = String::new();
+        if let Some((v, o)) = dhcp_mode {
             c.dhcp_mode = v
                 .parse()
-                .map_err(|e: crate::dhcp::ConfigError| err(o, e.0))?;
+                .map_err(|e: crate::dhcp::ConfigError| err(o.clone(), e.0))?;
+            mode_origin = o;
         }
-        if let Some((v, o)) = pick!(dhcp_range) {
+        if let Some((v, o)) = dhcp_range {
             c.dhcp_ranges = v
                 .iter()
                 .map(|r| {
@@ -417,7 +432,7 @@ impl Config {
                 })
                 .collect::<Result<_, _>>()?;
         }
-        if let Some((v, o)) = pick!(dhcp_listen) {
+        if let Some((v, o)) = dhcp_listen {
             c.dhcp_listen = match socket_addr(&v) {
                 Ok(mut a) => {
                     if a.port() == 0 && !v.contains(':') {
@@ -428,19 +443,19 @@ impl Config {
                 Err(m) => return Err(err(o, m)),
             };
         }
-        if let Some((v, o)) = pick!(dhcp_relay_port) {
+        if let Some((v, o)) = dhcp_relay_port {
             c.dhcp_relay_port = u16::try_from(v)
                 .ok()
                 .filter(|p| *p > 0)
                 .ok_or_else(|| err(o, format!("{v} is not a UDP port")))?;
         }
-        if let Some((v, o)) = pick!(dhcp_router) {
+        if let Some((v, o)) = dhcp_router {
             c.dhcp_router =
                 Some(v.parse().map_err(|_| {
                     err(o, format!("`{}` is not an IPv4 address", v.escape_debug()))
                 })?);
         }
-        if let Some((v, o)) = pick!(dhcp_dns) {
+        if let Some((v, o)) = dhcp_dns {
             c.dhcp_dns = v
                 .iter()
                 .map(|a| {
@@ -454,25 +469,24 @@ impl Config {
                 .collect::<Result<_, _>>()?;
         }
         if c.dhcp_mode == DhcpMode::Authoritative && c.dhcp_ranges.is_empty() {
-            let o = pick!(dhcp_mode).map(|(_, o)| o).unwrap_or_default();
             return Err(err(
-                o,
+                mode_origin,
                 "authoritative DHCP needs at least one dhcp_range".into(),
             ));
         }
-        if let Some((v, o)) = pick!(max_body_bytes) {
+        if let Some((v, o)) = max_body_bytes {
             if !(1024..=16 * 1024 * 1024).contains(&v) {
                 return Err(err(o, format!("{v} is out of range 1024..=16777216")));
             }
             c.max_body_bytes = v as usize;
         }
-        if let Some((v, o)) = pick!(max_connections) {
+        if let Some((v, o)) = max_connections {
             if !(1..=100_000).contains(&v) {
                 return Err(err(o, format!("{v} is out of range 1..=100000")));
             }
             c.max_connections = v as usize;
         }
-        if let Some((v, o)) = pick!(webhook) {
+        if let Some((v, o)) = webhook {
             if v.len() > crate::webhook::MAX_URLS {
                 return Err(err(o, format!("at most {} URLs", crate::webhook::MAX_URLS)));
             }
@@ -481,20 +495,20 @@ impl Config {
                 .map(|u| crate::webhook::HookUrl::parse(u).map_err(|m| err(o.clone(), m)))
                 .collect::<Result<_, _>>()?;
         }
-        if let Some((v, o)) = pick!(debian_mirror) {
+        if let Some((v, o)) = debian_mirror {
             c.installer.debian_mirror = Mirror::parse(&v).map_err(|m| err(o, m))?;
         }
-        if let Some((v, o)) = pick!(ubuntu_mirror) {
+        if let Some((v, o)) = ubuntu_mirror {
             c.installer.ubuntu_mirror = Some(Mirror::parse(&v).map_err(|m| err(o, m))?);
         }
-        if let Some((v, o)) = pick!(installer_user) {
+        if let Some((v, o)) = installer_user {
             c.installer.user = Some(installer::check_username(&v).map_err(|m| err(o, m))?);
         }
-        if let Some((v, o)) = pick!(installer_password_hash) {
+        if let Some((v, o)) = installer_password_hash {
             c.installer.password_hash =
                 Some(installer::check_password_hash(&v).map_err(|m| err(o, m))?);
         }
-        if let Some((v, o)) = pick!(installer_ssh_key) {
+        if let Some((v, o)) = installer_ssh_key {
             c.installer.ssh_key = Some(installer::check_ssh_key(v.trim()).map_err(|m| err(o, m))?);
         }
         Ok(c)
@@ -641,5 +655,43 @@ mod tests {
                 .tftp_listen,
             None
         );
+    }
+
+    #[test]
+    fn to_toml_writes_a_header_and_the_set_keys_only() {
+        let raw = RawConfig {
+            data_dir: Some("/var/lib/gopxe/data".into()),
+            api_token: Some("a\"b\\c".into()),
+            interface: Some("eth0".into()),
+            installer_password_hash: Some("$6$s$h".into()),
+            dhcp_mode: Some("authoritative".into()),
+            dhcp_range: Some(vec!["10.0.0.10,10.0.0.20".into(), "x\ny".into()]),
+            dhcp_dns: Some(vec![]),
+            max_connections: Some(12),
+            webhook: Some(vec!["http://10.0.0.5:8080/hook".into()]),
+            ..RawConfig::default()
+        };
+        let text = to_toml(&raw, "written by a test\nsecond line").unwrap();
+        assert!(
+            text.starts_with("# written by a test\n# second line\n\ndata_dir = "),
+            "{text}"
+        );
+        assert!(text.contains("\ndhcp_mode = \"authoritative\"\n"), "{text}");
+        assert!(
+            text.contains("\ndhcp_range = [\"10.0.0.10,10.0.0.20\", \"x\\ny\"]\n"),
+            "{text}"
+        );
+        assert!(text.contains("\ndhcp_dns = []\n"), "{text}");
+        assert!(text.contains("\nmax_connections = 12\n"), "{text}");
+        assert!(!text.contains("images") && !text.contains("tftp"), "{text}");
+        let back: RawConfig = basic_toml::from_str(&text).unwrap();
+        assert_eq!(back, raw);
+        assert_eq!(to_toml(&RawConfig::default(), "").unwrap(), "");
+        // A number TOML cannot hold does not read back: refused.
+        let big = RawConfig {
+            max_connections: Some(u64::MAX),
+            ..RawConfig::default()
+        };
+        assert!(to_toml(&big, "h").is_err());
     }
 }

@@ -22,8 +22,8 @@
 //! never overwritten. A summary for the console goes to stdout.
 
 use super::netfile::{Cidr, NetMode, NetSettings, check_ifname, parse_cidr};
-use super::{new_token, toml_out};
-use crate::config::{Config, RawConfig, read_file};
+use super::new_token;
+use crate::config::{Config, RawConfig, read_file, to_toml};
 use crate::store::write_atomic;
 use std::ffi::OsString;
 use std::net::Ipv4Addr;
@@ -162,7 +162,7 @@ fn run(o: &Options) -> Result<(), String> {
             o.interface, o.subnet
         ),
     };
-    let text = toml_out::render_checked(&raw, &header)?;
+    let text = to_toml(&raw, &header)?;
     for p in [&o.out, &o.network_out] {
         if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;

@@ -22,9 +22,8 @@ pub mod client;
 pub mod firstboot;
 pub mod flags;
 pub mod netfile;
-pub mod toml_out;
 
-use crate::config::{Config, DhcpMode, Pool, RawConfig, read_file};
+use crate::config::{Config, DhcpMode, Pool, RawConfig, read_file, to_toml};
 use crate::model::validate::check_token;
 use crate::store::{remove_durable, write_atomic};
 use netfile::{NetMode, NetSettings, check_gateway, parse_cidr};
@@ -53,8 +52,8 @@ Usage: gopxe console --config FILE [--apply-command CMD] [--network-command CMD]
 ";
 
 const HEADER: &str = "gopxe configuration, written by `gopxe console`.\n\
-Keys: see conf/gopxe.toml in the source tree. Change it on the serial console\n\
-(or edit it and run `gopxe check-config --config FILE`).";
+Keys: see docs/configuration.md in the source tree. Change it on the serial\n\
+console (or edit it and run `gopxe check-config --config FILE`).";
 
 /// What `gopxe console` was asked to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -568,7 +567,7 @@ impl<R: BufRead, W: Write> Console<R, W> {
             say!(self, "    nothing was written");
             return false;
         }
-        let text = match toml_out::render_checked(raw, HEADER) {
+        let text = match to_toml(raw, HEADER) {
             Ok(t) => t,
             Err(e) => {
                 say!(self, "  ! {e}; nothing was written");
