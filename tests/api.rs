@@ -5,6 +5,7 @@ mod common;
 
 use common::{Gopxe, request, tempdir};
 use std::process::Command;
+use std::time::Duration;
 
 const BOOTACTION: &str = r#"{
   "default": "linux",
@@ -260,7 +261,10 @@ fn status_codes() {
         warning.contains("10.1.20.50") && warning.contains(&UUID.to_lowercase()),
         "{shared}"
     );
-    assert!(g.log_text().contains("is also the static address of"));
+    // The log is written by its own thread: wait for the line, bounded.
+    assert!(common::wait_until(Duration::from_secs(5), || g
+        .log_text()
+        .contains("is also the static address of")));
     assert_eq!(g.put("/pxeboot/52-54-00-12-34-57", &mac_record).status, 400);
     assert_eq!(g.put("/bootaction/vmtemplate", BOOTACTION).status, 200);
     // 405 with Allow.
