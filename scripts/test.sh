@@ -61,10 +61,30 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 
 log "cargo clippy"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
+
+# gopxe-proto is the sans-I/O layer: no crate in its normal dependency tree
+# may do I/O (sockets, files, clocks, random numbers, executors). One known
+# exception is pruned: dhcproto (and hickory-proto under it) take rand, and
+# so getrandom, for Message::new and Message::default's random xid, which
+# gopxe-proto never calls (it decodes requests and builds replies from
+# them). rand itself must not be a direct dependency.
+log "gopxe-proto takes no I/O crate (cargo tree -p gopxe-proto -e normal)"
+IO_CRATES='smol|async-io|async-executor|async-lock|async-signal|async-net|async-fs|async-process|blocking|futures-lite|polling|rustix|socket2|if-addrs|getrandom|jiff|picoserve'
+tree=$(cargo tree -p gopxe-proto -e normal)
+prune=()
+if grep -qE "[ ─]rand v" <<<"$tree"; then prune=(--prune rand); fi
+tree=$(cargo tree -p gopxe-proto -e normal "${prune[@]}")
+direct=$(cargo tree -p gopxe-proto -e normal --depth 1)
+if offending=$(grep -E "[ ─]($IO_CRATES) v" <<<"$tree") ||
+    offending=$(grep -E "[ ─]rand v" <<<"$direct"); then
+    printf 'gopxe-proto depends on an I/O crate:\n%s\n' "$offending" >&2
+    exit 1
+fi
+echo "gopxe-proto: no I/O crate in its dependency tree"
 
 log "cargo test"
-cargo test --all-targets 2>&1
+cargo test --workspace --all-targets 2>&1
 
 # The static release binaries (x86_64 mini-PC, aarch64 Raspberry Pi) must
 # fit the appliance's 2 MiB budget: an OVER fails the suite.

@@ -255,7 +255,7 @@ mod tests {
     use super::*;
     use crate::app::tests::{add_machine, app_on_disk};
     use crate::dhcp::core::{Via, handle};
-    use crate::dhcp::packet::tests::client_packet;
+    use crate::dhcp::packet::testing::client_packet;
     use crate::dhcp::{LeaseTable, Mode, UnknownBoot};
     use crate::logging::capture;
 

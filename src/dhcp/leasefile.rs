@@ -10,7 +10,9 @@
 //!
 //! `b` binds (expiry in Unix seconds, `-` for infinite; client id in hex;
 //! hostname or `-`), `f` frees, `d` quarantines a declined address. The
-//! last field is the FNV-1a 32-bit hash of the rest of the line.
+//! last field is the FNV-1a 32-bit hash of the rest of the line. The
+//! records are encoded, parsed and replayed by the pure
+//! `gopxe_proto::dhcp::leaselog`; this module does the file's I/O.
 //!
 //! After the last record the file holds zeros: free space written ahead
 //! (256 KiB at a time), which the next records overwrite in place. So an
@@ -32,26 +34,16 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::net::Ipv4Addr;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::lease::{Lease, LeaseChange, LeaseState, LeaseTable, NEVER, Now};
-use super::packet::Mac;
+use super::lease::{LeaseChange, LeaseTable, Now};
+pub use super::leaselog::LoadReport;
+use super::leaselog::{record, replay, snapshot};
 
-const HEADER: &str = "gopxe-leases 1";
 const FILE_NAME: &str = "leases";
 /// Free space (zeros) written ahead of the records, this much at a time.
 const AHEAD: u64 = 256 * 1024;
-
-/// What loading found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LoadReport {
-    /// Records replayed.
-    pub records: usize,
-    /// Set when a corrupt or torn tail was cut off: byte offset and reason.
-    pub truncated: Option<(u64, String)>,
-}
 
 /// The open lease log.
 #[derive(Debug)]
@@ -66,155 +58,6 @@ pub struct LeaseFile {
     appended: usize,
     /// Set when a failed append could not be wiped: appends are refused.
     broken: bool,
-}
-
-fn fnv1a(data: &[u8]) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for &b in data {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-fn parse_mac(s: &str) -> Option<Mac> {
-    let v: Vec<u8> = s
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16).ok())
-        .collect::<Option<_>>()?;
-    Some(Mac(<[u8; 6]>::try_from(v).ok()?))
-}
-
-/// One record as a line (with its newline), or `None` for volatile changes.
-pub fn record(change: &LeaseChange) -> Option<String> {
-    let body = match change {
-        LeaseChange::Bind(l) => format!(
-            "b {} {} {} {} {}",
-            l.ip,
-            if l.expires == NEVER {
-                "-".to_string()
-            } else {
-                l.expires.to_string()
-            },
-            l.mac,
-            if l.client_id.is_empty() {
-                "-".to_string()
-            } else {
-                hex(&l.client_id)
-            },
-            // Hostnames are checked RFC 1123 names: no spaces, no newlines.
-            l.hostname.as_deref().unwrap_or("-"),
-        ),
-        LeaseChange::Free { ip } => format!("f {ip}"),
-        LeaseChange::Decline { ip, mac, until } => format!("d {ip} {until} {mac}"),
-        LeaseChange::Offer { .. } | LeaseChange::Withdraw { .. } => return None,
-    };
-    Some(format!("{body} {:08x}\n", fnv1a(body.as_bytes())))
-}
-
-/// Parse one line (without its newline).
-fn parse(line: &str) -> Result<LeaseChange, String> {
-    let (body, sum) = line.rsplit_once(' ').ok_or("no checksum")?;
-    let sum = u32::from_str_radix(sum, 16).map_err(|_| "bad checksum field")?;
-    if fnv1a(body.as_bytes()) != sum {
-        return Err("checksum mismatch".into());
-    }
-    let f: Vec<&str> = body.split(' ').collect();
-    let ip = |s: &str| {
-        s.parse::<Ipv4Addr>()
-            .map_err(|_| format!("bad address {s:?}"))
-    };
-    let time = |s: &str| -> Result<Now, String> {
-        if s == "-" {
-            Ok(NEVER)
-        } else {
-            s.parse().map_err(|_| format!("bad time {s:?}"))
-        }
-    };
-    let mac = |s: &str| parse_mac(s).ok_or_else(|| format!("bad MAC {s:?}"));
-    match f.as_slice() {
-        ["b", a, exp, m, cid, host] => Ok(LeaseChange::Bind(Lease {
-            ip: ip(a)?,
-            state: LeaseState::Bound,
-            client_id: if *cid == "-" {
-                Vec::new()
-            } else {
-                unhex(cid).ok_or("bad client id")?
-            },
-            mac: mac(m)?,
-            expires: time(exp)?,
-            hostname: (*host != "-").then(|| host.to_string()),
-        })),
-        ["f", a] => Ok(LeaseChange::Free { ip: ip(a)? }),
-        ["d", a, until, m] => Ok(LeaseChange::Decline {
-            ip: ip(a)?,
-            mac: mac(m)?,
-            until: time(until)?,
-        }),
-        _ => Err("unknown record".into()),
-    }
-}
-
-/// Replay a log's text into a table. Stops at the first bad record.
-fn replay(text: &[u8], table: &mut LeaseTable) -> Result<LoadReport, io::Error> {
-    let mut report = LoadReport::default();
-    let mut offset = 0usize;
-    let mut first = true;
-    while offset < text.len() {
-        let rest = text.get(offset..).unwrap_or_default();
-        if rest.first() == Some(&0) {
-            // The zeros written ahead: the clean end, if nothing follows.
-            if rest.iter().any(|&b| b != 0) {
-                report.truncated = Some((offset as u64, "data after the end".into()));
-            }
-            break;
-        }
-        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
-            report.truncated = Some((offset as u64, "torn last record".into()));
-            break;
-        };
-        let line = rest.get(..nl).unwrap_or_default();
-        let Ok(line) = std::str::from_utf8(line) else {
-            report.truncated = Some((offset as u64, "not UTF-8".into()));
-            break;
-        };
-        if first {
-            first = false;
-            if line != HEADER {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("lease file header {line:?} is not {HEADER:?} (unknown version)"),
-                ));
-            }
-        } else {
-            match parse(line) {
-                Ok(change) => {
-                    table.apply(&change);
-                    report.records += 1;
-                }
-                Err(e) => {
-                    report.truncated = Some((offset as u64, e));
-                    break;
-                }
-            }
-        }
-        offset += nl + 1;
-    }
-    Ok(report)
 }
 
 /// Write `count` zeros at `offset`.
@@ -246,7 +89,8 @@ impl LeaseFile {
         let path = dir.join(FILE_NAME);
         let mut table = LeaseTable::new();
         let report = match fs::read(&path) {
-            Ok(text) => replay(&text, &mut table)?,
+            Ok(text) => replay(&text, &mut table)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => LoadReport::default(),
             Err(e) => return Err(e),
         };
@@ -276,22 +120,7 @@ impl LeaseFile {
     /// the reopened file and where its records end.
     fn compact_to(path: &Path, table: &LeaseTable) -> io::Result<(File, u64)> {
         let tmp = path.with_extension("tmp");
-        let mut text = String::with_capacity(64 * (table.len() + 1));
-        text.push_str(HEADER);
-        text.push('\n');
-        for l in table.durable() {
-            let change = match l.state {
-                LeaseState::Bound => LeaseChange::Bind(l.clone()),
-                LeaseState::Declined => LeaseChange::Decline {
-                    ip: l.ip,
-                    mac: l.mac,
-                    until: l.expires,
-                },
-            };
-            if let Some(r) = record(&change) {
-                text.push_str(&r);
-            }
-        }
+        let text = snapshot(table);
         let end = text.len() as u64;
         {
             let mut f = File::create(&tmp)?;
@@ -374,6 +203,10 @@ impl LeaseFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dhcp::lease::{Lease, LeaseState};
+    use crate::dhcp::leaselog::HEADER;
+    use crate::dhcp::packet::Mac;
+    use std::net::Ipv4Addr;
 
     fn tempdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("gopxe-leasefile-{name}-{}", std::process::id()));
@@ -396,26 +229,6 @@ mod tests {
             expires,
             hostname: Some("node-1".into()),
         })
-    }
-
-    #[test]
-    fn records_round_trip() {
-        for c in [
-            lease([10, 0, 0, 5], &[1, 2, 3], 1000),
-            lease([10, 0, 0, 5], &[1, 2, 3], NEVER),
-            LeaseChange::Free {
-                ip: Ipv4Addr::new(10, 0, 0, 5),
-            },
-            LeaseChange::Decline {
-                ip: Ipv4Addr::new(10, 0, 0, 6),
-                mac: Mac([1, 2, 3, 4, 5, 6]),
-                until: 99,
-            },
-        ] {
-            let r = record(&c).unwrap();
-            assert_eq!(parse(r.trim_end()).unwrap(), c);
-        }
-        assert_eq!(record(&LeaseChange::Withdraw { client_id: vec![1] }), None);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! - RFC 4578 and the PXE spec 2.1: client architecture (93), UUID (97),
 //!   proxyDHCP on udp/67 and boot-server discovery on udp/4011.
 //!
-//! Layers, from the wire in:
+//! Layers, from the wire in (all but the last two in the sans-I/O crate,
+//! `gopxe_proto::dhcp`, re-exported here):
 //! - [`packet`]: untrusted bytes → checked [`packet::Request`]; reply
 //!   encoding that never panics (dhcproto does the wire format).
 //! - [`boot`]: which boot file / URL / vendor options a client gets.
@@ -15,7 +16,8 @@
 //!   O(log n) per request whatever the pool's size.
 //! - [`core`]: the decision: `(config, leases, machine, request, now) →
 //!   reply + lease changes + events`.
-//! - [`leasefile`]: the durable, append-only lease log.
+//! - [`leaselog`]: the lease log's records (encode, parse, replay).
+//! - [`leasefile`]: the durable, append-only lease log (the file).
 //! - [`server`]: sockets, clock, group commit.
 //!
 //! Wiring it into a process:
@@ -41,16 +43,12 @@
 //! # Ok(()) }
 //! ```
 
-pub mod boot;
-pub mod config;
-pub mod core;
-pub mod lease;
 pub mod leasefile;
-pub mod packet;
 pub mod server;
 
-#[cfg(test)]
-mod core_tests;
+/// The sans-I/O modules live in `gopxe_proto::dhcp`; these paths keep
+/// `crate::dhcp::core::...` and the like working.
+pub use gopxe_proto::dhcp::{boot, config, core, lease, leaselog, packet};
 
 pub use config::{ConfigError, DhcpConfig, Loader, LoaderFile, Loaders, Mode, Pool, UnknownBoot};
 pub use core::{

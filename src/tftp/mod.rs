@@ -1,7 +1,8 @@
 //! TFTP (RFC 1350, 2347, 2348, 2349, 7440): wire codec, sans-I/O transfer
 //! core, path checks and a thin smol driver.
 //!
-//! Layers, bottom up:
+//! Layers, bottom up (the first three in the sans-I/O crate,
+//! `gopxe_proto::tftp`, re-exported here):
 //! - [`wire`]: packet codec (untrusted bytes to a checked [`wire::Packet`]).
 //! - [`path`]: request names to [`path::RelativePath`] (pure).
 //! - [`transfer`]: one read transfer as a state machine fed with `(now,
@@ -9,11 +10,12 @@
 //! - [`server`]: the smol driver (sockets, timers, files, concurrency
 //!   limit) and the [`server::FileProvider`] hook for real and virtual files.
 
-pub mod path;
 pub mod pump;
 pub mod server;
-pub mod transfer;
-pub mod wire;
+
+/// The sans-I/O modules live in `gopxe_proto::tftp`; these paths keep
+/// `crate::tftp::wire::...` and the like working.
+pub use gopxe_proto::tftp::{path, transfer, wire};
 
 pub use path::{PathError, RelativePath, sanitize};
 pub use server::{

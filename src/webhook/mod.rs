@@ -19,8 +19,10 @@
 //! query on a network you trust.
 
 pub mod client;
-pub mod outbox;
-pub mod url;
+
+/// The sans-I/O modules live in `gopxe_proto::webhook`; these paths keep
+/// `crate::webhook::outbox::...` and the like working.
+pub use gopxe_proto::webhook::{outbox, url};
 
 use crate::metrics::Metrics;
 use crate::model::{Machine, MachineState};

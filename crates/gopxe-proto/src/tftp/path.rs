@@ -10,7 +10,7 @@
 //! [`MAX_NAME_LEN`] bytes and components over [`MAX_COMPONENT_LEN`] bytes.
 //! Percent signs are not decoded: `%2e%2e` is an ordinary file name.
 //!
-//! Symlinks and file types are the resolver's job (see `crate::fsroot`).
+//! Symlinks and file types are the resolver's job (see `gopxe::fsroot`).
 
 use std::fmt;
 

@@ -377,7 +377,7 @@ impl Machine {
 }
 
 /// Every record the appliance keeps, in memory: what boot configs and
-/// answer files are rendered from. The store (`crate::store::Store`)
+/// answer files are rendered from. The store (`gopxe::store::Store`)
 /// holds one and makes each change durable.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Records {

@@ -357,10 +357,11 @@ pub fn trim_nul(field: &[u8]) -> &[u8] {
     field.get(..end).unwrap_or(field)
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
+/// Test support for this crate's tests and the gopxe crate's (feature
+/// `testing`, a dev-dependency only).
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing {
     /// Build a client datagram the way firmware lays it out: header, magic,
     /// options as raw TLVs, End, padding to 300 bytes.
     pub fn client_packet(
@@ -392,6 +393,12 @@ pub(crate) mod tests {
         b.resize(b.len().max(300), 0);
         b
     }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    pub(crate) use super::testing::client_packet;
+    use super::*;
 
     #[test]
     fn decodes_ipxe_bios_discover() {
