@@ -21,7 +21,7 @@
 //! - [`logging`], [`logring`], [`metrics`]: what the service says about
 //!   itself (stderr through a writer thread, the status page's tail,
 //!   Prometheus counters).
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod app;
 pub mod boot;

@@ -4,6 +4,13 @@
 //! address and no boot file; the DHCP steps are events on the machine and
 //! the lease is visible at `GET /leases`; each DORA is one info line on
 //! stderr. 127.0.0.1 only.
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

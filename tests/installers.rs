@@ -1,6 +1,13 @@
 //! Whole-process tests of the preseed and autoinstall installers: boot
 //! actions that pick them, the boot lines machines get, the answer files,
 //! the install -> installing -> installed life cycle, and old stores.
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

@@ -1,4 +1,11 @@
 //! The status page at `/` and its form actions, through the real binary.
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

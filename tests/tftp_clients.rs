@@ -2,6 +2,13 @@
 //! UDP client: byte-identical downloads, windowsize, path traversal,
 //! concurrency limit, TIDs. Only 127.0.0.1, port 0. Every loop is bounded
 //! in count and time.
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};

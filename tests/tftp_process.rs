@@ -4,6 +4,13 @@
 //! machine and counters in the metrics; one client address cannot take
 //! more than `tftp_max_per_client` transfers. Uses curl's TFTP client, and
 //! raw requests where the test needs transfers left hanging.
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

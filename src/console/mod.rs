@@ -449,10 +449,22 @@ impl<R: BufRead, W: Write> Console<R, W> {
                 say!(
                     self,
                     " service    up {}s, dhcp {}, {} machines, {} boot actions",
-                    h["uptime_s"].as_u64().unwrap_or(0),
-                    h["dhcp_mode"].as_str().unwrap_or("?"),
-                    h["machines"].as_u64().unwrap_or(0),
-                    h["bootactions"].as_u64().unwrap_or(0)
+                    h.get("uptime_s")
+                        .unwrap_or(&serde_json::Value::Null)
+                        .as_u64()
+                        .unwrap_or(0),
+                    h.get("dhcp_mode")
+                        .unwrap_or(&serde_json::Value::Null)
+                        .as_str()
+                        .unwrap_or("?"),
+                    h.get("machines")
+                        .unwrap_or(&serde_json::Value::Null)
+                        .as_u64()
+                        .unwrap_or(0),
+                    h.get("bootactions")
+                        .unwrap_or(&serde_json::Value::Null)
+                        .as_u64()
+                        .unwrap_or(0)
                 );
                 self.machines(svc);
             }
@@ -617,7 +629,10 @@ impl<R: BufRead, W: Write> Console<R, W> {
                     say!(
                         self,
                         "  applied: gopxe is serving, dhcp {}",
-                        h["dhcp_mode"].as_str().unwrap_or("?")
+                        h.get("dhcp_mode")
+                            .unwrap_or(&serde_json::Value::Null)
+                            .as_str()
+                            .unwrap_or("?")
                     );
                     return;
                 }

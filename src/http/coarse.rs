@@ -19,7 +19,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// How often waiting deadlines are checked.
-pub const TICK: Duration = Duration::from_millis(100);
+pub(super) const TICK: Duration = Duration::from_millis(100);
 
 /// A waiting deadline: when it is due, its waker, and an id that tells it
 /// from a later deadline in the same slot.
@@ -96,7 +96,7 @@ thread_local! {
 
 /// Wakes expired deadlines every [`TICK`] while any wait. Spawn one per
 /// thread that serves HTTP; it never returns.
-pub async fn ticker() {
+pub(super) async fn ticker() {
     TABLE.with(|t| t.borrow_mut().ticker_runs = true);
     let _stop = Stop;
     loop {
@@ -156,7 +156,7 @@ impl Drop for Stop {
 /// seen at the next tick after it. picoserve creates a deadline for every
 /// read and write and polls it only when they wait; those that never fire
 /// cost a slot and nothing else.
-pub struct Deadline {
+pub(super) struct Deadline {
     after: Duration,
     /// (slot, id) while it waits in the table.
     slot: Option<(usize, u64)>,
@@ -165,7 +165,7 @@ pub struct Deadline {
 }
 
 impl Deadline {
-    pub fn after(d: Duration) -> Deadline {
+    pub(super) fn after(d: Duration) -> Deadline {
         Deadline {
             after: d,
             slot: None,

@@ -41,7 +41,7 @@ use std::time::Duration;
 const LINGER: Duration = Duration::from_secs(1);
 
 /// The byte stream under a connection.
-pub trait Stream {
+pub(super) trait Stream {
     /// Reads what has arrived, without waiting: `WouldBlock` when nothing
     /// has, `Ok(0)` at the end of the stream.
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
@@ -99,7 +99,7 @@ async fn write_all<S: Stream>(stream: &S, mut data: &[u8]) -> io::Result<()> {
 /// at most `chunk` bytes at a time and then end (EOF); they never wait, so
 /// nothing on such a connection ever waits for a timer. Writes are
 /// appended to the output; after `shutdown_write` they fail.
-pub struct MemStream<'i> {
+pub(super) struct MemStream<'i> {
     input: Cell<&'i [u8]>,
     chunk: usize,
     output: RefCell<Vec<u8>>,
@@ -107,7 +107,7 @@ pub struct MemStream<'i> {
 }
 
 impl<'i> MemStream<'i> {
-    pub fn new(input: &'i [u8], chunk: usize) -> Self {
+    pub(super) fn new(input: &'i [u8], chunk: usize) -> Self {
         MemStream {
             input: Cell::new(input),
             chunk: chunk.max(1),
@@ -117,7 +117,7 @@ impl<'i> MemStream<'i> {
     }
 
     /// Everything written.
-    pub fn into_output(self) -> Vec<u8> {
+    pub(super) fn into_output(self) -> Vec<u8> {
         self.output.into_inner()
     }
 }
@@ -153,7 +153,7 @@ impl Stream for MemStream<'_> {
 
 /// What a connection's service and socket share.
 #[derive(Default)]
-pub struct ConnState {
+pub(super) struct ConnState {
     /// Set by the service when the last response keeps the connection
     /// alive: then `shutdown` leaves the connection open ("parks" it).
     pub keep_alive: Cell<bool>,
@@ -166,12 +166,12 @@ pub struct ConnState {
 }
 
 /// The runtime marker type for picoserve's generic `Server`.
-pub struct SmolRuntime;
+pub(super) struct SmolRuntime;
 
 /// A picoserve timer that never fires, for [`MemStream`] connections:
 /// their reads and writes never wait, so no timeout can be due.
 #[derive(Clone, Copy, Default)]
-pub struct NoTimer;
+pub(super) struct NoTimer;
 
 impl picoserve::Timer<SmolRuntime> for NoTimer {
     async fn delay(&self, _: picoserve::time::Duration) {
@@ -181,7 +181,7 @@ impl picoserve::Timer<SmolRuntime> for NoTimer {
 
 /// picoserve timer backed by [`super::coarse`] deadlines.
 #[derive(Clone, Copy, Default)]
-pub struct SmolTimer;
+pub(super) struct SmolTimer;
 
 impl picoserve::Timer<SmolRuntime> for SmolTimer {
     async fn delay(&self, duration: picoserve::time::Duration) {
@@ -192,7 +192,7 @@ impl picoserve::Timer<SmolRuntime> for SmolTimer {
 
 /// An `std::io::Error` as an embedded-io error.
 #[derive(Debug)]
-pub struct IoError(pub io::Error);
+pub(super) struct IoError(pub io::Error);
 
 impl std::fmt::Display for IoError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -222,7 +222,7 @@ impl picoserve::io::Error for IoError {
 /// initialised (zeroed) once, when the buffer grows, rather than the whole
 /// spare room again for every header line.
 #[derive(Default)]
-pub struct WriteBuf {
+pub(super) struct WriteBuf {
     bytes: Vec<u8>,
     len: usize,
 }
@@ -265,7 +265,7 @@ const MIN_SPARE: usize = 1024;
 /// One picoserve session on a connection: the stream (owned by the
 /// connection task, which may start several sessions on it, see
 /// `http::serve_connection`) and the write buffer.
-pub struct SmolSocket<'s, S: Stream> {
+pub(super) struct SmolSocket<'s, S: Stream> {
     stream: &'s S,
     wbuf: RefCell<WriteBuf>,
     capacity: usize,
@@ -273,7 +273,7 @@ pub struct SmolSocket<'s, S: Stream> {
 }
 
 impl<'s, S: Stream> SmolSocket<'s, S> {
-    pub fn new(stream: &'s S, write_buffer: usize, state: &'s ConnState) -> Self {
+    pub(super) fn new(stream: &'s S, write_buffer: usize, state: &'s ConnState) -> Self {
         SmolSocket {
             stream,
             wbuf: RefCell::new(WriteBuf::default()),
@@ -298,14 +298,14 @@ async fn drain<S: Stream>(stream: &S, cell: &RefCell<WriteBuf>) -> Result<bool, 
 }
 
 /// Read half: sends any pending response before it waits for input.
-pub struct ReadHalf<'a, S: Stream> {
+pub(super) struct ReadHalf<'a, S: Stream> {
     stream: &'a S,
     buf: &'a RefCell<WriteBuf>,
     closing: &'a Cell<bool>,
 }
 
 /// Write half with its buffer.
-pub struct WriteHalf<'a, S: Stream> {
+pub(super) struct WriteHalf<'a, S: Stream> {
     stream: &'a S,
     buf: &'a RefCell<WriteBuf>,
     capacity: usize,

@@ -11,7 +11,7 @@
 //! parse) included.
 
 /// The RFC 9110 §15 reason phrase of `code`, for the codes it defines.
-pub fn phrase(code: u16) -> Option<&'static str> {
+pub(super) fn phrase(code: u16) -> Option<&'static str> {
     Some(match code {
         100 => "Continue",
         101 => "Switching Protocols",
@@ -69,7 +69,7 @@ const SUFFIX: &[u8] = b" \r\n";
 /// line without a phrase, the phrase to put before its `\r\n`. Nothing
 /// else picoserve formats starts with `HTTP/1.1 ` (header lines start with
 /// their name; bodies are written raw, not formatted).
-pub fn completed(written: &[u8]) -> Option<&'static str> {
+pub(super) fn completed(written: &[u8]) -> Option<&'static str> {
     let code = written.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
     match code {
         [a, b, c] if code.iter().all(u8::is_ascii_digit) => {

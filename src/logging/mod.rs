@@ -257,7 +257,7 @@ pub(crate) mod capture {
     use std::cell::RefCell;
 
     /// (level, target, message)
-    pub type Line = (log::Level, String, String);
+    pub(crate) type Line = (log::Level, String, String);
 
     thread_local! {
         static LINES: RefCell<Option<Vec<Line>>> = const { RefCell::new(None) };
@@ -282,7 +282,7 @@ pub(crate) mod capture {
     }
 
     /// Runs `f` and returns what it logged on this thread, every level.
-    pub fn lines<R>(f: impl FnOnce() -> R) -> (R, Vec<Line>) {
+    pub(crate) fn lines<R>(f: impl FnOnce() -> R) -> (R, Vec<Line>) {
         static INSTALL: std::sync::Once = std::sync::Once::new();
         INSTALL.call_once(|| {
             if log::set_logger(&CAPTURE).is_ok() {
@@ -295,7 +295,7 @@ pub(crate) mod capture {
     }
 
     /// The lines at info and above.
-    pub fn info_and_above(lines: &[Line]) -> Vec<&Line> {
+    pub(crate) fn info_and_above(lines: &[Line]) -> Vec<&Line> {
         lines.iter().filter(|l| l.0 <= log::Level::Info).collect()
     }
 }

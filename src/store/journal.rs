@@ -172,6 +172,17 @@ pub struct Parsed {
     pub torn: Option<(u64, String)>,
 }
 
+/// The little-endian number in the first bytes of `b`; 0 when `b` is
+/// shorter (callers split off exactly the width first).
+pub(super) fn le_u16(b: &[u8]) -> u16 {
+    b.first_chunk::<2>().map_or(0, |a| u16::from_le_bytes(*a))
+}
+
+/// See [`le_u16`].
+pub(super) fn le_u32(b: &[u8]) -> u32 {
+    b.first_chunk::<4>().map_or(0, |a| u32::from_le_bytes(*a))
+}
+
 /// Reads a journal file's bytes. An error is a file that is not a journal
 /// this gopxe can read (it is left alone, never wiped); a file shorter
 /// than the header, or whose header is still zeros, was being created
@@ -191,7 +202,7 @@ pub fn parse(bytes: &[u8]) -> io::Result<Parsed> {
             "not a gopxe journal (bad magic)",
         ));
     }
-    let version = u16::from_le_bytes([version[0], version[1]]);
+    let version = le_u16(version);
     if version != VERSION {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -209,8 +220,8 @@ pub fn parse(bytes: &[u8]) -> io::Result<Parsed> {
             break;
         };
         let (len, crc) = header.split_at(4);
-        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+        let len = le_u32(len) as usize;
+        let crc = le_u32(crc);
         if len == 0 {
             if !at_end(rest) {
                 parsed.torn = Some((offset, "zeros before more bytes".into()));

@@ -264,14 +264,14 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, String> {
         return Err("not a gopxe record (bad magic)".into());
     }
     let (ver, crc) = rest.split_at(2);
-    let ver = u16::from_le_bytes([ver[0], ver[1]]);
+    let ver = journal::le_u16(ver);
     if ver == 0 || ver > T::VERSION {
         return Err(format!(
             "schema version {ver}, this gopxe reads up to {}",
             T::VERSION
         ));
     }
-    let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    let crc = journal::le_u32(crc);
     if crc32fast::hash(payload) != crc {
         return Err("checksum mismatch (truncated or damaged)".into());
     }

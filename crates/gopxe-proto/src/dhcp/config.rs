@@ -397,7 +397,7 @@ impl DhcpConfig {
             ));
         }
         for (i, a) in self.pools.iter().enumerate() {
-            for b in &self.pools[i + 1..] {
+            for b in self.pools.iter().skip(i + 1) {
                 if a.contains(b.first) || a.contains(b.last) || b.contains(a.first) {
                     return Err(ConfigError(format!(
                         "DHCP ranges {}..{} and {}..{} overlap",
