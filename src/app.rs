@@ -28,7 +28,7 @@ use std::io;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// Why a write was refused; the API maps each to a status code.
 #[derive(Debug)]
@@ -74,13 +74,7 @@ fn system_host_name() -> Option<String> {
         .filter(|h| h != "localhost")
 }
 
-/// Unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use crate::clock::now_ms;
 
 /// Shared state of the running service.
 pub struct App {

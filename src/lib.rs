@@ -1,6 +1,8 @@
 //! gopxe: a plug-in network-boot appliance in one process.
 //!
 //! Layers, from the wire inwards:
+//! - [`cli`] parses the command line and the configuration; [`serve`]
+//!   binds the sockets and starts every service on one executor.
 //! - [`http`], `dhcp::server`, `tftp::server` and `tftp::pump`: thin
 //!   drivers (smol, and the TFTP data threads) around the cores.
 //! - [`fsroot`]: the one place a name from the network becomes an open
@@ -18,6 +20,7 @@
 //! - [`model`] (from `gopxe_proto`), [`config`]: checked data types; raw
 //!   serde shapes become checked types through `TryFrom`-style
 //!   constructors.
+//! - [`clock`]: the wall clock, read in one place.
 //! - [`logging`], [`logring`], [`metrics`]: what the service says about
 //!   itself (stderr through a writer thread, the status page's tail,
 //!   Prometheus counters).
@@ -26,6 +29,7 @@
 pub mod app;
 pub mod boot;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod console;
 pub mod dhcp;
@@ -36,6 +40,7 @@ pub mod logging;
 pub mod logring;
 pub mod metrics;
 pub mod reactor;
+pub mod serve;
 pub mod services;
 pub mod store;
 pub mod tftp;

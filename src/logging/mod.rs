@@ -191,7 +191,7 @@ impl log::Log for Logger {
         };
         let message = logring::redact(message);
         let (level, target) = (record.level(), record.target());
-        let now = crate::app::now_ms();
+        let now = crate::clock::now_ms();
         if let Pushed::NoWriter(line) = self.queue.push(stderr_line(now, level, target, &message)) {
             write_stderr(line.as_bytes());
         }
