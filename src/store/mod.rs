@@ -81,6 +81,7 @@ pub mod journal;
 pub use journal::{Change, Options, Stats};
 use journal::{Committer, Job};
 use std::collections::BTreeSet;
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::net::Ipv4Addr;
@@ -114,27 +115,67 @@ impl Kind {
     }
 }
 
+/// Why a record file body cannot be read: what start-up logs when it
+/// moves the file aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordError {
+    /// Shorter than the header.
+    Truncated { len: usize },
+    /// Not `GPXR`.
+    BadMagic,
+    /// A version this gopxe does not read (it reads 1 to `max`).
+    Version { found: u16, max: u16 },
+    /// The CRC-32 of the payload does not match.
+    Checksum,
+    /// The payload does not decode as this kind's record.
+    Payload(String),
+    /// Bytes after the record.
+    Trailing { bytes: usize },
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordError::Truncated { len } => {
+                write!(f, "truncated: {len} bytes, shorter than the header")
+            }
+            RecordError::BadMagic => f.write_str("not a gopxe record (bad magic)"),
+            RecordError::Version { found, max } => {
+                write!(f, "schema version {found}, this gopxe reads 1 to {max}")
+            }
+            RecordError::Checksum => f.write_str("checksum mismatch (truncated or damaged)"),
+            RecordError::Payload(e) => write!(f, "cannot decode: {e}"),
+            RecordError::Trailing { bytes } => write!(f, "{bytes} trailing bytes"),
+        }
+    }
+}
+
+impl std::error::Error for RecordError {}
+
 /// A record type with its schema version.
 pub trait Record: Serialize + DeserializeOwned {
     /// The version written into new records of this kind.
     const VERSION: u16;
 
     /// Decodes the payload of an older version (`version < VERSION`).
-    fn decode_old(version: u16, _payload: &[u8]) -> Result<Self, String> {
-        Err(format!(
-            "schema version {version}, this gopxe reads {}",
-            Self::VERSION
-        ))
+    fn decode_old(version: u16, _payload: &[u8]) -> Result<Self, RecordError> {
+        Err(RecordError::Version {
+            found: version,
+            max: Self::VERSION,
+        })
     }
 }
 
 impl Record for Machine {
     const VERSION: u16 = 2;
 
-    fn decode_old(version: u16, payload: &[u8]) -> Result<Self, String> {
+    fn decode_old(version: u16, payload: &[u8]) -> Result<Self, RecordError> {
         match version {
             1 => postcard_exact::<MachineV1>(payload).map(Machine::from),
-            v => Err(format!("schema version {v}, this gopxe reads 1 and 2")),
+            v => Err(RecordError::Version {
+                found: v,
+                max: Self::VERSION,
+            }),
         }
     }
 }
@@ -182,10 +223,13 @@ impl From<MachineV1> for Machine {
 impl Record for BootAction {
     const VERSION: u16 = 2;
 
-    fn decode_old(version: u16, payload: &[u8]) -> Result<Self, String> {
+    fn decode_old(version: u16, payload: &[u8]) -> Result<Self, RecordError> {
         match version {
             1 => postcard_exact::<BootActionV1>(payload).map(BootAction::from),
-            v => Err(format!("schema version {v}, this gopxe reads 1 and 2")),
+            v => Err(RecordError::Version {
+                found: v,
+                max: Self::VERSION,
+            }),
         }
     }
 }
@@ -228,11 +272,11 @@ impl From<BootActionV1> for BootAction {
     }
 }
 
-fn postcard_exact<T: DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
+fn postcard_exact<T: DeserializeOwned>(payload: &[u8]) -> Result<T, RecordError> {
     let (v, rest) =
-        postcard::take_from_bytes(payload).map_err(|e| format!("cannot decode: {e}"))?;
+        postcard::take_from_bytes(payload).map_err(|e| RecordError::Payload(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(format!("{} trailing bytes", rest.len()));
+        return Err(RecordError::Trailing { bytes: rest.len() });
     }
     Ok(v)
 }
@@ -255,25 +299,25 @@ pub fn encode_version<T: Serialize>(v: &T, version: u16) -> io::Result<Vec<u8>> 
 
 /// Decodes a record file body, checking magic, version and checksum;
 /// older versions go through [`Record::decode_old`].
-pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, String> {
+pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, RecordError> {
     let (head, payload) = bytes
         .split_at_checked(HEADER)
-        .ok_or_else(|| format!("truncated: {} bytes, shorter than the header", bytes.len()))?;
+        .ok_or(RecordError::Truncated { len: bytes.len() })?;
     let (magic, rest) = head.split_at(4);
     if magic != MAGIC {
-        return Err("not a gopxe record (bad magic)".into());
+        return Err(RecordError::BadMagic);
     }
     let (ver, crc) = rest.split_at(2);
     let ver = journal::le_u16(ver);
     if ver == 0 || ver > T::VERSION {
-        return Err(format!(
-            "schema version {ver}, this gopxe reads up to {}",
-            T::VERSION
-        ));
+        return Err(RecordError::Version {
+            found: ver,
+            max: T::VERSION,
+        });
     }
     let crc = journal::le_u32(crc);
     if crc32fast::hash(payload) != crc {
-        return Err("checksum mismatch (truncated or damaged)".into());
+        return Err(RecordError::Checksum);
     }
     if ver < T::VERSION {
         return T::decode_old(ver, payload);
@@ -421,7 +465,7 @@ impl Store {
                     self.bootactions.insert(a.name.clone(), a);
                 }
                 Ok(_) => self.quarantine(&path, "file name does not match the record", warnings),
-                Err(e) => self.quarantine(&path, &e, warnings),
+                Err(e) => self.quarantine(&path, &e.to_string(), warnings),
             }
         }
         for (path, bytes) in read_dir_files(&root.join(Kind::Machine.dir()), "rec", warnings)? {
@@ -430,7 +474,7 @@ impl Store {
                     self.machines.insert(m.id, m);
                 }
                 Ok(_) => self.quarantine(&path, "file name does not match the record", warnings),
-                Err(e) => self.quarantine(&path, &e, warnings),
+                Err(e) => self.quarantine(&path, &e.to_string(), warnings),
             }
         }
         for (path, bytes) in read_dir_files(&root.join(Kind::Template.dir()), "ks", warnings)? {
@@ -450,14 +494,14 @@ impl Store {
         let mismatch = || "the key does not match the record".to_string();
         match (c.kind, &c.body) {
             (Kind::BootAction, Some(b)) => {
-                let a: BootAction = decode(b)?;
+                let a: BootAction = decode(b).map_err(|e| e.to_string())?;
                 if a.name != c.key {
                     return Err(mismatch());
                 }
                 self.bootactions.insert(a.name.clone(), a);
             }
             (Kind::Machine, Some(b)) => {
-                let m: Machine = decode(b)?;
+                let m: Machine = decode(b).map_err(|e| e.to_string())?;
                 if m.id.canonical() != c.key {
                     return Err(mismatch());
                 }
@@ -670,18 +714,15 @@ mod tests {
         let mut flipped = bytes.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        assert!(
-            decode::<BootAction>(&flipped)
-                .unwrap_err()
-                .contains("checksum")
-        );
+        assert_eq!(decode::<BootAction>(&flipped), Err(RecordError::Checksum));
         let mut newer = bytes;
         newer[4] = 9;
+        let err = decode::<BootAction>(&newer).unwrap_err();
         assert!(
-            decode::<BootAction>(&newer)
-                .unwrap_err()
-                .contains("schema version 9")
+            matches!(err, RecordError::Version { found: 9, .. }),
+            "{err:?}"
         );
+        assert!(err.to_string().contains("schema version 9"), "{err}");
     }
 
     #[test]
@@ -789,6 +830,7 @@ mod tests {
         assert!(
             decode::<BootAction>(&future)
                 .unwrap_err()
+                .to_string()
                 .contains("schema version 3")
         );
         let mut zero = unhex(V1_BOOTACTION);
