@@ -203,9 +203,7 @@ impl LeaseFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dhcp::lease::{Lease, LeaseState};
     use crate::dhcp::leaselog::HEADER;
-    use crate::dhcp::packet::Mac;
     use std::net::Ipv4Addr;
 
     fn tempdir(name: &str) -> PathBuf {
@@ -220,16 +218,7 @@ mod tests {
         text.trim_end_matches('\0').to_string()
     }
 
-    fn lease(ip: [u8; 4], cid: &[u8], expires: Now) -> LeaseChange {
-        LeaseChange::Bind(Lease {
-            ip: Ipv4Addr::from(ip),
-            state: LeaseState::Bound,
-            client_id: cid.to_vec(),
-            mac: Mac([0x52, 0x54, 0, 0, 0, cid.len() as u8]),
-            expires,
-            hostname: Some("node-1".into()),
-        })
-    }
+    use gopxe_proto::dhcp::leaselog::testing::lease;
 
     #[test]
     fn survives_restart_and_cuts_corrupt_tail() {

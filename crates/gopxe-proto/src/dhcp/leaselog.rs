@@ -205,20 +205,33 @@ pub fn snapshot(table: &LeaseTable) -> String {
     text
 }
 
-#[cfg(test)]
-mod tests {
+/// Test support for this crate's tests and the gopxe crate's lease-file
+/// tests (feature `testing`, a dev-dependency only).
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing {
     use super::*;
 
-    fn lease(ip: [u8; 4], cid: &[u8], expires: Now) -> LeaseChange {
+    /// A bound lease of `ip` for client id `cid` (its MAC ends in the id's
+    /// length), expiring at `expires`.
+    pub fn lease(ip: [u8; 4], cid: &[u8], expires: Now) -> LeaseChange {
+        let n = u8::try_from(cid.len()).unwrap_or(u8::MAX);
         LeaseChange::Bind(Lease {
             ip: Ipv4Addr::from(ip),
             state: LeaseState::Bound,
             client_id: cid.to_vec(),
-            mac: Mac([0x52, 0x54, 0, 0, 0, cid.len() as u8]),
+            mac: Mac([0x52, 0x54, 0, 0, 0, n]),
             expires,
             hostname: Some("node-1".into()),
         })
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use testing::lease;
 
     #[test]
     fn records_round_trip() {
