@@ -58,7 +58,7 @@ impl DhcpState {
     pub fn open(data_dir: &Path) -> io::Result<Rc<DhcpState>> {
         let (file, table, report) = LeaseFile::open(data_dir, unix_now(), EXPIRED_GRACE)?;
         log::info!(
-            "dhcp: {} lease records replayed from {}",
+            "{} lease records replayed from {}",
             report.records,
             file.path().display()
         );
@@ -86,7 +86,7 @@ fn udp_socket(addr: SocketAddr, interface: Option<&str>) -> io::Result<Async<Udp
     s.set_reuse_address(true)?;
     s.set_broadcast(true)?;
     if let Err(e) = s.set_recv_buffer_size(RCVBUF) {
-        log::debug!("dhcp: SO_RCVBUF: {e}");
+        log::debug!("SO_RCVBUF: {e}");
     }
     if let Some(ifname) = interface {
         s.bind_device(Some(ifname.as_bytes())).map_err(|e| {
@@ -181,7 +181,7 @@ impl DhcpServer {
                         }
                         Err(e) => {
                             log::error!(
-                                "dhcp: cannot write lease file {}: {e}; {} ACKs not sent",
+                                "cannot write lease file {}: {e}; {} ACKs not sent",
                                 file.path().display(),
                                 acks.len()
                             );
@@ -200,7 +200,7 @@ impl DhcpServer {
                         }
                         Err(e) if recv_errors < MAX_RECV_ERRORS => {
                             recv_errors += 1;
-                            log::warn!("dhcp: receive: {e}");
+                            log::warn!("receive: {e}");
                             continue;
                         }
                         Err(e) => return Err(e),
@@ -303,7 +303,7 @@ impl DhcpServer {
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => {
-                        log::debug!("dhcp: recv: {e}");
+                        log::debug!("recv: {e}");
                         break;
                     }
                 }
@@ -327,13 +327,13 @@ impl DhcpServer {
         let mut table = state.leases.borrow_mut();
         for (via, bytes, src) in batch {
             if bytes.len() > MAX_PACKET_LEN {
-                log::debug!("dhcp: oversized datagram from {src} dropped");
+                log::debug!("oversized datagram from {src} dropped");
                 continue;
             }
             let outcome: Outcome = match core::handle(&self.cfg, &table, lookup, bytes, *via, now) {
                 Ok(o) => o,
                 Err(e) => {
-                    log::debug!("dhcp: dropped datagram from {src}: {e}");
+                    log::debug!("dropped datagram from {src}: {e}");
                     continue;
                 }
             };
@@ -365,7 +365,7 @@ impl DhcpServer {
             _ => &self.dhcp,
         };
         if let Err(e) = sock.send_to(&reply.bytes, to).await {
-            log::warn!("dhcp: send {:?} to {to}: {e}", reply.kind);
+            log::warn!("send {:?} to {to}: {e}", reply.kind);
         }
     }
 }
@@ -400,7 +400,7 @@ fn commit(
         if resync {
             result = Err(e);
         } else {
-            log::error!("dhcp: cannot compact lease file: {e}");
+            log::error!("cannot compact lease file: {e}");
         }
     }
     (file, result)

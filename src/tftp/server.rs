@@ -193,7 +193,7 @@ impl<P, R: Fn(&TransferReport)> Shared<P, R> {
         match &report.outcome {
             Outcome::Completed => crate::boot_log!(
                 Level::Info,
-                "tftp {} {}: sent {} bytes in {} ms (blksize {}, windowsize {}, {} retransmissions)",
+                "{} {}: sent {} bytes in {} ms (blksize {}, windowsize {}, {} retransmissions)",
                 report.client,
                 report.file,
                 report.bytes,
@@ -203,11 +203,11 @@ impl<P, R: Fn(&TransferReport)> Shared<P, R> {
                 report.retransmissions
             ),
             Outcome::Refused { .. } => {
-                debug!("tftp {} {}: {}", report.client, report.file, report.outcome)
+                debug!("{} {}: {}", report.client, report.file, report.outcome)
             }
             outcome => crate::boot_log!(
                 Level::Info,
-                "tftp {} {}: {} after {} bytes",
+                "{} {}: {} after {} bytes",
                 report.client,
                 report.file,
                 outcome,

@@ -154,7 +154,7 @@ check "uptime" "Uptime</dt><dd>[0-9]"
 check "bound addresses" "http 127\\.0\\.0\\.1:$PORT<br>tftp 127\\.0\\.0\\.1:$TFTP"
 check "timeline open for the latest machine" "<details id=\"ev-$ID\" open"
 check "log tail present" '<pre id="logtail">[0-9]{4}-'
-check "log tail line" "^[0-9-]{10} [0-9:]{8} INFO  gopxe::cli: http listening on 127\\.0\\.0\\.1:$PORT"
+check "log tail line" "^[0-9-]{10} [0-9:]{8} INFO  gopxe::serve: http listening on 127\\.0\\.0\\.1:$PORT"
 check "token field (a token is configured)" 'type="password" name="token"'
 check "menu escaped as text" '&lt;b id="pwn-menu"&gt;CentOS&lt;/b&gt;&lt;script&gt;'
 refute "no element from the menu" 'id="pwn-menu"[^&]*>CentOS</b>'
