@@ -11,11 +11,18 @@
 #
 #   benches/http.sh [SECONDS]     (default 5 s per measurement)
 #   ROUNDS=5 CONNS=64 benches/http.sh
+#   BASELINE=path/to/older/gopxe benches/http.sh   # adds that build's
+#       kickstart req/s, measured in the same rounds (not a reference)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-5}
 CONNS=${CONNS:-64}
 ROUNDS=${ROUNDS:-3}
+BASELINE=${BASELINE:-}
+if [ -n "$BASELINE" ] && [ ! -x "$BASELINE" ]; then
+    echo "BASELINE=$BASELINE is not an executable" >&2
+    exit 1
+fi
 
 need() {
     local missing=()
@@ -58,6 +65,19 @@ curl -fsS -o /dev/null -XPOST -H 'Content-Type: application/json' "$G/pxeboot" -
 sleep 0.5
 IDLE=$(rss_kib "$GPID")
 
+# BASELINE: an older build, set up the same way, on the same core.
+B=""
+if [ -n "$BASELINE" ]; then
+    mkdir -p "$WORK/base"
+    taskset -c 0 env -u RUST_LOG "$BASELINE" --http-listen 127.0.0.1:0 --data-dir "$WORK/base/data" \
+        --images "$WORK/images" >"$WORK/base/out" 2>"$WORK/base/log" &
+    PIDS+=($!)
+    for _ in $(seq 100); do grep -q "listening on" "$WORK/base/out" 2>/dev/null && break; sleep 0.05; done
+    B="http://127.0.0.1:$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\),.*/\1/p' "$WORK/base/out")"
+    curl -fsS -o /dev/null -XPOST -H 'Content-Type: application/json' "$B/bootaction/centos" -d '{"kernel":"centos7/vmlinuz","initrd":"centos7/initrd.img","ksdevice":"link","ip":"dhcp"}'
+    curl -fsS -o /dev/null -XPOST -H 'Content-Type: application/json' "$B/pxeboot" -d '{"bootaction":"centos","os":"centos-7","version":"7.5.1804","hostname":"bench.lab","ip":"10.1.20.50","mask":"255.255.255.0","gw":"10.1.20.1","ns1":"8.8.8.8","uuid":"42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69"}'
+fi
+
 # nginx with one worker (gopxe uses one executor thread), also on core 0.
 mkdir -p "$WORK/nginx/www" "$WORK/nginx/tmp"
 head -c 4096 /dev/urandom >"$WORK/nginx/www/ks.cfg"
@@ -86,11 +106,14 @@ W="taskset -c 1 wrk -t1 -c$CONNS -d${DUR}s"
 # nginx and gopxe alternate, ROUNDS times, so drift in what else the
 # machine runs hits both alike; the medians are compared.
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-N_ALL="" K_ALL="" RATIOS=""
+N_ALL="" K_ALL="" B_ALL="" RATIOS=""
 for _ in $(seq "$ROUNDS"); do
     n=$($W "http://127.0.0.1:$NPORT/ks.cfg" | tee "$WORK/wrk-nginx.txt" | reqs)
     k=$($W "$G$KS" | tee -a "$WORK/wrk-ks.txt" | reqs)
     N_ALL="$N_ALL $n" K_ALL="$K_ALL $k"
+    if [ -n "$B" ]; then
+        B_ALL="$B_ALL $($W "$B$KS" | reqs)"
+    fi
     RATIOS="$RATIOS $(awk -v a="$k" -v b="$n" 'BEGIN{printf "%.2f", a/b}')"
 done
 NGINX_RPS=$(echo "$N_ALL" | median)
@@ -159,6 +182,12 @@ SIZE=$(stat -c %s "$BIN")
 printf '\n%-44s %12s\n' "measurement ($DUR s, $CONNS connections, 1 core each)" "value"
 printf '%-44s %12s\n' "nginx static 4 KiB file, req/s (median)" "$NGINX_RPS"
 printf '%-44s %12s\n' "gopxe kickstart render, req/s (median)" "$KS_RPS"
+if [ -n "$B" ]; then
+    BASE_RPS=$(echo "$B_ALL" | median)
+    printf '%-44s %12s\n' "baseline kickstart render, req/s (median)" "$BASE_RPS"
+    printf '%-44s %12s\n' "  gopxe / baseline (medians)" "$(awk -v a="$KS_RPS" -v b="$BASE_RPS" 'BEGIN{printf "%.2fx", a/b}')"
+    printf '%-44s %12s\n' "  baseline req/s in each round" "$B_ALL"
+fi
 printf '%-44s %12s\n' "gopxe pxelinux config, req/s" "$PXL_RPS"
 printf '%-44s %12s\n' "kickstart / nginx ratio (medians)" "$(awk -v a="$KS_RPS" -v b="$NGINX_RPS" 'BEGIN{printf "%.2fx", a/b}')"
 printf '%-44s %12s\n' "  ratio in each of the $ROUNDS rounds" "$RATIOS"
