@@ -179,19 +179,41 @@ impl Route {
 
     /// A route without parameters whose path is the parent of another
     /// route's: its trailing `/` is optional.
+    #[cfg(test)]
     fn is_collection(self) -> bool {
-        if self.segments().any(is_param) {
-            return false;
-        }
-        let n = self.segments().count();
-        Route::ALL.iter().any(|other| {
-            other.segments().count() > n
-                && self.segments().zip(other.segments()).all(|(a, b)| a == b)
-        })
+        self.shape().is_some_and(|s| s.collection)
+    }
+
+    /// The pattern's shape, worked out once for every route: matching a
+    /// request then splits no pattern text (a request is matched against
+    /// the routes in turn, on every request).
+    fn shape(self) -> Option<&'static Shape> {
+        static SHAPES: std::sync::OnceLock<Vec<Shape>> = std::sync::OnceLock::new();
+        let shapes = SHAPES.get_or_init(|| {
+            Route::ALL
+                .iter()
+                .map(|r| {
+                    let segments: Vec<&'static str> = r.segments().collect();
+                    let collection = !segments.iter().any(|p| is_param(p))
+                        && Route::ALL.iter().any(|other| {
+                            other.segments().count() > segments.len()
+                                && segments.iter().zip(other.segments()).all(|(a, b)| *a == b)
+                        });
+                    Shape {
+                        route: *r,
+                        segments,
+                        collection,
+                    }
+                })
+                .collect()
+        });
+        // `ALL` lists the variants in declaration order.
+        shapes.get(self as usize).filter(|s| s.route == self)
     }
 
     fn matches<'s, S: AsRef<str>>(self, segments: &'s [S]) -> Option<Captures<'s, S>> {
-        let n = self.segments().count();
+        let shape = self.shape()?;
+        let pattern = shape.segments.as_slice();
         let mut param = "";
         let mut capture = |p: &str, s: &'s S| {
             if is_param(p) {
@@ -201,27 +223,36 @@ impl Route {
                 p == s.as_ref()
             }
         };
-        if self.segments().next_back() == Some("{path}") {
-            let head = n.saturating_sub(1);
-            if segments.len() <= head {
+        if let [head @ .., "{path}"] = pattern {
+            if segments.len() <= head.len() {
                 return None;
             }
-            let (h, tail) = segments.split_at(head);
-            let ok = self.segments().zip(h).all(|(p, s)| capture(p, s));
+            let (h, tail) = segments.split_at(head.len());
+            let ok = head.iter().zip(h).all(|(p, s)| capture(p, s));
             return ok.then_some(Captures { param, tail });
         }
         let segments = match segments {
             [rest @ .., last] if last.as_ref().is_empty() => {
-                if !self.is_collection() {
+                if !shape.collection {
                     return None;
                 }
                 rest
             }
             _ => segments,
         };
-        let ok = segments.len() == n && self.segments().zip(segments).all(|(p, s)| capture(p, s));
+        let ok = segments.len() == pattern.len()
+            && pattern.iter().zip(segments).all(|(p, s)| capture(p, s));
         ok.then_some(Captures { param, tail: &[] })
     }
+}
+
+/// A route's pattern, split once (see [`Route::shape`]).
+struct Shape {
+    route: Route,
+    segments: Vec<&'static str>,
+    /// Without parameters, and the parent of another route's path: its
+    /// trailing `/` is optional.
+    collection: bool,
 }
 
 /// The metrics label of a request for decoded path `segments`: its
@@ -239,6 +270,14 @@ pub fn is_form_path<S: AsRef<str>>(segments: &[S]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_the_variants_in_declaration_order() {
+        for (i, r) in Route::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+            assert!(r.shape().is_some(), "{r:?}");
+        }
+    }
     use std::collections::BTreeSet;
 
     fn segments(path: &str) -> Vec<&str> {
