@@ -73,7 +73,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
@@ -153,6 +153,7 @@ impl Pump {
             closed: false,
             running: HashMap::new(),
             everywhere: running,
+            may_poll: polling_enabled(),
             done,
         };
         std::thread::Builder::new()
@@ -266,7 +267,17 @@ struct Loop<D> {
     running: HashMap<u64, Running>,
     /// Transfers running in all the server's data threads.
     everywhere: Arc<AtomicUsize>,
+    /// Solo waits may poll ([`polling_enabled`]).
+    may_poll: bool,
     done: D,
+}
+
+/// Whether solo waits may poll at all: yes unless the environment
+/// variable `GOPXE_TFTP_POLL` is `0` (read once, when the first data
+/// thread starts). For measuring what polling brings; see the module doc.
+fn polling_enabled() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var_os("GOPXE_TFTP_POLL").is_none_or(|v| v != "0"))
 }
 
 /// How the thread waits for its next packet.
@@ -336,7 +347,7 @@ impl<D: Fn(Finished)> Loop<D> {
             };
             // Polling takes a core, which other transfers would need.
             let alone = self.everywhere.load(Ordering::Relaxed) == 1;
-            let got = r.recv_solo(buf, alone);
+            let got = r.recv_solo(buf, alone && self.may_poll);
             let now = Instant::now();
             match r.waited.replace(now) {
                 Some(then) if alone => r.wait.record(now.saturating_duration_since(then)),
