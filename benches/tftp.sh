@@ -17,15 +17,21 @@
 #       another gopxe binary, measured alongside (not a reference)
 #   SERVERS="gopxe nopoll" ONLY="512 1,1468 1" CONC= RUNS=5 NETNS=1 bash benches/tftp.sh
 #
-# SERVERS may name nopoll: the same gopxe binary started with
-# GOPXE_TFTP_POLL=0 (its data threads never poll; see src/tftp/pump/mod.rs),
-# measured alongside like the baseline.
+# SERVERS may name nopoll and alwayspoll: the same gopxe binary started
+# with GOPXE_TFTP_POLL=0 (its data threads never poll) or =always (a thread
+# with one transfer always polls; see src/tftp/pump/mod.rs), measured
+# alongside like the baseline. SHOW_RUNS=1 adds each run's MiB/s to the
+# progress lines.
 #
 # NETNS=1 (root) measures off loopback: it creates two network namespaces,
 # gpx-a-<pid> with the servers at 10.96.0.1 and gpx-b-<pid> with the
 # client at 10.96.0.2, joined by a veth pair, and deletes them on exit.
 # No traffic leaves the pair. The servers' HTTP listeners stay on the
 # server namespace's own loopback.
+#
+# CPU_SERVER and CPU_CLIENT (taskset lists, e.g. 0 and 1) pin the servers
+# and the client: on different cores every wake-up crosses cores, on one
+# core none does.
 #
 # Needs root only to install missing tools and for dnsmasq (its TFTP port
 # is fixed at 69; dnsmasq is skipped when 69 is taken).
@@ -108,6 +114,8 @@ if [ -n "$NETNS" ]; then
         sleep 0.1
     done
 fi
+[ -n "${CPU_SERVER:-}" ] && INS=(taskset -c "$CPU_SERVER" "${INS[@]}")
+[ -n "${CPU_CLIENT:-}" ] && INC=(taskset -c "$CPU_CLIENT" "${INC[@]}")
 TARGET_DIR=${CARGO_TARGET_DIR:-$(cd "$HERE" && cargo metadata --format-version 1 --no-deps |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')}
 GOPXE="${TARGET_DIR:-$HERE/target}/release/gopxe"
@@ -148,10 +156,11 @@ sample_rss() {
 start() { # server port; sets SPID[server]; returns 1 if it cannot run
     local port=$2
     case $1 in
-    gopxe | nopoll | baseline)
+    gopxe | nopoll | alwayspoll | baseline)
         local bin=$GOPXE poll=()
         [ "$1" = baseline ] && bin=$BASELINE
         [ "$1" = nopoll ] && poll=(GOPXE_TFTP_POLL=0)
+        [ "$1" = alwayspoll ] && poll=(GOPXE_TFTP_POLL=always)
         # Every download comes from 127.0.0.1: lift the per-client limit
         # (a baseline built before it has no such flag).
         local per=()
@@ -174,7 +183,9 @@ start() { # server port; sets SPID[server]; returns 1 if it cannot run
     SPORT[$1]=$port
 }
 
-supports_window() { [ "$1" = gopxe ] || [ "$1" = nopoll ] || [ "$1" = baseline ] || [ "$1" = rs-tftpd ]; }
+# gopxe itself, as opposed to the references.
+is_gopxe() { [ "$1" = gopxe ] || [ "$1" = nopoll ] || [ "$1" = alwayspoll ] || [ "$1" = baseline ]; }
+supports_window() { is_gopxe "$1" || [ "$1" = rs-tftpd ]; }
 
 # One download: prints seconds, or FAIL. The file is hashed after the
 # clock stops.
@@ -240,7 +251,12 @@ for set in "${SETTINGS[@]}"; do
         m=$(printf '%s\n' ${TIMES[$s]:-} | grep -v '^$' | median)
         if [ "$m" = FAIL ]; then RES[$s,$set]=FAIL; else
             RES[$s,$set]=$(echo "$SIZE_MIB / $m" | bc -l | xargs printf '%.1f'); fi
-        echo "$s blksize $b windowsize $w: ${RES[$s,$set]} MiB/s" >&2
+        runs=""
+        if [ -n "${SHOW_RUNS:-}" ]; then
+            for t in ${TIMES[$s]:-}; do runs+=" $(echo "$SIZE_MIB / $t" | bc -l | xargs printf '%.1f')"; done
+            runs=" (runs:$runs)"
+        fi
+        echo "$s blksize $b windowsize $w: ${RES[$s,$set]} MiB/s$runs" >&2
     done
     unset TIMES
 done
@@ -299,7 +315,7 @@ for set in "${rows[@]}"; do
     for s in "${SERVERS[@]}"; do
         v=${RES[$s,$set]:-n/a}
         printf '%12s' "$v"
-        if [ "$s" != gopxe ] && [ "$s" != nopoll ] && [ "$s" != baseline ] && [[ $v =~ ^[0-9.]+$ ]] &&
+        if ! is_gopxe "$s" && [[ $v =~ ^[0-9.]+$ ]] &&
             (($(echo "$v > $best" | bc -l))); then best=$v; fi
     done
     g=${RES[gopxe,$set]:-}

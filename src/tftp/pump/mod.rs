@@ -153,7 +153,7 @@ impl Pump {
             closed: false,
             running: HashMap::new(),
             everywhere: running,
-            may_poll: polling_enabled(),
+            polling: Polling::from_env(),
             done,
         };
         std::thread::Builder::new()
@@ -213,9 +213,9 @@ impl Running {
     fn recv_solo(
         &mut self,
         buf: &mut [u8],
-        may_poll: bool,
+        poll: bool,
     ) -> Result<(usize, Option<SocketAddrAny>), Errno> {
-        if may_poll && self.wait.spin() {
+        if poll {
             let start = Instant::now();
             loop {
                 match net::recvfrom(&self.socket, &mut *buf, RecvFlags::DONTWAIT) {
@@ -267,17 +267,37 @@ struct Loop<D> {
     running: HashMap<u64, Running>,
     /// Transfers running in all the server's data threads.
     everywhere: Arc<AtomicUsize>,
-    /// Solo waits may poll ([`polling_enabled`]).
-    may_poll: bool,
+    /// Whether solo waits poll.
+    polling: Polling,
     done: D,
 }
 
-/// Whether solo waits may poll at all: yes unless the environment
-/// variable `GOPXE_TFTP_POLL` is `0` (read once, when the first data
-/// thread starts). For measuring what polling brings; see the module doc.
-fn polling_enabled() -> bool {
-    static ENABLED: OnceLock<bool> = OnceLock::new();
-    *ENABLED.get_or_init(|| std::env::var_os("GOPXE_TFTP_POLL").is_none_or(|v| v != "0"))
+/// Whether a solo wait polls before it blocks, from the environment
+/// variable `GOPXE_TFTP_POLL`, read once, when the first data thread
+/// starts: unset (or anything else) lets [`WaitChooser`] decide, `0` never
+/// polls, `always` always does (while the transfer is the only one). For
+/// measuring what polling brings; see the module doc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Polling {
+    Chosen,
+    Never,
+    Always,
+}
+
+impl Polling {
+    fn from_env() -> Polling {
+        static POLLING: OnceLock<Polling> = OnceLock::new();
+        *POLLING.get_or_init(|| {
+            match std::env::var_os("GOPXE_TFTP_POLL")
+                .as_deref()
+                .and_then(|v| v.to_str())
+            {
+                Some("0") => Polling::Never,
+                Some("always") => Polling::Always,
+                _ => Polling::Chosen,
+            }
+        })
+    }
 }
 
 /// How the thread waits for its next packet.
@@ -347,7 +367,13 @@ impl<D: Fn(Finished)> Loop<D> {
             };
             // Polling takes a core, which other transfers would need.
             let alone = self.everywhere.load(Ordering::Relaxed) == 1;
-            let got = r.recv_solo(buf, alone && self.may_poll);
+            let poll = alone
+                && match self.polling {
+                    Polling::Chosen => r.wait.spin(),
+                    Polling::Never => false,
+                    Polling::Always => true,
+                };
+            let got = r.recv_solo(buf, poll);
             let now = Instant::now();
             match r.waited.replace(now) {
                 Some(then) if alone => r.wait.record(now.saturating_duration_since(then)),
