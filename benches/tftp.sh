@@ -15,6 +15,23 @@
 #   SERVERS="gopxe rs-tftpd" ONLY="1468 1,1468 8" CONC= RUNS=5 bash benches/tftp.sh
 #   BASELINE=/tmp/gopxe-old bash benches/tftp.sh   # adds a column "baseline":
 #       another gopxe binary, measured alongside (not a reference)
+#   SERVERS="gopxe nopoll" ONLY="512 1,1468 1" CONC= RUNS=5 NETNS=1 bash benches/tftp.sh
+#
+# SERVERS may name nopoll and alwayspoll: the same gopxe binary started
+# with GOPXE_TFTP_POLL=0 (its data threads never poll) or =always (a thread
+# with one transfer always polls; see src/tftp/pump/mod.rs), measured
+# alongside like the baseline. SHOW_RUNS=1 adds each run's MiB/s to the
+# progress lines.
+#
+# NETNS=1 (root) measures off loopback: it creates two network namespaces,
+# gpx-a-<pid> with the servers at 10.96.0.1 and gpx-b-<pid> with the
+# client at 10.96.0.2, joined by a veth pair, and deletes them on exit.
+# No traffic leaves the pair. The servers' HTTP listeners stay on the
+# server namespace's own loopback.
+#
+# CPU_SERVER and CPU_CLIENT (taskset lists, e.g. 0 and 1) pin the servers
+# and the client: on different cores every wake-up crosses cores, on one
+# core none does.
 #
 # Needs root only to install missing tools and for dnsmasq (its TFTP port
 # is fixed at 69; dnsmasq is skipped when 69 is taken).
@@ -34,6 +51,14 @@ CONC_MIB=${CONC_MIB:-16}
 PORT=${PORT:-16969}
 TOOLS=${TOOLS:-/tmp/gopxe-bench-tools}
 BASELINE=${BASELINE:-}
+NETNS=${NETNS:-}
+# Where the servers listen; INS runs a command beside the servers, INC
+# beside the client (both empty on loopback).
+HOST=127.0.0.1
+INS=()
+INC=()
+NSA=""
+NSB=""
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/gopxe-tftp-bench.XXXXXX)
 # Downloads land here (tmpfs when there is one), one file per download.
@@ -45,9 +70,12 @@ cleanup() {
     [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null
     for p in "${SPID[@]}"; do kill "$p" 2>/dev/null; done
     wait 2>/dev/null
+    [ -n "$NSA" ] && ip netns delete "$NSA" 2>/dev/null
+    [ -n "$NSB" ] && ip netns delete "$NSB" 2>/dev/null
     rm -rf "$WORK" "$OUT"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 need_apt() { # binary package
     command -v "$1" >/dev/null && return 0
@@ -55,15 +83,39 @@ need_apt() { # binary package
     apt-get install -y -qq --no-install-recommends "$2" >/dev/null 2>&1 ||
         { apt-get update -qq && apt-get install -y -qq --no-install-recommends "$2" >/dev/null; }
 }
+read -r -a SERVERS <<<"${SERVERS:-gopxe tftpd-hpa dnsmasq rs-tftpd}"
+wants() { [[ " ${SERVERS[*]} " = *" $1 "* ]]; }
 need_apt atftp atftp
-need_apt in.tftpd tftpd-hpa
-need_apt dnsmasq dnsmasq-base
+wants tftpd-hpa && need_apt in.tftpd tftpd-hpa
+wants dnsmasq && need_apt dnsmasq dnsmasq-base
 need_apt bc bc
-if [ ! -x "$TOOLS/bin/tftpd" ]; then
+if wants rs-tftpd && [ ! -x "$TOOLS/bin/tftpd" ]; then
     echo "installing rs-tftpd (cargo install tftpd)" >&2
     cargo install --quiet --locked tftpd --root "$TOOLS" || exit 1
 fi
 (cd "$HERE" && cargo build --quiet --release) || exit 1
+if [ -n "$NETNS" ]; then
+    NSA=gpx-a-$$
+    NSB=gpx-b-$$
+    { ip netns add "$NSA" && ip netns add "$NSB" &&
+        ip link add "gpxa$$" netns "$NSA" type veth peer name "gpxb$$" netns "$NSB" &&
+        ip -n "$NSA" addr add 10.96.0.1/24 dev "gpxa$$" &&
+        ip -n "$NSB" addr add 10.96.0.2/24 dev "gpxb$$" &&
+        ip -n "$NSA" link set lo up && ip -n "$NSB" link set lo up &&
+        ip -n "$NSA" link set "gpxa$$" up && ip -n "$NSB" link set "gpxb$$" up; } ||
+        { echo "NETNS=1: cannot set up the namespaces (root?)" >&2; exit 1; }
+    HOST=10.96.0.1
+    INS=(ip netns exec "$NSA")
+    INC=(ip netns exec "$NSB")
+    # Until both ends are up, nothing gets across.
+    for _ in $(seq 50); do
+        ip -n "$NSA" -br link show "gpxa$$" | grep -q ' UP ' &&
+            ip -n "$NSB" -br link show "gpxb$$" | grep -q ' UP ' && break
+        sleep 0.1
+    done
+fi
+[ -n "${CPU_SERVER:-}" ] && INS=(taskset -c "$CPU_SERVER" "${INS[@]}")
+[ -n "${CPU_CLIENT:-}" ] && INC=(taskset -c "$CPU_CLIENT" "${INC[@]}")
 TARGET_DIR=${CARGO_TARGET_DIR:-$(cd "$HERE" && cargo metadata --format-version 1 --no-deps |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')}
 GOPXE="${TARGET_DIR:-$HERE/target}/release/gopxe"
@@ -104,24 +156,26 @@ sample_rss() {
 start() { # server port; sets SPID[server]; returns 1 if it cannot run
     local port=$2
     case $1 in
-    gopxe | baseline)
-        local bin=$GOPXE
+    gopxe | nopoll | alwayspoll | baseline)
+        local bin=$GOPXE poll=()
         [ "$1" = baseline ] && bin=$BASELINE
+        [ "$1" = nopoll ] && poll=(GOPXE_TFTP_POLL=0)
+        [ "$1" = alwayspoll ] && poll=(GOPXE_TFTP_POLL=always)
         # Every download comes from 127.0.0.1: lift the per-client limit
         # (a baseline built before it has no such flag).
         local per=()
         "$bin" --help | grep -q -- --tftp-max-per-client && per=(--tftp-max-per-client 256)
-        env -u RUST_LOG "$bin" serve --tftp-listen "127.0.0.1:$port" --tftp-max-transfers 256 \
+        "${INS[@]}" env -u RUST_LOG "${poll[@]}" "$bin" serve --tftp-listen "$HOST:$port" --tftp-max-transfers 256 \
             "${per[@]}" --images "$WORK/root" --data-dir "$WORK/$1-data" \
             --http-listen 127.0.0.1:0 >/dev/null 2>"$WORK/$1.log" &
         ;;
-    tftpd-hpa) in.tftpd -L -a "127.0.0.1:$port" -u root -s "$WORK/root" 2>/dev/null & ;;
-    rs-tftpd) "$TOOLS/bin/tftpd" -i 127.0.0.1 -p "$port" -d "$WORK/root" -r -q >/dev/null 2>&1 & ;;
+    tftpd-hpa) "${INS[@]}" in.tftpd -L -a "$HOST:$port" -u root -s "$WORK/root" 2>/dev/null & ;;
+    rs-tftpd) "${INS[@]}" "$TOOLS/bin/tftpd" -i "$HOST" -p "$port" -d "$WORK/root" -r -q >/dev/null 2>&1 & ;;
     dnsmasq)
         port=69
-        if ss -uln | grep -q ':69 '; then return 1; fi
-        dnsmasq --no-daemon --conf-file=/dev/null --port=0 --enable-tftp \
-            --tftp-root="$WORK/root" --listen-address=127.0.0.1 --bind-interfaces \
+        if "${INS[@]}" ss -uln | grep -q ':69 '; then return 1; fi
+        "${INS[@]}" dnsmasq --no-daemon --conf-file=/dev/null --port=0 --enable-tftp \
+            --tftp-root="$WORK/root" --listen-address="$HOST" --bind-interfaces \
             --tftp-max=512 --user=root --pid-file= --quiet-tftp 2>/dev/null &
         ;;
     esac
@@ -129,7 +183,9 @@ start() { # server port; sets SPID[server]; returns 1 if it cannot run
     SPORT[$1]=$port
 }
 
-supports_window() { [ "$1" = gopxe ] || [ "$1" = baseline ] || [ "$1" = rs-tftpd ]; }
+# gopxe itself, as opposed to the references.
+is_gopxe() { [ "$1" = gopxe ] || [ "$1" = nopoll ] || [ "$1" = alwayspoll ] || [ "$1" = baseline ]; }
+supports_window() { is_gopxe "$1" || [ "$1" = rs-tftpd ]; }
 
 # One download: prints seconds, or FAIL. The file is hashed after the
 # clock stops.
@@ -138,7 +194,7 @@ get() { # port file sum blksize windowsize
     [ "$5" -gt 1 ] && opts+=(--option "windowsize $5")
     local t0 t1 sum out="$OUT/get.$BASHPID"
     t0=$EPOCHREALTIME
-    timeout 60 atftp --get -r "$2" -l "$out" "${opts[@]}" 127.0.0.1 "$1" >/dev/null 2>&1
+    "${INC[@]}" timeout 60 atftp --get -r "$2" -l "$out" "${opts[@]}" "$HOST" "$1" >/dev/null 2>&1
     t1=$EPOCHREALTIME
     sum=$(sha256sum <"$out" 2>/dev/null | cut -d' ' -f1)
     rm -f "$out"
@@ -147,9 +203,8 @@ get() { # port file sum blksize windowsize
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "FAIL"}'; }
 
-read -r -a SERVERS <<<"${SERVERS:-gopxe tftpd-hpa dnsmasq rs-tftpd}"
 echo "gopxe: default configuration and log level (RUST_LOG unset, log to a file), but for:" \
-    "--tftp-listen 127.0.0.1:<port> --tftp-max-transfers 256 --tftp-max-per-client 256" \
+    "--tftp-listen $HOST:<port> --tftp-max-transfers 256 --tftp-max-per-client 256" \
     "--images <tmp> --data-dir <tmp> --http-listen 127.0.0.1:0"
 if [ -n "$BASELINE" ]; then
     [ -x "$BASELINE" ] || { echo "BASELINE=$BASELINE is not an executable" >&2; exit 1; }
@@ -196,7 +251,12 @@ for set in "${SETTINGS[@]}"; do
         m=$(printf '%s\n' ${TIMES[$s]:-} | grep -v '^$' | median)
         if [ "$m" = FAIL ]; then RES[$s,$set]=FAIL; else
             RES[$s,$set]=$(echo "$SIZE_MIB / $m" | bc -l | xargs printf '%.1f'); fi
-        echo "$s blksize $b windowsize $w: ${RES[$s,$set]} MiB/s" >&2
+        runs=""
+        if [ -n "${SHOW_RUNS:-}" ]; then
+            for t in ${TIMES[$s]:-}; do runs+=" $(echo "$SIZE_MIB / $t" | bc -l | xargs printf '%.1f')"; done
+            runs=" (runs:$runs)"
+        fi
+        echo "$s blksize $b windowsize $w: ${RES[$s,$set]} MiB/s$runs" >&2
     done
     unset TIMES
 done
@@ -205,8 +265,8 @@ conc() { # server n
     local s=$1 n=$2 t0 t1 i f=0 sum pids=()
     t0=$EPOCHREALTIME
     for i in $(seq "$n"); do
-        timeout 60 atftp --get -r conc.bin -l "$OUT/conc.$i" --option "blksize 1468" \
-            127.0.0.1 "${SPORT[$s]}" >/dev/null 2>&1 &
+        "${INC[@]}" timeout 60 atftp --get -r conc.bin -l "$OUT/conc.$i" --option "blksize 1468" \
+            "$HOST" "${SPORT[$s]}" >/dev/null 2>&1 &
         pids+=($!)
     done
     wait "${pids[@]}" 2>/dev/null
@@ -255,7 +315,7 @@ for set in "${rows[@]}"; do
     for s in "${SERVERS[@]}"; do
         v=${RES[$s,$set]:-n/a}
         printf '%12s' "$v"
-        if [ "$s" != gopxe ] && [ "$s" != baseline ] && [[ $v =~ ^[0-9.]+$ ]] &&
+        if ! is_gopxe "$s" && [[ $v =~ ^[0-9.]+$ ]] &&
             (($(echo "$v > $best" | bc -l))); then best=$v; fi
     done
     g=${RES[gopxe,$set]:-}

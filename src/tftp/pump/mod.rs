@@ -50,23 +50,63 @@
 //! while it is the one transfer the server runs: with several, the cores
 //! are shared work.
 //!
+//! Measured off loopback too (`benches/tftp.sh` with `NETNS=1`: atftp in
+//! one network namespace, gopxe in another, a veth pair between them; a
+//! 2-vCPU VM shared with other work; 64 MiB lock-step downloads, median
+//! MiB/s of 5 interleaved runs; `nopoll` is `GOPXE_TFTP_POLL=0`,
+//! `always` is `GOPXE_TFTP_POLL=always`, see `Polling`; "apart" pins
+//! gopxe to core 0 and atftp to core 1):
+//!
+//! | path     | placement          | blksize | chooser | nopoll | always |
+//! |----------|--------------------|---------|---------|--------|--------|
+//! | veth     | scheduler's choice |     512 |    59.0 |   57.1 |   21.4 |
+//! | veth     | scheduler's choice |    1468 |   139.0 |  140.8 |   91.8 |
+//! | loopback | scheduler's choice |     512 |    60.3 |   48.7 |   51.0 |
+//! | loopback | scheduler's choice |    1468 |   156.8 |  161.0 |  131.5 |
+//! | veth     | apart (cores 0, 1) |     512 |     5.0 |    3.8 |    4.8 |
+//! | veth     | apart (cores 0, 1) |    1468 |    20.3 |    9.9 |   21.2 |
+//! | loopback | apart (cores 0, 1) |     512 |    18.4 |    3.6 |   14.4 |
+//! | loopback | apart (cores 0, 1) |    1468 |    48.9 |   15.3 |   49.2 |
+//!
+//! Left to the scheduler, client and server mostly share a core, a round
+//! trip takes about 10 µs (under the chooser's 20 µs), the chooser seldom
+//! tries polling, and polling makes no difference beyond the noise of a
+//! shared machine (single runs there swing between 20 and 160 MiB/s), on
+//! veth as on loopback; polling every wait regardless costs up to two
+//! thirds. Kept on different cores, every wake-up crosses cores (a round
+//! trip without polling takes 90 to 140 µs, over veth as on loopback), and
+//! polling, chosen or forced, is 1.3 to 2 times as fast over veth and 3 to
+//! 5 times on loopback. So polling stays, for any peer, not only on
+//! loopback: off loopback it helps where it does on loopback. A client
+//! behind a real NIC that answers slower than [`SPIN`] was not measured (a
+//! veth pair adds no delay, and the test machine has no netem); for such a
+//! client polling is not faster, so the chooser keeps blocking and tries
+//! polling again once in 16,384 waits.
+//!
 //! Connecting the socket to the client would save a route lookup per send
 //! but would make the kernel drop packets from other TIDs instead of
 //! letting us answer them with error 5.
 //!
-//! Files are read here with positional reads, [`READ_CHUNK`] bytes (or one
-//! window, when larger) at a time, never whole; boot files come from the
-//! page cache, so a read does not hold up the other transfers for long.
+//! Files are read on this thread with positional reads, [`READ_CHUNK`]
+//! bytes (or one window, when larger) at a time, never whole; boot files
+//! come from the page cache, so a read does not hold up the other
+//! transfers for long.
+//!
+//! The module's files:
+//! - `mod.rs` (this one; driver): the thread, its job queue and its loop —
+//!   solo and epoll waits, sends, deadlines, retiring finished transfers.
+//! - `wait.rs` (pure logic): `WaitChooser`, whether a solo wait polls
+//!   first, from the times of earlier waits.
+//! - `content.rs` (driver, file I/O): [`Content`] and the reader that
+//!   answers the core's read requests, with its read-ahead.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
@@ -78,38 +118,19 @@ use rustix::net::{self, RecvFlags, SendFlags, SocketAddrAny};
 use super::transfer::{Outcome, Transfer};
 use super::wire::{ErrorCode, Packet, error_packet};
 
-/// Read-ahead size for files when the window needs less.
-pub const READ_CHUNK: usize = 64 * 1024;
+mod content;
+mod wait;
+
+pub use content::{Content, READ_CHUNK};
+pub use wait::SPIN;
+
+use content::Reader;
+use wait::WaitChooser;
 
 /// The longest a thread with one transfer blocks in `recvfrom` before it
 /// looks at its job queue and the transfer's deadline (`SO_RCVTIMEO`).
 /// Retransmission timeouts (whole seconds, RFC 2349) fire at most this late.
 pub const SOLO_WAIT: Duration = Duration::from_millis(20);
-
-/// How long a thread with one transfer polls its socket, without
-/// blocking, for the client's answer before it sleeps in `recvfrom`.
-pub const SPIN: Duration = Duration::from_micros(100);
-
-/// Waits after [`WaitChooser`] switches ways that are not measured.
-const SETTLE: u32 = 32;
-
-/// While blocking waits take less than this on average, polling is not
-/// tried: the client answers about as fast as it can when it shares the
-/// core, polling could not save much, and trying it could make the
-/// scheduler move the client to another core. A wake-up across cores
-/// costs more than this on the virtual machines measured.
-const QUICK: Duration = Duration::from_micros(20);
-
-/// Waits averaged in one measurement of [`WaitChooser`].
-const MEASURE: u32 = 128;
-
-/// Waits done the way [`WaitChooser`] chose before it measures again
-/// (unless kept blocking gets slow).
-const KEEP: u32 = 16384;
-
-/// A wait is counted as at most this long, so one retransmission timeout
-/// does not decide a measurement.
-const SAMPLE_CAP: Duration = Duration::from_millis(1);
 
 /// The epoll key of the wake-up eventfd; transfers use their own ids.
 const WAKE: u64 = u64::MAX;
@@ -123,12 +144,6 @@ pub struct Job {
     pub peer: SocketAddr,
     pub transfer: Transfer,
     pub content: Content,
-}
-
-/// What a transfer sends.
-pub enum Content {
-    Memory(Vec<u8>),
-    File(File),
 }
 
 /// A transfer that ended (completed, failed or timed out).
@@ -171,6 +186,7 @@ impl Pump {
             closed: false,
             running: HashMap::new(),
             everywhere: running,
+            polling: Polling::from_env(),
             done,
         };
         std::thread::Builder::new()
@@ -222,134 +238,6 @@ struct Running {
     waited: Option<Instant>,
 }
 
-/// Chooses, per transfer, how solo mode waits for the client: poll first
-/// ([`SPIN`]) or block at once. Neither is always faster. When the client
-/// runs on another core, a thread that sleeps must be woken across cores
-/// for every block, which on a virtual machine costs tens of
-/// microseconds, and polling saves that; when the client shares the core,
-/// polling only adds system calls, and a client slower than [`SPIN`]
-/// gains nothing from it.
-///
-/// So the transfer blocks and watches: every [`MEASURE`] waits, timed from
-/// one packet to the next, are averaged. While that stays under
-/// [`QUICK`], it keeps blocking. Otherwise polling is tried for as many
-/// waits (after [`SETTLE`] waits not counted, while the scheduler places
-/// the threads anew) and kept for [`KEEP`] waits if it was at least 10 %
-/// faster. If it was not, blocking is kept as long, still timed: should
-/// [`MEASURE`] of those waits take so long that polling, as measured, would
-/// be faster (the scheduler has moved client and server apart since),
-/// polling is tried again at once; otherwise a slow client costs a poll
-/// only once in [`KEEP`] waits. Then the cycle starts again.
-#[derive(Debug)]
-struct WaitChooser {
-    step: Step,
-    /// Waits done in this step.
-    done: u32,
-    /// Time taken by the waits measured in [`Step::Block`], or by the
-    /// last [`MEASURE`] or fewer waits of blocking kept.
-    blocked: Duration,
-    /// Time taken by the waits measured in [`Step::Spin`].
-    spun: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    /// Blocking, not measured: the threads settle after polling.
-    SettleBlock,
-    /// Blocking and measuring, [`MEASURE`] waits at a time.
-    Block,
-    /// Polling, not measured: the threads settle after blocking.
-    SettleSpin,
-    /// Polling and measuring.
-    Spin,
-    /// Keeping the way chosen (`true`: polling) for [`KEEP`] waits.
-    Keep(bool),
-}
-
-impl Default for WaitChooser {
-    fn default() -> WaitChooser {
-        WaitChooser {
-            step: Step::Block,
-            done: 0,
-            blocked: Duration::ZERO,
-            spun: Duration::ZERO,
-        }
-    }
-}
-
-impl WaitChooser {
-    /// Whether the coming wait polls first.
-    fn spin(&self) -> bool {
-        matches!(self.step, Step::SettleSpin | Step::Spin | Step::Keep(true))
-    }
-
-    /// The wait chosen by [`WaitChooser::spin`], with the handling of what
-    /// it brought, took `took` (counted as at most [`SAMPLE_CAP`]).
-    fn record(&mut self, took: Duration) {
-        let took = took.min(SAMPLE_CAP);
-        match self.step {
-            // Blocking kept is still timed, see below.
-            Step::Block | Step::Keep(false) => self.blocked = self.blocked.saturating_add(took),
-            Step::Spin => self.spun = self.spun.saturating_add(took),
-            Step::SettleBlock | Step::SettleSpin | Step::Keep(true) => {}
-        }
-        self.done += 1;
-        if self.step == Step::Keep(false) && self.done.is_multiple_of(MEASURE) {
-            // The first measurement of a transfer is often taken while
-            // client and server still share a core. When the scheduler
-            // has spread them since, blocking gets slower than polling
-            // was: try polling again at once.
-            if faster(self.spun, self.blocked) {
-                self.enter(Step::SettleSpin);
-                return;
-            }
-            self.blocked = Duration::ZERO;
-        }
-        if self.done < self.step.len() {
-            return;
-        }
-        let next = match self.step {
-            Step::SettleBlock => Step::Block,
-            Step::Block if self.blocked < QUICK.saturating_mul(MEASURE) => Step::Block,
-            Step::Block => Step::SettleSpin,
-            Step::SettleSpin => Step::Spin,
-            Step::Spin => Step::Keep(faster(self.spun, self.blocked)),
-            Step::Keep(true) => Step::SettleBlock,
-            Step::Keep(false) => Step::Block,
-        };
-        self.enter(next);
-    }
-
-    /// Start `step` with the sum it adds to empty. The other sum stays:
-    /// blocking's, just measured, is what polling is compared with, and
-    /// polling's is what blocking is watched against while kept.
-    fn enter(&mut self, step: Step) {
-        self.step = step;
-        self.done = 0;
-        match step {
-            Step::Block | Step::Keep(false) => self.blocked = Duration::ZERO,
-            Step::SettleSpin => self.spun = Duration::ZERO,
-            Step::SettleBlock | Step::Spin | Step::Keep(true) => {}
-        }
-    }
-}
-
-impl Step {
-    /// Waits the step lasts.
-    fn len(self) -> u32 {
-        match self {
-            Step::SettleBlock | Step::SettleSpin => SETTLE,
-            Step::Block | Step::Spin => MEASURE,
-            Step::Keep(_) => KEEP,
-        }
-    }
-}
-
-/// Whether `a` is at least 10 % faster than `b` (sums of as many waits).
-fn faster(a: Duration, b: Duration) -> bool {
-    a.saturating_mul(10) < b.saturating_mul(9)
-}
-
 impl Running {
     /// Solo mode's wait for the next datagram. While the client answers
     /// fast, poll the socket for up to [`SPIN`] first, giving the core
@@ -358,9 +246,9 @@ impl Running {
     fn recv_solo(
         &mut self,
         buf: &mut [u8],
-        may_poll: bool,
+        poll: bool,
     ) -> Result<(usize, Option<SocketAddrAny>), Errno> {
-        if may_poll && self.wait.spin() {
+        if poll {
             let start = Instant::now();
             loop {
                 match net::recvfrom(&self.socket, &mut *buf, RecvFlags::DONTWAIT) {
@@ -412,7 +300,37 @@ struct Loop<D> {
     running: HashMap<u64, Running>,
     /// Transfers running in all the server's data threads.
     everywhere: Arc<AtomicUsize>,
+    /// Whether solo waits poll.
+    polling: Polling,
     done: D,
+}
+
+/// Whether a solo wait polls before it blocks, from the environment
+/// variable `GOPXE_TFTP_POLL`, read once, when the first data thread
+/// starts: unset (or anything else) lets [`WaitChooser`] decide, `0` never
+/// polls, `always` always does (while the transfer is the only one). For
+/// measuring what polling brings; see the module doc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Polling {
+    Chosen,
+    Never,
+    Always,
+}
+
+impl Polling {
+    fn from_env() -> Polling {
+        static POLLING: OnceLock<Polling> = OnceLock::new();
+        *POLLING.get_or_init(|| {
+            match std::env::var_os("GOPXE_TFTP_POLL")
+                .as_deref()
+                .and_then(|v| v.to_str())
+            {
+                Some("0") => Polling::Never,
+                Some("always") => Polling::Always,
+                _ => Polling::Chosen,
+            }
+        })
+    }
 }
 
 /// How the thread waits for its next packet.
@@ -482,7 +400,13 @@ impl<D: Fn(Finished)> Loop<D> {
             };
             // Polling takes a core, which other transfers would need.
             let alone = self.everywhere.load(Ordering::Relaxed) == 1;
-            let got = r.recv_solo(buf, alone);
+            let poll = alone
+                && match self.polling {
+                    Polling::Chosen => r.wait.spin(),
+                    Polling::Never => false,
+                    Polling::Always => true,
+                };
+            let got = r.recv_solo(buf, poll);
             let now = Instant::now();
             match r.waited.replace(now) {
                 Some(then) if alone => r.wait.record(now.saturating_duration_since(then)),
@@ -647,115 +571,6 @@ impl<D: Fn(Finished)> Loop<D> {
     }
 }
 
-/// Supplies the core's read requests from memory or from a file.
-enum Reader {
-    Memory(Vec<u8>),
-    File(ReadAhead),
-}
-
-/// A file read [`READ_CHUNK`] bytes (or one request, when larger) at a
-/// time.
-struct ReadAhead {
-    file: File,
-    buf: Vec<u8>,
-    /// Source offset of `buf[0]`.
-    start: u64,
-    /// `buf` ends at end of file.
-    eof: bool,
-    /// Offset and length of the request expected next: right after the
-    /// last one, as long.
-    next: u64,
-    next_len: usize,
-}
-
-impl Reader {
-    fn new(content: Content) -> Reader {
-        match content {
-            Content::Memory(v) => Reader::Memory(v),
-            Content::File(file) => Reader::File(ReadAhead {
-                file,
-                buf: Vec::new(),
-                start: 0,
-                eof: false,
-                next: 0,
-                next_len: 0,
-            }),
-        }
-    }
-
-    fn read(&mut self, offset: u64, len: usize) -> io::Result<&[u8]> {
-        match self {
-            Reader::Memory(v) => Ok(part(v, offset, len)),
-            Reader::File(f) => {
-                if !f.covers(offset, len) {
-                    f.fill(offset, len)?;
-                }
-                f.next = offset.saturating_add(len as u64);
-                f.next_len = len;
-                Ok(part(&f.buf, offset - f.start, len))
-            }
-        }
-    }
-
-    /// Refill the read-ahead now if the expected next request would miss
-    /// it. Called after a send, so the read overlaps the round trip
-    /// instead of delaying the answer to the next ACK. A failed read is
-    /// left for that request to report.
-    fn prefetch(&mut self) {
-        if let Reader::File(f) = self
-            && f.next_len > 0
-            && !f.covers(f.next, f.next_len)
-            && f.fill(f.next, f.next_len).is_err()
-        {
-            f.buf.clear();
-            f.eof = false;
-        }
-    }
-}
-
-/// Up to `len` bytes of `data` from `from`, clamped to its end.
-fn part(data: &[u8], from: u64, len: usize) -> &[u8] {
-    let from = usize::try_from(from).unwrap_or(usize::MAX).min(data.len());
-    let to = from.saturating_add(len).min(data.len());
-    data.get(from..to).unwrap_or_default()
-}
-
-impl ReadAhead {
-    /// Whether the read-ahead answers `len` bytes at `offset`.
-    fn covers(&self, offset: u64, len: usize) -> bool {
-        let buf_end = self.start + self.buf.len() as u64;
-        offset >= self.start && (offset.saturating_add(len as u64) <= buf_end || self.eof)
-    }
-
-    /// Read [`READ_CHUNK`] bytes (or `len`, when larger) at `offset`.
-    fn fill(&mut self, offset: u64, len: usize) -> io::Result<()> {
-        let want = len.max(READ_CHUNK);
-        self.buf.resize(want, 0);
-        let n = read_full(&self.file, offset, &mut self.buf)?;
-        self.buf.truncate(n);
-        self.start = offset;
-        self.eof = n < want;
-        Ok(())
-    }
-}
-
-/// Fill `buf` from `offset`, stopping early only at end of file.
-fn read_full(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-    let mut done = 0;
-    while let Some(rest) = buf.get_mut(done..) {
-        if rest.is_empty() {
-            break;
-        }
-        match file.read_at(rest, offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
-}
-
 /// The outcome a finished core reports (a core without one timed out).
 pub fn outcome_of(t: &Transfer) -> Outcome {
     t.outcome().cloned().unwrap_or(Outcome::TimedOut)
@@ -766,132 +581,6 @@ mod tests {
     use super::*;
     use crate::tftp::transfer::TransferConfig;
     use crate::tftp::wire::{Mode, Options};
-
-    #[test]
-    fn memory_reader_clamps() {
-        let mut r = Reader::new(Content::Memory(b"hello".to_vec()));
-        assert_eq!(r.read(0, 3).ok(), Some(&b"hel"[..]));
-        assert_eq!(r.read(3, 10).ok(), Some(&b"lo"[..]));
-        assert_eq!(r.read(99, 10).ok(), Some(&b""[..]));
-    }
-
-    #[test]
-    fn file_reader_prefetches_the_next_chunk_only_when_it_would_miss() {
-        let path = std::env::temp_dir().join(format!("gopxe-pump-{}", std::process::id()));
-        let data: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&path, &data).expect("write");
-        let file = File::open(&path).expect("open");
-        let _ = std::fs::remove_file(&path);
-        let mut r = Reader::new(Content::File(file));
-        let start_of = |r: &Reader| match r {
-            Reader::File(f) => f.start,
-            Reader::Memory(_) => u64::MAX,
-        };
-        assert_eq!(r.read(0, 30_000).ok(), Some(&data[..30_000]));
-        r.prefetch(); // 30_000..60_000 is in the first chunk
-        assert_eq!(start_of(&r), 0);
-        assert_eq!(r.read(30_000, 30_000).ok(), Some(&data[30_000..60_000]));
-        r.prefetch(); // 60_000..90_000 is not: read it now
-        assert_eq!(start_of(&r), 60_000);
-        assert_eq!(r.read(60_000, 30_000).ok(), Some(&data[60_000..90_000]));
-        assert_eq!(start_of(&r), 60_000);
-        // The short read at the end of the file.
-        assert_eq!(r.read(120_000, 40_000).ok(), Some(&data[120_000..]));
-        r.prefetch();
-        assert_eq!(r.read(150_000, 40_000).ok(), Some(&b""[..]));
-    }
-
-    /// `n` waits of `us` microseconds each, which must all be polling
-    /// (`spin`) or all blocking.
-    fn waits(w: &mut WaitChooser, n: u32, us: u64, spin: bool) {
-        for i in 0..n {
-            assert_eq!(w.spin(), spin, "wait {i} of {n}: {w:?}");
-            w.record(Duration::from_micros(us));
-        }
-    }
-
-    /// One measuring cycle from [`Step::Block`]: blocking waits of
-    /// `block_us`, then (after settling) polling waits of `poll_us`.
-    fn try_polling(w: &mut WaitChooser, block_us: u64, poll_us: u64) {
-        waits(w, MEASURE, block_us, false);
-        waits(w, SETTLE, poll_us, true);
-        waits(w, MEASURE, poll_us, true);
-    }
-
-    #[test]
-    fn chooser_keeps_blocking_while_the_client_is_quick() {
-        let mut w = WaitChooser::default();
-        waits(&mut w, 100 * MEASURE, 8, false);
-    }
-
-    #[test]
-    fn chooser_polls_when_blocking_is_slow_and_polling_faster() {
-        let mut w = WaitChooser::default();
-        waits(&mut w, 3 * MEASURE, 10, false);
-        // Slow wake-ups: after the next measurement, polling is tried.
-        waits(&mut w, MEASURE, 60, false);
-        waits(&mut w, SETTLE, 500, true); // not counted
-        waits(&mut w, MEASURE, 20, true);
-        // Faster: kept, whatever the waits then take.
-        waits(&mut w, KEEP, 300, true);
-        // Then blocking is measured again, after settling.
-        waits(&mut w, SETTLE, 500, false);
-        waits(&mut w, MEASURE, 10, false);
-        waits(&mut w, 10 * MEASURE, 10, false);
-    }
-
-    #[test]
-    fn chooser_blocks_when_polling_is_not_clearly_faster() {
-        let mut w = WaitChooser::default();
-        // A client slower than SPIN: the poll gives up and blocks anyway,
-        // 5 % faster is not worth the core.
-        try_polling(&mut w, 300, 285);
-        waits(&mut w, KEEP, 300, false);
-        // Measured again: tried again.
-        waits(&mut w, MEASURE, 300, false);
-        assert!(w.spin());
-    }
-
-    #[test]
-    fn chooser_polls_when_kept_blocking_gets_slow() {
-        let mut w = WaitChooser::default();
-        // The first measurement: client and server share a core, blocking
-        // is just over QUICK and polling slower: blocking is kept.
-        try_polling(&mut w, 25, 40);
-        assert_eq!(w.step, Step::Keep(false));
-        // While blocking stays as fast, it is kept without a poll ...
-        waits(&mut w, 20 * MEASURE, 25, false);
-        // ... until a measurement's worth of waits is slower than polling
-        // was (the scheduler spread the threads): polling is tried again
-        // and, faster now, kept.
-        try_polling(&mut w, 60, 40);
-        assert_eq!(w.step, Step::Keep(true));
-        waits(&mut w, KEEP, 40, true);
-    }
-
-    #[test]
-    fn chooser_keeps_blocking_that_stays_faster_for_the_whole_keep() {
-        let mut w = WaitChooser::default();
-        try_polling(&mut w, 25, 40);
-        // A slower stretch that stays under polling's 40 µs changes nothing.
-        waits(&mut w, KEEP / 2, 25, false);
-        waits(&mut w, KEEP / 2, 38, false);
-        // Then blocking is measured afresh.
-        assert_eq!(w.step, Step::Block);
-        waits(&mut w, MEASURE, 10, false);
-        assert_eq!(w.step, Step::Block);
-    }
-
-    #[test]
-    fn chooser_is_not_decided_by_one_timeout() {
-        let mut w = WaitChooser::default();
-        waits(&mut w, MEASURE, 60, false);
-        waits(&mut w, SETTLE, 60, true);
-        // One retransmission timeout (a whole second) among fast polls.
-        w.record(Duration::from_secs(1));
-        waits(&mut w, MEASURE - 1, 20, true);
-        assert_eq!(w.step, Step::Keep(true));
-    }
 
     #[test]
     fn solo_only_with_exactly_one_transfer() {
