@@ -33,6 +33,8 @@
 #        MODE=returning benches/dhcp.sh
 #        MODE=returning MACS="60000" RATES=8000 PERIOD=3 WARMUP=3 benches/dhcp.sh
 #        GOPXE_BIN=path/to/gopxe     (default: the release build)
+#        BASELINE=path/to/older/gopxe  (adds a server "baseline": that build,
+#                                     started and measured like gopxe)
 set -euo pipefail
 
 MODE=${MODE:-new}
@@ -121,25 +123,34 @@ else
     IN_SRV=() IN_CLI=()
 fi
 
+BASELINE=${BASELINE:-}
+if [ -n "$BASELINE" ]; then
+    [ -x "$BASELINE" ] || { echo "BASELINE=$BASELINE is not an executable" >&2; exit 2; }
+    SERVERS="$SERVERS baseline"
+fi
+
 need() { command -v "$1" >/dev/null || { echo "missing $1 ($2)" >&2; exit 2; }; }
 need perfdhcp "apt-get install kea-admin"
 need taskset "util-linux"
 
 start_gopxe() {
-    local bin=${GOPXE_BIN:-}
+    local bin=${GOPXE_BIN:-} dir=${GOPXE_DIR:-gopxe}
     if [[ -z "$bin" ]]; then
         (cd "$ROOT" && cargo build -q --release)
         bin=$(gopxe_bin release)
     fi
-    mkdir -p "$WORK/gopxe"
+    mkdir -p "$WORK/$dir"
     # The default log level: no RUST_LOG from the caller's environment.
     env -u RUST_LOG "${IN_SRV[@]}" taskset -c "$SERVER_CPU" "$bin" serve --dhcp-mode authoritative \
         --dhcp-listen "$SRV_IP:$SERVER_PORT" --dhcp-relay-port "$RELAY_PORT" \
         --advertise-addr "$SRV_IP" --http-listen 127.0.0.1:0 --tftp-listen off \
         --dhcp-range "$POOL_FIRST,$POOL_LAST,$POOL_MASK,12h" \
-        --data-dir "$WORK/gopxe" --images "$WORK/gopxe" >"$WORK/gopxe.log" 2>&1 &
+        --data-dir "$WORK/$dir" --images "$WORK/$dir" >"$WORK/$dir.log" 2>&1 &
     PID=$!
 }
+
+# BASELINE: an older gopxe build, in its own folder, started the same way.
+start_baseline() { GOPXE_BIN=$BASELINE GOPXE_DIR=baseline start_gopxe; }
 
 start_kea() {
     need kea-dhcp4 "apt-get install kea-dhcp4-server"
@@ -229,6 +240,7 @@ log_levels() {
     for server in $SERVERS; do
         case $server in
         gopxe) line+=" gopxe at its default level (info; RUST_LOG unset);" ;;
+        baseline) line+=" baseline (an older gopxe build) likewise;" ;;
         kea) line+=" Kea at WARN (as configured here);" ;;
         dnsmasq) line+=" dnsmasq at its default (every DHCP exchange);" ;;
         esac
