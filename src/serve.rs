@@ -9,8 +9,74 @@ use crate::app::App;
 use crate::boot::Urls;
 use crate::config::Config;
 use crate::store::Store;
+use std::fmt;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::rc::Rc;
+
+/// Why gopxe could not start serving (`gopxe` prints it and exits 1).
+#[derive(Debug)]
+pub enum StartError {
+    /// The store in the data dir could not be opened.
+    Store { dir: PathBuf, source: io::Error },
+    /// The DHCP lease file in the data dir could not be opened.
+    Leases { dir: PathBuf, source: io::Error },
+    /// A configured socket could not be bound; `key` is its setting.
+    Listen {
+        key: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    /// The images dir TFTP was told to serve cannot be used.
+    Images { dir: PathBuf, source: io::Error },
+    /// The system refused something every start needs.
+    System {
+        what: &'static str,
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Store { dir, source } => {
+                write!(f, "cannot open the data dir {}: {source}", dir.display())
+            }
+            StartError::Leases { dir, source } => {
+                write!(
+                    f,
+                    "cannot open the lease file in {}: {source}",
+                    dir.display()
+                )
+            }
+            StartError::Listen { key, addr, source } => {
+                write!(f, "cannot listen on {addr} ({key}): {source}")
+            }
+            StartError::Images { dir, source } => {
+                write!(f, "tftp: images dir {}: {source}", dir.display())
+            }
+            StartError::System { what, source } => write!(f, "{what}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Store { source, .. }
+            | StartError::Leases { source, .. }
+            | StartError::Listen { source, .. }
+            | StartError::Images { source, .. }
+            | StartError::System { source, .. } => Some(source),
+        }
+    }
+}
+
+/// [`StartError::System`] for `what`.
+fn system(what: &'static str) -> impl FnOnce(io::Error) -> StartError {
+    move |source| StartError::System { what, source }
+}
 
 /// The address to put in boot URLs: configured, else the listen address
 /// when specific, else the served interface's, else the first non-loopback
@@ -77,11 +143,11 @@ fn stdout_is_stderr() -> bool {
 /// next start ignores. The
 /// handler matters most for PID 1 in a container, for which the kernel
 /// ignores a SIGTERM nobody handles.
-fn stop_on_signals(ex: &Rc<smol::LocalExecutor<'static>>) -> Result<(), String> {
+fn stop_on_signals(ex: &Rc<smol::LocalExecutor<'static>>) -> Result<(), StartError> {
     use async_signal::{Signal, Signals};
     use futures_lite::StreamExt;
     let mut signals = Signals::new([Signal::Term, Signal::Int])
-        .map_err(|e| format!("cannot handle SIGTERM/SIGINT: {e}"))?;
+        .map_err(system("cannot handle SIGTERM/SIGINT"))?;
     ex.spawn(async move {
         if let Some(Ok(signal)) = signals.next().await {
             log::info!("stopping on {signal:?}");
@@ -93,12 +159,10 @@ fn stop_on_signals(ex: &Rc<smol::LocalExecutor<'static>>) -> Result<(), String> 
     Ok(())
 }
 
-pub fn serve(config: Config) -> Result<(), String> {
-    let (store, warnings) = Store::open(&config.data_dir).map_err(|e| {
-        format!(
-            "cannot open the data dir {}: {e}",
-            config.data_dir.display()
-        )
+pub fn serve(config: Config) -> Result<(), StartError> {
+    let (store, warnings) = Store::open(&config.data_dir).map_err(|source| StartError::Store {
+        dir: config.data_dir.clone(),
+        source,
     })?;
     for w in &warnings {
         log::error!("store: {w}");
@@ -110,10 +174,15 @@ pub fn serve(config: Config) -> Result<(), String> {
         store.machines.len(),
         store.templates.len()
     );
-    let listener = TcpListener::bind(config.http_listen)
-        .map_err(|e| format!("cannot listen on {} (http_listen): {e}", config.http_listen))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    let listener = async_io::Async::new(listener).map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(config.http_listen).map_err(|source| StartError::Listen {
+        key: "http_listen",
+        addr: config.http_listen,
+        source,
+    })?;
+    let bound = listener
+        .local_addr()
+        .map_err(system("the HTTP socket's address"))?;
+    let listener = async_io::Async::new(listener).map_err(system("the HTTP socket"))?;
     let adv = advertise_addr(&config, bound);
     let urls = Urls::new(adv, bound.port()).with_dns(config.dhcp_dns.clone());
     if config.api_token.is_none() {
@@ -167,7 +236,7 @@ fn tftp_mtu(app: &App, listen: SocketAddr) -> Option<u32> {
 /// Binds TFTP (when on) and spawns it. A configured address that cannot be
 /// bound stops the start-up; the unconfigured default (udp/69) is skipped
 /// with a warning instead.
-fn start_tftp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<(), String> {
+fn start_tftp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<(), StartError> {
     use crate::tftp::{ImagesRoot, ServerConfig, WithVirtual, blksize_for_mtu};
     let Some(listen) = app.config.tftp_listen else {
         return Ok(());
@@ -180,25 +249,29 @@ fn start_tftp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<()
             );
             return Ok(());
         }
-        Err(e) => {
-            return Err(format!(
-                "cannot listen for TFTP on {listen} (tftp_listen): {e}"
-            ));
+        Err(source) => {
+            return Err(StartError::Listen {
+                key: "tftp_listen",
+                addr: listen,
+                source,
+            });
         }
     };
-    let local = socket.local_addr().map_err(|e| e.to_string())?;
-    let socket = async_io::Async::new(socket).map_err(|e| e.to_string())?;
+    let local = socket
+        .local_addr()
+        .map_err(system("the TFTP socket's address"))?;
+    let socket = async_io::Async::new(socket).map_err(system("the TFTP socket"))?;
     let images = match ImagesRoot::new(&app.config.images) {
         Ok(i) => i,
         Err(e) if app.config.tftp_auto => {
             log::warn!("tftp off: images dir {}: {e}", app.config.images.display());
             return Ok(());
         }
-        Err(e) => {
-            return Err(format!(
-                "tftp: images dir {}: {e}",
-                app.config.images.display()
-            ));
+        Err(source) => {
+            return Err(StartError::Images {
+                dir: app.config.images.clone(),
+                source,
+            });
         }
     };
     let mut cfg = ServerConfig {
@@ -234,7 +307,7 @@ fn start_tftp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<()
 }
 
 /// Binds DHCP (when on) and spawns it; binding errors stop the start-up.
-fn start_dhcp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<(), String> {
+fn start_dhcp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<(), StartError> {
     use crate::dhcp::{DhcpServer, DhcpState, Mode};
     let mode = app.config.dhcp_mode;
     if mode == Mode::Off {
@@ -242,16 +315,23 @@ fn start_dhcp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<()
     }
     let cfg = crate::services::dhcp_config(app);
     let state = match mode {
-        Mode::Authoritative => DhcpState::open(&app.config.data_dir).map_err(|e| {
-            format!(
-                "cannot open the lease file in {}: {e}",
-                app.config.data_dir.display()
-            )
-        })?,
+        Mode::Authoritative => {
+            DhcpState::open(&app.config.data_dir).map_err(|source| StartError::Leases {
+                dir: app.config.data_dir.clone(),
+                source,
+            })?
+        }
         _ => DhcpState::in_memory(),
     };
-    let server = DhcpServer::bind(cfg).map_err(|e| format!("dhcp ({mode}): {e}"))?;
-    let local = server.local_addr().map_err(|e| e.to_string())?;
+    let listen = cfg.listen;
+    let server = DhcpServer::bind(cfg).map_err(|source| StartError::Listen {
+        key: "dhcp_listen",
+        addr: listen,
+        source,
+    })?;
+    let local = server
+        .local_addr()
+        .map_err(system("the DHCP socket's address"))?;
     let pxe = server.pxe_local_addr().and_then(Result::ok);
     announce(&format!(
         "dhcp ({mode}) listening on {local}{} (interface {})",

@@ -853,3 +853,36 @@ fn missing_boot_loaders_are_named_until_they_are_there() {
     );
     assert!(!text.contains("Config {"), "no Debug dump: {text}");
 }
+
+/// A start that cannot happen says why, naming the setting, and exits 1:
+/// a port someone else holds, a data dir another gopxe has open.
+#[test]
+fn start_up_failures_name_the_setting() {
+    let dir = tempdir("start-fail");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let run = |extra: &[&str]| {
+        let out = Command::new(common::bin())
+            .args(["serve", "--tftp-listen", "off", "--data-dir"])
+            .arg(dir.join("data"))
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--http-listen", &addr]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("gopxe: cannot listen on {addr} (http_listen)")),
+        "{err}"
+    );
+    // The data dir of a running gopxe is locked.
+    let g = Gopxe::start(&dir, &[]);
+    let (code, err) = run(&["--http-listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("gopxe: cannot open the data dir"), "{err}");
+    drop(g);
+}
