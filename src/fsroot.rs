@@ -27,9 +27,9 @@
 //!    the check of step 2 cannot be raced. The flags keep the open from
 //!    blocking (a FIFO) or from taking a terminal as the controlling one,
 //!    and the `fstat` refuses whatever was opened instead of a regular file.
-//!    Kernels before 5.6 have no `openat2`: there the canonical path is
-//!    opened with the same flags, and only the last component is safe from
-//!    a swap.
+//!    Kernels before 5.6 (and qemu-user) have no `openat2`: there the path
+//!    is opened one folder at a time from the root with `O_NOFOLLOW`
+//!    ([`open_walking`]), which refuses a swapped-in symlink the same way.
 //!
 //! `O_NONBLOCK` stays set on the returned file: it has no effect on a
 //! regular file, whose reads never return `EAGAIN`.
@@ -154,33 +154,70 @@ where
     Ok((file, meta.len()))
 }
 
+/// How a file under the root is opened for reading.
+const READ_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::CLOEXEC);
+
 /// Opens `inside` (relative, symlink-free) under `root` for reading, the
 /// kernel refusing any symlink on the way and any step out of `root`
 /// (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`); where the
-/// kernel has no `openat2`, opens `root/inside` with `O_NOFOLLOW`.
+/// kernel (or an emulator) has no `openat2`, through [`open_walking`].
 pub fn open_beneath(root: &Path, inside: &Path) -> Result<File, Refusal> {
     use rustix::fs::ResolveFlags;
     use rustix::io::Errno;
-    let flags =
-        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC;
     let dir = rustix::fs::open(
         root,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
-    match rustix::fs::openat2(&dir, inside, flags, Mode::empty(), resolve) {
+    match rustix::fs::openat2(&dir, inside, READ_FLAGS, Mode::empty(), resolve) {
         Ok(fd) => Ok(File::from(fd)),
-        Err(Errno::NOSYS) => Ok(File::from(rustix::fs::open(
-            root.join(inside),
-            flags,
-            Mode::empty(),
-        )?)),
+        Err(Errno::NOSYS) => open_walking(root, inside),
         Err(Errno::XDEV) => Err(Refusal::OutsideRoot {
             target: root.join(inside),
         }),
         Err(e) => Err(e.into()),
     }
+}
+
+/// [`open_beneath`] without `openat2`: one folder at a time from `root`,
+/// each opened relative to the one before with `O_NOFOLLOW` and checked to
+/// be a folder, so a symlink anywhere on the way is refused, as is the
+/// last component if it is one.
+pub fn open_walking(root: &Path, inside: &Path) -> Result<File, Refusal> {
+    let mut dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let parts: Vec<&std::ffi::OsStr> = inside.iter().collect();
+    let Some((last, folders)) = parts.split_last() else {
+        return Err(Refusal::BadName("empty path"));
+    };
+    for part in folders {
+        let next = rustix::fs::openat(
+            &dir,
+            *part,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let kind = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&next)?.st_mode);
+        match kind {
+            rustix::fs::FileType::Directory => dir = next,
+            rustix::fs::FileType::Symlink => return Err(Refusal::NotRegular { kind: "symlink" }),
+            _ => return Err(Refusal::NotFound),
+        }
+    }
+    Ok(File::from(rustix::fs::openat(
+        &dir,
+        *last,
+        READ_FLAGS,
+        Mode::empty(),
+    )?))
 }
 
 fn check_component(c: &str) -> Result<(), Refusal> {
@@ -272,7 +309,15 @@ mod tests {
     /// the path as checked and must refuse what it resolves to now.
     #[test]
     fn a_component_swapped_for_a_symlink_after_the_check_is_refused() {
-        let (t, root) = tree("swap");
+        swapped_component_refused_by(open_beneath, "swap-beneath");
+        swapped_component_refused_by(open_walking, "swap-walking");
+    }
+
+    fn swapped_component_refused_by(
+        open_beneath: fn(&Path, &Path) -> Result<File, Refusal>,
+        tag: &str,
+    ) {
+        let (t, root) = tree(tag);
         assert_eq!(
             std::fs::read(root.join("a/b.bin")).unwrap(),
             b"twelve bytes",
