@@ -862,6 +862,7 @@ mod tests {
         );
         assert_eq!(store.bootactions.get("new"), Some(&b));
         assert_eq!(store.machines.len(), 1);
+        drop(store);
         let _ = fs::remove_dir_all(&root);
     }
 
@@ -1019,6 +1020,7 @@ mod tests {
         assert_eq!(store.machines.get(&a.id), Some(&a));
         assert_eq!(store.machines.get(&b.id), None, "never acknowledged");
         assert_eq!(store.machines.get(&c.id), Some(&c));
+        drop(store);
         let _ = fs::remove_dir_all(&root);
     }
 
@@ -1100,6 +1102,7 @@ mod tests {
         }
         let (store, _) = Store::open(&root).unwrap();
         assert_eq!(store.machines.len(), 2);
+        drop(store);
         let _ = fs::remove_dir_all(&root);
     }
 
