@@ -37,6 +37,7 @@
 //! gopxe wrote into the machine's kickstart (`api`'s `done`). Both still
 //! pass steps 1 and 2 and the cross-site check here.
 
+use super::route::{self, Route};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A request refused before routing. A refusal of [`framing`] is the
@@ -213,16 +214,22 @@ pub enum Write {
     Callback,
 }
 
-/// What a route does with a write, from its method and decoded path.
+/// What a route does with a write, from its method and the route its
+/// decoded path names ([`Route::parse`]). A path under `/ui/` is a form
+/// whether or not a route knows it (it then answers 404 as HTML); any
+/// other path no route knows is a JSON write, which needs the API right.
 pub fn write_kind(method: &str, segments: &[&str]) -> Option<Write> {
     if matches!(method, "GET" | "HEAD") {
         return None;
     }
-    Some(match (method, segments) {
-        (_, ["ui", ..]) => Write::Form,
-        (_, ["pxeboot", _, "done"]) => Write::Callback,
-        ("DELETE", _) | (_, ["pxeboot", _, "reinstall"]) => Write::NoBody,
-        (_, ["kstemplate", _]) => Write::Text,
+    if route::is_form_path(segments) {
+        return Some(Write::Form);
+    }
+    Some(match Route::parse(segments).map(|(r, _)| r) {
+        Some(Route::MachineDone) => Write::Callback,
+        Some(Route::MachineReinstall) => Write::NoBody,
+        _ if method == "DELETE" => Write::NoBody,
+        Some(Route::Template) => Write::Text,
         _ => Write::Json,
     })
 }
@@ -328,6 +335,30 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_write_kind_comes_from_the_route() {
+        let kind = |method: &str, path: &str| {
+            let segs: Vec<&str> = path.split('/').skip(1).collect();
+            write_kind(method, &segs)
+        };
+        assert_eq!(kind("GET", "/pxeboot/x/done"), None);
+        assert_eq!(
+            kind("POST", "/pxeboot/01-52-54-00-00-00-01/done"),
+            Some(Write::Callback)
+        );
+        assert_eq!(kind("POST", "/pxeboot/x/reinstall"), Some(Write::NoBody));
+        assert_eq!(kind("DELETE", "/bootaction/a"), Some(Write::NoBody));
+        assert_eq!(kind("DELETE", "/kstemplate/a"), Some(Write::NoBody));
+        assert_eq!(kind("PUT", "/kstemplate/a"), Some(Write::Text));
+        assert_eq!(kind("POST", "/pxeboot"), Some(Write::Json));
+        assert_eq!(kind("PUT", "/bootaction/a"), Some(Write::Json));
+        assert_eq!(kind("POST", "/ui/pxeboot/x/reinstall"), Some(Write::Form));
+        // Paths no route knows: forms under /ui/, JSON (the API right) else.
+        assert_eq!(kind("POST", "/ui/nothing"), Some(Write::Form));
+        assert_eq!(kind("POST", "/nothing/here"), Some(Write::Json));
+        assert_eq!(kind("POST", "/pxeboot/x/done/more"), Some(Write::Json));
+    }
 
     fn fh(cl: Option<&str>, n: usize, te: bool) -> FramingHeaders<'_> {
         FramingHeaders {
