@@ -11,8 +11,52 @@
 use super::url::{HookUrl, Host};
 use async_io::{Async, Timer};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use std::fmt;
+use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
+
+/// Why a POST got no status code.
+#[derive(Debug)]
+pub enum PostError {
+    /// The receiver's name did not resolve (or to no address).
+    Resolve {
+        host: String,
+        source: Option<io::Error>,
+    },
+    /// No address of the receiver accepted the connection.
+    Connect { addr: SocketAddr, source: io::Error },
+    /// Sending the request or reading the answer failed.
+    Io {
+        step: &'static str,
+        source: io::Error,
+    },
+    /// The connection closed before a status line.
+    Closed,
+    /// The answer does not start with an HTTP/1 status line.
+    BadAnswer(String),
+    /// No answer within the timeout.
+    Timeout(Duration),
+}
+
+impl fmt::Display for PostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PostError::Resolve {
+                host,
+                source: Some(e),
+            } => write!(f, "cannot resolve {host}: {e}"),
+            PostError::Resolve { host, source: None } => write!(f, "{host} resolved to no address"),
+            PostError::Connect { addr, source } => write!(f, "connect {addr}: {source}"),
+            PostError::Io { step, source } => write!(f, "{step}: {source}"),
+            PostError::Closed => f.write_str("connection closed before an answer"),
+            PostError::BadAnswer(why) => f.write_str(why),
+            PostError::Timeout(t) => write!(f, "no answer within {} s", t.as_secs()),
+        }
+    }
+}
+
+impl std::error::Error for PostError {}
 
 /// Longest status line read before giving up on the answer.
 const MAX_STATUS_LINE: usize = 1024;
@@ -34,34 +78,44 @@ pub fn request(url: &HookUrl, event: &str, body: &[u8]) -> Vec<u8> {
 }
 
 /// The status code of a status line `HTTP/1.x NNN reason` (without CRLF).
-pub fn parse_status_line(line: &[u8]) -> Result<u16, String> {
-    let text = std::str::from_utf8(line).map_err(|_| "status line is not text".to_string())?;
+pub fn parse_status_line(line: &[u8]) -> Result<u16, PostError> {
+    let text = std::str::from_utf8(line)
+        .map_err(|_| PostError::BadAnswer("status line is not text".into()))?;
     let mut parts = text.splitn(3, ' ');
     let version = parts.next().unwrap_or_default();
     let code = parts.next().unwrap_or_default();
     if !version.starts_with("HTTP/1.") {
-        return Err(format!("not an HTTP/1 answer: `{}`", text.escape_debug()));
+        return Err(PostError::BadAnswer(format!(
+            "not an HTTP/1 answer: `{}`",
+            text.escape_debug()
+        )));
     }
     code.parse::<u16>()
         .ok()
         .filter(|c| code.len() == 3 && (100..=599).contains(c))
-        .ok_or_else(|| format!("bad status line `{}`", text.escape_debug()))
+        .ok_or_else(|| PostError::BadAnswer(format!("bad status line `{}`", text.escape_debug())))
 }
 
-async fn addresses(url: &HookUrl) -> Result<Vec<SocketAddr>, String> {
+async fn addresses(url: &HookUrl) -> Result<Vec<SocketAddr>, PostError> {
     match &url.host {
         Host::Ip(ip) => Ok(vec![SocketAddr::new(*ip, url.port)]),
         Host::Name(name) => {
             let query = (name.clone(), url.port);
             smol::unblock(move || query.to_socket_addrs().map(Iterator::collect::<Vec<_>>))
                 .await
-                .map_err(|e| format!("cannot resolve {name}: {e}"))
+                .map_err(|e| PostError::Resolve {
+                    host: name.clone(),
+                    source: Some(e),
+                })
         }
     }
 }
 
-async fn post_inner(url: &HookUrl, request: &[u8]) -> Result<u16, String> {
-    let mut last = format!("{} resolved to no address", url.host_header());
+async fn post_inner(url: &HookUrl, request: &[u8]) -> Result<u16, PostError> {
+    let mut last = PostError::Resolve {
+        host: url.host_header(),
+        source: None,
+    };
     let mut stream = None;
     for addr in addresses(url).await? {
         match Async::<TcpStream>::connect(addr).await {
@@ -69,41 +123,36 @@ async fn post_inner(url: &HookUrl, request: &[u8]) -> Result<u16, String> {
                 stream = Some(s);
                 break;
             }
-            Err(e) => last = format!("connect {addr}: {e}"),
+            Err(source) => last = PostError::Connect { addr, source },
         }
     }
     let mut stream = stream.ok_or(last)?;
     let _ = stream.get_ref().set_nodelay(true);
-    stream
-        .write_all(request)
-        .await
-        .map_err(|e| format!("send: {e}"))?;
-    stream.flush().await.map_err(|e| format!("send: {e}"))?;
+    let io = |step| move |source| PostError::Io { step, source };
+    stream.write_all(request).await.map_err(io("send"))?;
+    stream.flush().await.map_err(io("send"))?;
     let mut line = Vec::with_capacity(128);
     let mut buf = [0u8; 256];
     loop {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
+        let n = stream.read(&mut buf).await.map_err(io("read"))?;
         if n == 0 {
-            return Err("connection closed before an answer".into());
+            return Err(PostError::Closed);
         }
         line.extend_from_slice(buf.get(..n).unwrap_or_default());
         if let Some(end) = line.windows(2).position(|w| w == b"\r\n") {
             return parse_status_line(line.get(..end).unwrap_or_default());
         }
         if line.len() > MAX_STATUS_LINE {
-            return Err("status line too long".into());
+            return Err(PostError::BadAnswer("status line too long".into()));
         }
     }
 }
 
 /// Sends one POST and returns the status code, or why there is none.
-pub async fn post(url: &HookUrl, request: &[u8], timeout: Duration) -> Result<u16, String> {
+pub async fn post(url: &HookUrl, request: &[u8], timeout: Duration) -> Result<u16, PostError> {
     futures_lite::future::or(post_inner(url, request), async {
         Timer::after(timeout).await;
-        Err(format!("no answer within {} s", timeout.as_secs()))
+        Err(PostError::Timeout(timeout))
     })
     .await
 }
@@ -135,9 +184,12 @@ mod tests {
 
     #[test]
     fn status_lines() {
-        assert_eq!(parse_status_line(b"HTTP/1.1 200 OK"), Ok(200));
-        assert_eq!(parse_status_line(b"HTTP/1.0 204"), Ok(204));
-        assert_eq!(parse_status_line(b"HTTP/1.1 500 Internal Error"), Ok(500));
+        assert_eq!(parse_status_line(b"HTTP/1.1 200 OK").ok(), Some(200));
+        assert_eq!(parse_status_line(b"HTTP/1.0 204").ok(), Some(204));
+        assert_eq!(
+            parse_status_line(b"HTTP/1.1 500 Internal Error").ok(),
+            Some(500)
+        );
         for bad in [
             &b"HTTP/2 200 OK"[..],
             b"HTTP/1.1 20 OK",
@@ -148,7 +200,8 @@ mod tests {
             b"garbage",
             b"HTTP/1.1 \xff\xfe",
         ] {
-            assert!(parse_status_line(bad).is_err(), "{bad:?}");
+            let err = parse_status_line(bad).unwrap_err();
+            assert!(matches!(err, PostError::BadAnswer(_)), "{bad:?}: {err:?}");
         }
     }
 }

@@ -229,7 +229,7 @@ async fn run(t: Rc<Target>, metrics: Rc<Metrics>) {
         let outcome = t.outbox.borrow_mut().finish(seq, ok, Instant::now());
         let why = match &result {
             Ok(code) => format!("answered {code}"),
-            Err(e) => e.clone(),
+            Err(e) => e.to_string(),
         };
         match outcome {
             Outcome::Delivered { attempts } => {
