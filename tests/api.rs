@@ -1,12 +1,7 @@
 //! Whole-process tests of the HTTP API: the original GoPXE README's calls
 //! verbatim, status codes, auth, traversal, files and the life cycle.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Test code may unwrap, panic and index (the restriction lints).
+#![allow(unreachable_pub, clippy::restriction)]
 
 mod common;
 

@@ -6,13 +6,8 @@
 //! line discipline), ^D at the start of a line is EOF. A `gopxe serve` on
 //! 127.0.0.1 is started by a small `serve.sh`, which is also the console's
 //! apply command: it stops the server and starts it again with the file.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Test code may unwrap, panic and index (the restriction lints).
+#![allow(unreachable_pub, clippy::restriction)]
 mod common;
 
 use common::{request, tempdir, wait_until};

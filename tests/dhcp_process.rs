@@ -4,13 +4,8 @@
 //! address and no boot file; the DHCP steps are events on the machine and
 //! the lease is visible at `GET /leases`; each DORA is one info line on
 //! stderr. 127.0.0.1 only.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Test code may unwrap, panic and index (the restriction lints).
+#![allow(unreachable_pub, clippy::restriction)]
 
 mod common;
 
@@ -122,35 +117,16 @@ fn start_relayed(tag: &str, mode: &str) -> (Gopxe, UdpSocket, u16) {
 /// it answers it with the loader from the images tree.
 #[test]
 fn an_http_boot_client_is_offered_a_url_gopxe_serves() {
-    let dir = tempdir("http-boot");
-    std::fs::create_dir_all(dir.join("images")).unwrap();
-    std::fs::write(dir.join("images/ipxe.efi"), b"MZ an EFI loader").unwrap();
-    let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
-    relay
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let relay_port = relay.local_addr().unwrap().port().to_string();
-    let g = Gopxe::start(
-        &dir,
-        &[
-            "--dhcp-mode",
-            "authoritative",
-            "--dhcp-listen",
-            "127.0.0.1:0",
-            "--dhcp-relay-port",
-            &relay_port,
-            "--advertise-addr",
-            "127.0.0.1",
-            "--dhcp-range",
-            "127.0.0.100,127.0.0.150,255.0.0.0,1h",
-            "--unknown-boot",
-            "rescue",
-        ],
-    );
-    let server = g.announced_port("dhcp").expect("dhcp port announced");
+    let (g, relay, server) = start_relayed("http-boot", "authoritative");
+    std::fs::write(g.dir.join("images/ipxe.efi"), b"MZ an EFI loader").unwrap();
     let r = g.post(
-        "/bootaction/rescue",
+        "/bootaction/a",
         r#"{"kernel": "k/vmlinuz", "loader": "ipxe"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = g.post(
+        "/pxeboot",
+        r#"{"bootaction": "a", "mac": "52:54:00:00:16:01"}"#,
     );
     assert_eq!(r.status, 201, "{}", r.text());
     let http: [(u8, &[u8]); 2] = [(60, b"HTTPClient:Arch:00016:UNDI:003001"), (93, &[0, 16])];

@@ -2,13 +2,8 @@
 //! (giaddr 127.0.0.1, option 82) and receives the replies on its own port;
 //! leases survive a restart of the server. Proxy mode answers the PXE
 //! boot-server request on its second port. 127.0.0.1 only.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Test code may unwrap, panic and index (the restriction lints).
+#![allow(unreachable_pub, clippy::restriction)]
 
 use std::cell::RefCell;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};

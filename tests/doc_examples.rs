@@ -22,13 +22,8 @@
 //! Other code blocks (`sh`, plain) are not run; a `curl` of the appliance
 //! (`:9090`) outside a `console` block fails this test, so every API
 //! example stays runnable.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Test code may unwrap, panic and index (the restriction lints).
+#![allow(unreachable_pub, clippy::restriction)]
 
 mod common;
 

@@ -1,13 +1,8 @@
 //! The store is durable and honest: SIGKILL during a stream of writes, or
 //! during a burst of `done` call-backs, loses no acknowledged record, and a
 //! corrupt record file is moved aside at start-up while the rest is served.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Test code may unwrap, panic and index (the restriction lints).
+#![allow(unreachable_pub, clippy::restriction)]
 
 mod common;
 

@@ -1,12 +1,7 @@
 //! HTTP for an appliance: keep-alive, many concurrent connections on one
 //! executor, and slow clients that cannot block the others.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Test code may unwrap, panic and index (the restriction lints).
+#![allow(unreachable_pub, clippy::restriction)]
 
 mod common;
 

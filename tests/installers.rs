@@ -1,13 +1,8 @@
 //! Whole-process tests of the preseed and autoinstall installers: boot
 //! actions that pick them, the boot lines machines get, the answer files,
 //! the install -> installing -> installed life cycle, and old stores.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Test code may unwrap, panic and index (the restriction lints).
+#![allow(unreachable_pub, clippy::restriction)]
 
 mod common;
 

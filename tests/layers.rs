@@ -3,13 +3,8 @@
 //! `#[cfg(test)]` items depends on it, and following those edges never
 //! leads back. The protocol cores are a crate of their own
 //! (`crates/gopxe-proto`), which the compiler keeps from importing gopxe.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Test code may unwrap, panic and index (the restriction lints).
+#![allow(unreachable_pub, clippy::restriction)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

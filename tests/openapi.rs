@@ -17,13 +17,8 @@
 //!
 //! A new route needs its line in the `route` table and its operation with examples in
 //! `api/openapi.json`; this test then exercises it with no change here.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Test code may unwrap, panic and index (the restriction lints).
+#![allow(unreachable_pub, clippy::restriction)]
 
 mod common;
 

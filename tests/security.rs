@@ -6,13 +6,8 @@
 //! All traffic is loopback: a machine's own address is a loopback address
 //! the test sends from (`127.0.0.50`), a stranger's another (`127.0.0.9`);
 //! with an API token configured, loopback holds no right of its own.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Test code may unwrap, panic and index (the restriction lints).
+#![allow(unreachable_pub, clippy::restriction)]
 
 mod common;
 

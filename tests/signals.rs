@@ -1,12 +1,7 @@
 //! Stopping: SIGTERM and SIGINT end gopxe at once with status 0, and the
 //! records written before are there after a restart.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Test code may unwrap, panic and index (the restriction lints).
+#![allow(unreachable_pub, clippy::restriction)]
 
 mod common;
 

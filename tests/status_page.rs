@@ -1,11 +1,6 @@
 //! The status page at `/` and its form actions, through the real binary.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Test code may unwrap, panic and index (the restriction lints).
+#![allow(unreachable_pub, clippy::restriction)]
 
 mod common;
 

@@ -4,13 +4,8 @@
 //! machine and counters in the metrics; one client address cannot take
 //! more than `tftp_max_per_client` transfers. Uses curl's TFTP client, and
 //! raw requests where the test needs transfers left hanging.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+// Test code may unwrap, panic and index (the restriction lints).
+#![allow(unreachable_pub, clippy::restriction)]
 
 mod common;
 
