@@ -263,6 +263,19 @@ fn status_codes() {
         warning.contains("10.1.20.50") && warning.contains(&UUID.to_lowercase()),
         "{shared}"
     );
+    // The listing says it of both records.
+    let list = g.get("/pxeboot").json();
+    let warned = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            m["warnings"][0]
+                .as_str()
+                .is_some_and(|w| w.contains("10.1.20.50"))
+        })
+        .count();
+    assert_eq!(warned, 2, "{list}");
     // The log is written by its own thread: wait for the line, bounded.
     assert!(common::wait_until(Duration::from_secs(5), || g
         .log_text()

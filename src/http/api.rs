@@ -34,6 +34,7 @@ use crate::model::{
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -95,9 +96,10 @@ fn needs_token(app: &App, what: &str) -> Reply {
         .with_header("WWW-Authenticate", "Bearer realm=\"gopxe\"".into())
 }
 
-fn machine_json(app: &App, m: &Machine) -> serde_json::Value {
+/// A machine record as the API shows it. `sharing`: the other machines
+/// whose record names its static address ([`App::sharing_address`]).
+fn machine_json(app: &App, m: &Machine, sharing: &[MachineId]) -> serde_json::Value {
     let s = |a: Option<std::net::Ipv4Addr>| a.map(|a| a.to_string());
-    let sharing = app.sharing_address(m);
     let mut v = json!({
         "id": m.id.canonical(),
         "uuid": m.id.canonical(),
@@ -196,11 +198,24 @@ async fn dispatch(app: &App, req: &Req<'_>, r: Route, param: &str, tail: &[Strin
             "POST" => put_machine(app, req, None, true).await,
             _ => {
                 let s = app.records();
+                // The static addresses, gathered once: asking for each
+                // machine would scan every record for every record.
+                let mut by_ip: HashMap<std::net::Ipv4Addr, Vec<MachineId>> = HashMap::new();
+                for m in s.machines.values() {
+                    if let Some(ip) = m.ip {
+                        by_ip.entry(ip).or_default().push(m.id);
+                    }
+                }
+                let sharing = |m: &Machine| -> Vec<MachineId> {
+                    m.ip.and_then(|ip| by_ip.get(&ip))
+                        .map(|ids| ids.iter().filter(|o| **o != m.id).copied().collect())
+                        .unwrap_or_default()
+                };
                 Reply::json(
                     200,
                     &s.machines
                         .values()
-                        .map(|m| machine_json(app, m))
+                        .map(|m| machine_json(app, m, &sharing(m)))
                         .collect::<Vec<_>>(),
                 )
             }
@@ -361,7 +376,7 @@ async fn put_machine(app: &App, req: &Req<'_>, path_id: Option<MachineId>, post:
             match s.machines.get(&id) {
                 Some(m) => Reply::json(
                     if created || post { 201 } else { 200 },
-                    &machine_json(app, m),
+                    &machine_json(app, m, &app.sharing_address(m)),
                 ),
                 None => Reply::error(500, None, "record vanished after write"),
             }
@@ -377,7 +392,7 @@ async fn machine(app: &App, req: &Req<'_>, id: &str) -> Reply {
     };
     match req.method {
         "GET" => match app.records().machines.get(&id) {
-            Some(m) => Reply::json(200, &machine_json(app, m)),
+            Some(m) => Reply::json(200, &machine_json(app, m, &app.sharing_address(m))),
             None => Reply::error(404, None, &format!("no machine `{id}`")),
         },
         "PUT" => put_machine(app, req, Some(id), false).await,
@@ -434,7 +449,7 @@ async fn machine_reinstall(app: &App, id: &str) -> Reply {
 
 fn machine_reply(app: &App, result: Result<Machine, AppError>) -> Reply {
     match result {
-        Ok(m) => Reply::json(200, &machine_json(app, &m)),
+        Ok(m) => Reply::json(200, &machine_json(app, &m, &app.sharing_address(&m))),
         Err(e) => app_error(e),
     }
 }
