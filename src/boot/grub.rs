@@ -10,10 +10,12 @@
 //! "Network"; `grub_net_search_config_file`). gopxe answers each of these
 //! names under any folder called `grub`, so every prefix works:
 //! - `grub.cfg` is a dispatcher: it takes the MAC GRUB booted from
-//!   (`$net_default_mac`) and reads `grub.cfg-01-<mac>` when gopxe has a
-//!   machine with it, else boots the unknown-machine default. It never
-//!   guesses a machine from the client's IP address: a stale address
-//!   would boot another machine's installer.
+//!   (`$net_default_mac`) and reads `grub.cfg-01-<mac>`; when gopxe has no
+//!   machine with it (GRUB prints "file not found" and goes on: `[ -e ]`
+//!   is always false on `(tftp)`, which lists no directory) it boots the
+//!   unknown-machine default. It never guesses a machine from the
+//!   client's IP address: a stale address would boot another machine's
+//!   installer.
 //! - `grub.cfg-<name>` is a machine's config, the names parsed as for
 //!   `pxelinux.cfg/` ([`ConfigName`]): the installer (`linux` + `initrd`)
 //!   while the machine is `install` or `installing`, `exit` (back to the
@@ -149,9 +151,7 @@ pub fn dispatcher(store: &Records, default_boot: &DefaultBoot, over: Over) -> St
          if regexp --set=1:m1 --set=2:m2 --set=3:m3 --set=4:m4 --set=5:m5 --set=6:m6 \
          '^([0-9a-f][0-9a-f]):([0-9a-f][0-9a-f]):([0-9a-f][0-9a-f]):([0-9a-f][0-9a-f]):([0-9a-f][0-9a-f]):([0-9a-f][0-9a-f])$' \
          \"$net_default_mac\"; then\n\
-         \tset gopxe_cfg=\"$prefix/grub.cfg-01-$m1-$m2-$m3-$m4-$m5-$m6\"\n\
-         \tif [ -e \"$gopxe_cfg\" ]; then\n\
-         \t\tconfigfile \"$gopxe_cfg\"\n\
+         \tif configfile \"$prefix/grub.cfg-01-$m1-$m2-$m3-$m4-$m5-$m6\"; then\n\
          \t\texit\n\
          \tfi\n\
          fi\n",
@@ -364,7 +364,10 @@ mod tests {
         .unwrap();
         assert_eq!(id, None);
         assert!(text.contains("\"$net_default_mac\"; then\n"));
-        assert!(text.contains("configfile \"$gopxe_cfg\"\n"));
+        assert!(text.contains(
+            "\tif configfile \"$prefix/grub.cfg-01-$m1-$m2-$m3-$m4-$m5-$m6\"; then\n\t\texit\n"
+        ));
+        assert!(!text.contains("[ -e"), "test -e is always false on (tftp)");
         assert!(text.ends_with("unknown machine: back to the firmware's next boot entry\nexit\n"));
         let (text, _) = config_for(
             &store,
