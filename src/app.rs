@@ -347,7 +347,9 @@ impl App {
     /// (`over`): `pxelinux.cfg/<name>` or a GRUB config
     /// (`[dir/]grub/grub.cfg[-<name>]`, see [`crate::boot::grub`]), with an
     /// optional leading `/`. Remembers which machine asked from `client`,
-    /// and records the event.
+    /// and records the event (over HTTP only when `client` is the
+    /// machine's address: anyone else's fetch is a look that changes
+    /// nothing).
     pub fn boot_file(
         &self,
         name: &str,
@@ -376,6 +378,11 @@ impl App {
             }
         };
         drop(store);
+        // Over HTTP, anyone may look (an admin's browser): only the
+        // machine's own fetch is remembered and recorded.
+        let machine = machine.filter(|id| {
+            over == crate::boot::grub::Over::Tftp || self.is_machine_address(id, client)
+        });
         match machine {
             Some(id) => {
                 self.note_client(client, id);
