@@ -76,6 +76,16 @@ fn system_host_name() -> Option<String> {
 
 pub use crate::clock::now_ms;
 
+/// How a generated boot file was asked for ([`App::boot_file`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fetch {
+    /// Over TFTP: firmware or a boot loader.
+    Tftp,
+    /// Over HTTP (`/images/<path>`), with the caller's right and whether
+    /// it asked for a preview.
+    Http { api_right: bool, preview: bool },
+}
+
 /// Shared state of the running service.
 pub struct App {
     pub config: Config,
@@ -286,6 +296,14 @@ impl App {
         recorded || self.dhcp_addrs.borrow().get(id) == Some(&peer) || self.holds_lease(id, peer)
     }
 
+    /// Whether an HTTP read of machine `id`'s boot or answer file is a
+    /// look that changes nothing and records nothing: `?preview=1` from
+    /// anywhere, or the admin (API right) from an address that is not the
+    /// machine's. Only the machine itself moves its state.
+    pub fn is_a_look(&self, id: &MachineId, peer: IpAddr, api_right: bool, preview: bool) -> bool {
+        preview || (api_right && !self.is_machine_address(id, peer))
+    }
+
     /// Whether the durable lease table binds `peer` to this machine's
     /// MAC (its id, or the MAC its firmware was seen with): what keeps a
     /// machine's own fetches its own across a restart of the appliance,
@@ -347,15 +365,12 @@ impl App {
     /// (`over`): `pxelinux.cfg/<name>` or a GRUB config
     /// (`[dir/]grub/grub.cfg[-<name>]`, see [`crate::boot::grub`]), with an
     /// optional leading `/`. Remembers which machine asked from `client`,
-    /// and records the event (over HTTP only when `client` is the
-    /// machine's address: anyone else's fetch is a look that changes
-    /// nothing).
-    pub fn boot_file(
-        &self,
-        name: &str,
-        client: IpAddr,
-        over: crate::boot::grub::Over,
-    ) -> Option<Vec<u8>> {
+    /// and records the event, unless the fetch is a look ([`App::is_a_look`]).
+    pub fn boot_file(&self, name: &str, client: IpAddr, fetch: Fetch) -> Option<Vec<u8>> {
+        let over = match fetch {
+            Fetch::Tftp => crate::boot::grub::Over::Tftp,
+            Fetch::Http { .. } => crate::boot::grub::Over::Http,
+        };
         let name = name.strip_prefix('/').unwrap_or(name);
         let store = self.store.borrow();
         let (text, machine) = match name.strip_prefix("pxelinux.cfg/") {
@@ -378,10 +393,9 @@ impl App {
             }
         };
         drop(store);
-        // Over HTTP, anyone may look (an admin's browser): only the
-        // machine's own fetch is remembered and recorded.
-        let machine = machine.filter(|id| {
-            over == crate::boot::grub::Over::Tftp || self.is_machine_address(id, client)
+        let machine = machine.filter(|id| match fetch {
+            Fetch::Tftp => true,
+            Fetch::Http { api_right, preview } => !self.is_a_look(id, client, api_right, preview),
         });
         match machine {
             Some(id) => {
