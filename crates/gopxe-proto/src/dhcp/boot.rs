@@ -34,6 +34,25 @@ pub enum Firmware {
     None,
 }
 
+impl Firmware {
+    /// The class name gopxe gives it: the loader table's classes (`bios`,
+    /// `efi-x64`, `efi-arm64`, `http-x64`, `http-arm64`), `ipxe`,
+    /// `raspberry-pi`, `unsupported` or `none`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Firmware::Ipxe => "ipxe",
+            Firmware::Bios => "bios",
+            Firmware::EfiX64 => "efi-x64",
+            Firmware::EfiArm64 => "efi-arm64",
+            Firmware::HttpX64 => "http-x64",
+            Firmware::HttpArm64 => "http-arm64",
+            Firmware::RaspberryPi => "raspberry-pi",
+            Firmware::Unsupported(_) => "unsupported",
+            Firmware::None => "none",
+        }
+    }
+}
+
 /// MAC prefixes (OUIs) of Raspberry Pi boards (Raspberry Pi Foundation and
 /// Raspberry Pi Trading).
 const PI_OUIS: [[u8; 3]; 5] = [
