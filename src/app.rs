@@ -129,6 +129,8 @@ pub struct App {
     pub template_permits: async_lock::Semaphore,
     /// One lock per machine whose state is changing (removed when free).
     machine_locks: RefCell<HashMap<MachineId, Rc<async_lock::Mutex<()>>>>,
+    /// Unknown netboot clients seen by DHCP ([`crate::discovered`]).
+    pub discovered: RefCell<crate::discovered::Inbox>,
 }
 
 impl App {
@@ -145,6 +147,7 @@ impl App {
         {
             host_names.push(h);
         }
+        let discovered = RefCell::new(crate::discovered::Inbox::new(config.discovered_max));
         App {
             config,
             urls,
@@ -165,6 +168,7 @@ impl App {
             write_lock: async_lock::RwLock::new(()),
             template_permits: async_lock::Semaphore::new(Self::TEMPLATE_RENDERS),
             machine_locks: RefCell::new(HashMap::new()),
+            discovered,
         }
     }
 
@@ -591,8 +595,21 @@ impl App {
 
     /// Creates or replaces a machine (a replaced record starts a new
     /// install). Returns true when it was created.
-    pub async fn put_machine(&self, mut m: Machine) -> Result<bool, AppError> {
+    pub async fn put_machine(&self, m: Machine) -> Result<bool, AppError> {
+        self.write_machine(m, false).await
+    }
+
+    /// As [`App::put_machine`], but 409 when a machine with its id
+    /// exists (adopting a discovered machine).
+    pub async fn create_machine(&self, m: Machine) -> Result<(), AppError> {
+        self.write_machine(m, true).await.map(|_| ())
+    }
+
+    async fn write_machine(&self, mut m: Machine, only_new: bool) -> Result<bool, AppError> {
         let _g = self.write_lock.write().await;
+        if only_new && self.store.borrow().machines.contains_key(&m.id) {
+            return Err(AppError::Conflict(format!("machine `{}` exists", m.id)));
+        }
         self.check_references(&m)?;
         self.check_kernel_line(&m)?;
         m.updated_ms = now_ms();
@@ -609,6 +626,8 @@ impl App {
             .insert(id, m.clone())
             .map(|o| o.state);
         let created = old.is_none();
+        // A machine with a record is never `discovered`.
+        self.discovered.borrow_mut().forget_machine(&id);
         let change = if created {
             crate::webhook::Change::Created
         } else {

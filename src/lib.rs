@@ -33,6 +33,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod dhcp;
+pub mod discovered;
 pub mod fsroot;
 pub mod http;
 pub mod loadercheck;

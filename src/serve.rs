@@ -143,7 +143,7 @@ fn stdout_is_stderr() -> bool {
 /// next start ignores. The
 /// handler matters most for PID 1 in a container, for which the kernel
 /// ignores a SIGTERM nobody handles.
-fn stop_on_signals(ex: &Rc<smol::LocalExecutor<'static>>) -> Result<(), StartError> {
+fn stop_on_signals(ex: &Rc<smol::LocalExecutor<'static>>, app: Rc<App>) -> Result<(), StartError> {
     use async_signal::{Signal, Signals};
     use futures_lite::StreamExt;
     let mut signals = Signals::new([Signal::Term, Signal::Int])
@@ -151,6 +151,7 @@ fn stop_on_signals(ex: &Rc<smol::LocalExecutor<'static>>) -> Result<(), StartErr
     ex.spawn(async move {
         if let Some(Ok(signal)) = signals.next().await {
             log::info!("stopping on {signal:?}");
+            crate::discovered::save_now(&app);
             crate::logging::flush();
             std::process::exit(0);
         }
@@ -194,7 +195,8 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     }
     app.note_listening(format!("http {bound}"));
     let ex = Rc::new(smol::LocalExecutor::new());
-    stop_on_signals(&ex)?;
+    crate::discovered::start(&ex, &app);
+    stop_on_signals(&ex, app.clone())?;
     start_dhcp(&ex, &app)?;
     start_tftp(&ex, &app)?;
     crate::webhook::spawn(&ex, &app.webhooks, &app.metrics);

@@ -156,6 +156,9 @@ pub fn dhcp_level(kind: dhcp::EventKind) -> log::Level {
 pub fn on_dhcp_event(app: &App, e: &dhcp::Event) {
     let (msg, outcome) = kind_label(e.kind);
     app.metrics.dhcp_packet(msg, outcome);
+    if !e.known {
+        crate::discovered::on_dhcp_event(app, e, msg, outcome);
+    }
     let mac = e.mac.0;
     let id = if e.known {
         machine_id(app, mac, e.uuid)

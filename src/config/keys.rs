@@ -283,6 +283,11 @@ config_table! {
         flag: "tftp-max-per-client", value: "N", default: value "8",
         help: "concurrent TFTP transfers from one client IP address",
     },
+    discovered_max: u64 {
+        flag: "discovered-max", value: "N", default: value "1000",
+        help: "unknown netboot clients kept in the discovery inbox",
+        doc: "unknown netboot clients kept in the discovery inbox (`GET /discovered`); past it the one seen longest ago is dropped",
+    },
     dhcp_mode: String {
         flag: "dhcp-mode", value: "off|proxy|authoritative", default: value "off",
         help: "DHCP service: none, boot options beside the lab's server, or addresses too",

@@ -66,6 +66,8 @@ pub struct Config {
     pub tftp_max_transfers: usize,
     /// Concurrent TFTP transfers from one client IP address.
     pub tftp_max_per_client: usize,
+    /// Most machines in the discovery inbox.
+    pub discovered_max: usize,
     pub dhcp_mode: DhcpMode,
     pub dhcp_ranges: Vec<Pool>,
     /// Where DHCP listens (udp/67; another port for relay tests).
@@ -102,6 +104,7 @@ impl Default for Config {
             tftp_auto: true,
             tftp_max_transfers: 64,
             tftp_max_per_client: 8,
+            discovered_max: 1000,
             dhcp_mode: DhcpMode::Off,
             dhcp_ranges: Vec::new(),
             dhcp_listen: SocketAddr::from(([0, 0, 0, 0], 67)),
@@ -305,6 +308,7 @@ impl Config {
             tftp_listen,
             tftp_max_transfers,
             tftp_max_per_client,
+            discovered_max,
             dhcp_mode,
             dhcp_range,
             dhcp_router,
@@ -446,6 +450,12 @@ impl Config {
                 return Err(err(o, format!("{v} is out of range 1..=10000")));
             }
             c.tftp_max_per_client = v as usize;
+        }
+        if let Some((v, o)) = discovered_max {
+            if !(1..=100_000).contains(&v) {
+                return Err(err(o, format!("{v} is out of range 1..=100000")));
+            }
+            c.discovered_max = v as usize;
         }
         // Where the mode came from, for the check of ranges below.
         let mut mode_origin = String::new();
