@@ -56,7 +56,7 @@ pub struct Req<'a> {
     pub accept: Option<&'a str>,
 }
 
-fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
+pub(super) fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Reply::error(
             400,
@@ -72,7 +72,7 @@ fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
     })
 }
 
-fn app_error(e: AppError) -> Reply {
+pub(super) fn app_error(e: AppError) -> Reply {
     match e {
         AppError::Invalid(f) => Reply::error(400, Some(&f.field), &f.to_string()),
         AppError::NotFound(m) => Reply::error(404, None, &m),
@@ -98,7 +98,7 @@ fn needs_token(app: &App, what: &str) -> Reply {
 
 /// A machine record as the API shows it. `sharing`: the other machines
 /// whose record names its static address ([`App::sharing_address`]).
-fn machine_json(app: &App, m: &Machine, sharing: &[MachineId]) -> serde_json::Value {
+pub(super) fn machine_json(app: &App, m: &Machine, sharing: &[MachineId]) -> serde_json::Value {
     let s = |a: Option<std::net::Ipv4Addr>| a.map(|a| a.to_string());
     let mut v = json!({
         "id": m.id.canonical(),
@@ -259,6 +259,10 @@ async fn dispatch(app: &App, req: &Req<'_>, r: Route, param: &str, tail: &[Strin
         }
         Route::UiReinstall => super::status::ui(app, req, param, FormAction::Reinstall).await,
         Route::UiDelete => super::status::ui(app, req, param, FormAction::Delete).await,
+        Route::Discovered => super::discovery::inbox(app, req, None).await,
+        Route::DiscoveredOne => super::discovery::inbox(app, req, Some(param)).await,
+        Route::DiscoveredAdopt => super::discovery::adopt(app, req, param).await,
+        Route::UiAdopt => super::status::ui_adopt(app, req, param).await,
     }
 }
 
@@ -298,11 +302,12 @@ fn metrics(app: &App) -> Reply {
         MachineState::Installed,
     ]
     .map(|st| (st.as_str(), count(st)));
-    let text = app.metrics.render(
+    let mut text = app.metrics.render(
         &states,
         app.started.elapsed().as_secs(),
         crate::metrics::LogCounts::now(),
     );
+    text.push_str(&crate::discovered::metrics_text(app));
     Reply::bytes(
         200,
         "text/plain; version=0.0.4; charset=utf-8",
@@ -870,6 +875,7 @@ mod tests {
         pattern
             .replace("{name}", "sample")
             .replace("{id}", "42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69")
+            .replace("{mac}", "52:54:00:12:34:56")
             .replace("{file}", "default")
             .replace("{path}", "dir/file.bin")
     }

@@ -42,6 +42,8 @@ use sailfish::TemplateSimple;
 pub const MAX_MACHINES: usize = 500;
 /// Most leases listed on the page.
 pub const MAX_LEASES: usize = 1000;
+/// Most discovered machines listed on the page.
+pub const MAX_DISCOVERED: usize = 200;
 
 const HTML: &str = "text/html; charset=utf-8";
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
@@ -90,6 +92,21 @@ pub struct LeaseView {
     pub expires: String,
 }
 
+/// One discovered machine row, with its adopt form.
+pub struct DiscoveredView {
+    pub mac: String,
+    /// The UUID as dmidecode shows it, and as option 97 carried it.
+    pub uuid: String,
+    pub uuid_wire: String,
+    pub firmware: String,
+    pub vendor_class: String,
+    /// Relay, circuit id, remote id.
+    pub relay: String,
+    pub last_seen: String,
+    pub last_seen_at: String,
+    pub times_seen: u64,
+}
+
 /// Everything the page shows, already formatted.
 #[derive(TemplateSimple)]
 #[template(path = "status.html.stpl")]
@@ -114,6 +131,8 @@ pub struct StatusPage {
     pub leases: Vec<LeaseView>,
     pub hidden_leases: usize,
     pub log: Vec<String>,
+    pub discovered: Vec<DiscoveredView>,
+    pub hidden_discovered: usize,
 }
 
 /// A refusal or error shown to a person.
@@ -259,6 +278,7 @@ pub fn page_data(app: &App, log: Vec<String>, now_ms: u64) -> StatusPage {
         MachineState::Installing,
         MachineState::Installed,
     ];
+    let (discovered, hidden_discovered) = discovered_rows(app, now_ms);
     let c = &app.config;
     let mut listening = app.listening();
     if listening.is_empty() {
@@ -288,7 +308,51 @@ pub fn page_data(app: &App, log: Vec<String>, now_ms: u64) -> StatusPage {
         hidden_leases: all_leases.len().saturating_sub(MAX_LEASES),
         leases,
         log,
+        discovered,
+        hidden_discovered,
     }
+}
+
+/// The discovered machines, most recently seen first, and how many more.
+fn discovered_rows(app: &App, now_ms: u64) -> (Vec<DiscoveredView>, usize) {
+    use crate::discovered::{id_text, text};
+    use crate::model::{format_mac, format_uuid, swap_uuid};
+    let inbox = app.discovered.borrow();
+    let rows = inbox
+        .newest_first()
+        .take(MAX_DISCOVERED)
+        .map(|e| {
+            let relay = [
+                e.relay.map(|r| format!("relay {r}")),
+                e.circuit_id
+                    .as_deref()
+                    .map(|c| format!("circuit {}", id_text(c))),
+                e.remote_id
+                    .as_deref()
+                    .map(|r| format!("remote {}", id_text(r))),
+            ];
+            let relay: Vec<String> = relay.into_iter().flatten().collect();
+            DiscoveredView {
+                mac: format_mac(&e.mac, ":"),
+                uuid: or_dash(e.uuid.map(|u| format_uuid(&swap_uuid(u)))),
+                uuid_wire: or_dash(e.uuid.map(|u| format_uuid(&u))),
+                firmware: match e.arch {
+                    Some(a) => format!("{} (arch {a})", e.firmware),
+                    None => e.firmware.to_string(),
+                },
+                vendor_class: or_dash(e.vendor_class.as_deref().map(text)),
+                relay: if relay.is_empty() {
+                    "—".into()
+                } else {
+                    relay.join(", ")
+                },
+                last_seen: ago(now_ms, e.last_seen_ms),
+                last_seen_at: format!("{} UTC", utc(e.last_seen_ms)),
+                times_seen: e.times_seen,
+            }
+        })
+        .collect();
+    (rows, inbox.len().saturating_sub(MAX_DISCOVERED))
 }
 
 /// Renders the page as HTML.
@@ -359,15 +423,7 @@ pub enum FormAction {
 /// method and answers unknown `/ui/` paths with [`message`]).
 pub async fn ui(app: &App, req: &Req<'_>, id: &str, action: FormAction) -> Reply {
     if !form_may_write(app, req) {
-        let why = if app.config.api_token.is_some() {
-            "the API token is missing or wrong"
-        } else {
-            "no API token is configured, so changes are accepted from loopback only"
-        };
-        // The message page has no buttons, so it needs no framing guard;
-        // a 401 carries its challenge instead (RFC 9110 §11.6.1).
-        return message(401, "Not allowed", why)
-            .with_header("WWW-Authenticate", "Bearer realm=\"gopxe\"".into());
+        return not_allowed(app);
     }
     let id: MachineId = match id.parse() {
         Ok(i) => i,
@@ -380,13 +436,54 @@ pub async fn ui(app: &App, req: &Req<'_>, id: &str, action: FormAction) -> Reply
             .await
             .map(|_| ()),
     };
+    let action = match action {
+        FormAction::Delete => "delete",
+        FormAction::Reinstall => "reinstall",
+    };
+    form_outcome(result, req, &format!("{action} of machine {id}"))
+}
+
+/// The refusal of a form post without the right to write.
+fn not_allowed(app: &App) -> Reply {
+    let why = if app.config.api_token.is_some() {
+        "the API token is missing or wrong"
+    } else {
+        "no API token is configured, so changes are accepted from loopback only"
+    };
+    // The message page has no buttons, so it needs no framing guard;
+    // a 401 carries its challenge instead (RFC 9110 §11.6.1).
+    message(401, "Not allowed", why)
+        .with_header("WWW-Authenticate", "Bearer realm=\"gopxe\"".into())
+}
+
+/// `POST /ui/discovered/{mac}/adopt`: the form's `bootaction` and
+/// `hostname` as a `POST /pxeboot` body for the discovered MAC.
+pub async fn ui_adopt(app: &App, req: &Req<'_>, mac: &str) -> Reply {
+    if !form_may_write(app, req) {
+        return not_allowed(app);
+    }
+    let Some(mac) = crate::model::parse_mac(mac) else {
+        return message(400, "Bad MAC address", "not a MAC address");
+    };
+    let mut body = crate::model::MachineBody::default();
+    for (k, v) in form_urlencoded::parse(req.body) {
+        let v = v.trim();
+        match &*k {
+            "bootaction" if !v.is_empty() => body.bootaction = Some(v.to_string()),
+            "hostname" if !v.is_empty() => body.hostname = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    let what = format!("adoption of {}", crate::model::format_mac(&mac, ":"));
+    let result = crate::discovered::adopt(app, mac, body).await.map(|_| ());
+    form_outcome(result, req, &what)
+}
+
+/// A form's answer: 303 to `/` when done, else the reason as a page.
+fn form_outcome(result: Result<(), AppError>, req: &Req<'_>, what: &str) -> Reply {
     match result {
         Ok(()) => {
-            let action = match action {
-                FormAction::Delete => "delete",
-                FormAction::Reinstall => "reinstall",
-            };
-            log::info!("status page: {action} of machine {id} by {}", req.peer);
+            log::info!("status page: {what} by {}", req.peer);
             Reply::bytes(303, HTML, b"<!DOCTYPE html><a href=\"/\">done</a>".to_vec())
                 .with_header("Location", "/".into())
         }
