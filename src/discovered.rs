@@ -561,6 +561,38 @@ mod tests {
         assert!(inbox.is_empty() && inbox.order.is_empty());
     }
 
+    /// Two adoptions of one machine at once (a double-clicked form): the
+    /// first creates it, the second finds it and is a conflict.
+    #[test]
+    fn a_second_adoption_at_once_is_a_conflict() {
+        use crate::model::{BootAction, BootActionBody};
+        let (app, dir) = crate::app::tests::app_on_disk("adopt-twice");
+        let a = BootActionBody {
+            kernel: Some("k".into()),
+            ..Default::default()
+        };
+        let a = BootAction::from_body("a", a).unwrap();
+        smol::block_on(app.put_bootaction(a)).unwrap();
+        app.discovered
+            .borrow_mut()
+            .seen(1, &event(mac(1), None), &info(), what(1));
+        let body = || MachineBody {
+            bootaction: Some("a".into()),
+            ..Default::default()
+        };
+        let (first, second) = smol::block_on(futures_lite::future::zip(
+            adopt(&app, mac(1), body()),
+            adopt(&app, mac(1), body()),
+        ));
+        assert_eq!(first.unwrap().id, MachineId::Mac(mac(1)));
+        assert!(matches!(second, Err(AppError::Conflict(_))), "{second:?}");
+        assert!(app.discovered.borrow().is_empty());
+        let again = smol::block_on(adopt(&app, mac(1), body()));
+        assert!(matches!(again, Err(AppError::NotFound(_))), "{again:?}");
+        drop(app);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn sanitised_text() {
         assert_eq!(text(b"PXEClient\n\x00<b>"), "PXEClient\\n\\x00<b>");

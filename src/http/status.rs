@@ -623,6 +623,51 @@ mod tests {
         assert!(html.contains("1 install, 0 installing, 0 installed"));
     }
 
+    /// A discovered machine's row: escaped values, both UUID forms, the
+    /// relay and circuit, and an adopt form naming the boot actions.
+    #[test]
+    fn discovered_rows_have_an_adopt_form() {
+        use crate::dhcp::boot::Firmware;
+        use crate::dhcp::{ClientInfo, Event, EventKind, packet::Mac};
+        let a = app(Some("t0k-t0k-t0k"));
+        add(&a, "m");
+        let mac = [0x52, 0x54, 0, 0xaa, 0xbb, 0xcc];
+        let e = Event {
+            kind: EventKind::DiscoverSeen,
+            mac: Mac(mac),
+            uuid: Some([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]),
+            ip: None,
+            known: false,
+            boot_file: None,
+            client: None,
+        };
+        let c = ClientInfo {
+            firmware: Firmware::Bios,
+            arch: Some(0),
+            vendor_class: Some(b"PXEClient<script>alert(1)</script>".to_vec()),
+            circuit_id: Some(b"ge-0/0/1".to_vec()),
+            remote_id: None,
+            relay: Some("10.0.0.254".parse().unwrap()),
+        };
+        let seen = crate::discovered::Seen {
+            at_ms: now_ms(),
+            msg: "DISCOVER".into(),
+            outcome: "received".into(),
+            ip: None,
+            boot_file: None,
+        };
+        a.discovered.borrow_mut().seen(now_ms(), &e, &c, seen);
+        let html = render(&a, Vec::new(), now_ms()).unwrap();
+        assert!(html.contains("52:54:00:aa:bb:cc"));
+        assert!(html.contains("04030201-0605-0807-090a-0b0c0d0e0f10"));
+        assert!(html.contains("01020304-0506-0708-090a-0b0c0d0e0f10"));
+        assert!(html.contains("bios (arch 0)"));
+        assert!(html.contains("relay 10.0.0.254, circuit ge-0/0/1"));
+        assert!(!html.contains("<script>alert"));
+        assert!(html.contains("action=\"/ui/discovered/52:54:00:aa:bb:cc/adopt\""));
+        assert!(html.contains("<option value=\"centos\">centos</option>"));
+    }
+
     #[test]
     fn json_only_when_asked_without_html() {
         assert!(!wants_json(None));
