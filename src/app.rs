@@ -130,7 +130,7 @@ pub struct App {
     /// One lock per machine whose state is changing (removed when free).
     machine_locks: RefCell<HashMap<MachineId, Rc<async_lock::Mutex<()>>>>,
     /// Unknown netboot clients seen by DHCP ([`crate::discovered`]).
-    pub discovered: RefCell<crate::discovered::Inbox>,
+    pub discovered: Rc<RefCell<crate::discovered::Inbox>>,
 }
 
 impl App {
@@ -147,7 +147,9 @@ impl App {
         {
             host_names.push(h);
         }
-        let discovered = RefCell::new(crate::discovered::Inbox::new(config.discovered_max));
+        let discovered = Rc::new(RefCell::new(crate::discovered::Inbox::new(
+            config.discovered_max,
+        )));
         App {
             config,
             urls,

@@ -1,12 +1,14 @@
 //! The discovery inbox: unknown netboot clients DHCP has seen, waiting
 //! for the admin to adopt them (`POST /discovered/{mac}/adopt`).
 //!
-//! Layer: service (single-threaded state) with one small file. The DHCP
-//! core hands the details of an unknown PXE / HTTP-boot / iPXE / Pi
-//! client's DISCOVER or REQUEST to the service layer
+//! Layer: service (single-threaded state) with one small file; below
+//! `app` (which holds the inbox) and above `dhcp`, `model` and `store`.
+//! The DHCP core hands the details of an unknown PXE / HTTP-boot / iPXE /
+//! Pi client's DISCOVER or REQUEST to the service layer
 //! ([`crate::dhcp::ClientInfo`], RFC 4578 options 93/60/97, RFC 3046
-//! option 82); [`on_dhcp_event`] files them here. Discovery changes no
-//! DHCP answer: an unknown machine boots `unknown_boot` until adopted.
+//! option 82); `services::on_dhcp_event` files them here ([`Inbox::seen`]).
+//! Adoption is `http::discovery`'s. Discovery changes no DHCP answer: an
+//! unknown machine boots `unknown_boot` until adopted.
 //!
 //! Bounds: at most `discovered_max` machines; a new one past that drops
 //! the one seen longest ago, counted in `gopxe_discovered_dropped_total`.
@@ -23,11 +25,11 @@
 //! inbox is a convenience, not a record: a crash loses at most the last
 //! few seconds of sightings, which the next DHCP packet brings back.
 
-use crate::app::{App, AppError, now_ms};
 use crate::dhcp::{ClientInfo, Event};
-use crate::model::{Machine, MachineBody, MachineId, format_mac, format_uuid, swap_uuid};
+use crate::model::{MachineId, format_mac, format_uuid, swap_uuid};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -265,49 +267,6 @@ fn set_if_changed(slot: &mut Option<Vec<u8>>, new: &Option<Vec<u8>>) {
     }
 }
 
-/// Files a DHCP event of a client the lookup did not know: a sighting
-/// when it carries the client's details, else an event of an entry
-/// already there. Called for every unknown client's event: cheap.
-pub fn on_dhcp_event(app: &App, e: &Event, msg: &'static str, outcome: &'static str) {
-    let seen = || Seen {
-        at_ms: now_ms(),
-        msg: Cow::Borrowed(msg),
-        outcome: Cow::Borrowed(outcome),
-        ip: e.ip,
-        boot_file: e.boot_file.clone(),
-    };
-    let mut inbox = app.discovered.borrow_mut();
-    match &e.client {
-        Some(c) => {
-            let now = now_ms();
-            inbox.seen(now, e, c, seen());
-        }
-        None => inbox.note(&e.mac.0, seen),
-    }
-}
-
-/// Adopts a discovered machine: its record, keyed by its MAC, from a
-/// `POST /pxeboot` body (same checks and answers), created only if no
-/// machine has that id; the inbox then forgets it.
-pub async fn adopt(app: &App, mac: [u8; 6], body: MachineBody) -> Result<Machine, AppError> {
-    let id = MachineId::Mac(mac);
-    if app.discovered.borrow().get(&mac).is_none() {
-        return Err(AppError::NotFound(format!(
-            "no discovered machine `{}`",
-            format_mac(&mac, ":")
-        )));
-    }
-    let m = Machine::from_body(body, Some(id)).map_err(AppError::Invalid)?;
-    app.create_machine(m).await?;
-    app.discovered.borrow_mut().remove(&mac);
-    log::info!("machine {id}: adopted from the discovery inbox");
-    app.records()
-        .machines
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| AppError::NotFound(format!("no machine `{id}`")))
-}
-
 /// Bytes as text: printable ASCII as it is, anything else `\xNN`.
 pub fn text(b: &[u8]) -> String {
     b.escape_ascii().to_string()
@@ -354,8 +313,7 @@ pub fn json(e: &Entry) -> serde_json::Value {
 }
 
 /// The metrics of the inbox (appended to `GET /metrics`).
-pub fn metrics_text(app: &App) -> String {
-    let inbox = app.discovered.borrow();
+pub fn metrics_text(inbox: &Inbox) -> String {
     format!(
         "# HELP gopxe_discovered Unknown netboot clients in the discovery inbox.\n\
          # TYPE gopxe_discovered gauge\ngopxe_discovered {}\n\
@@ -392,16 +350,16 @@ pub fn load(data_dir: &Path, max: usize) -> Inbox {
 }
 
 /// Writes the inbox now (blocking), if it changed: at shutdown.
-pub fn save_now(app: &App) {
-    if let Some(bytes) = encode_if_dirty(app)
-        && let Err(e) = crate::store::write_atomic(&path(&app.config.data_dir), &bytes)
+pub fn save_now(inbox: &RefCell<Inbox>, data_dir: &Path) {
+    if let Some(bytes) = encode_if_dirty(inbox)
+        && let Err(e) = crate::store::write_atomic(&path(data_dir), &bytes)
     {
         log::warn!("discovery inbox: cannot save: {e}");
     }
 }
 
-fn encode_if_dirty(app: &App) -> Option<Vec<u8>> {
-    let mut inbox = app.discovered.borrow_mut();
+fn encode_if_dirty(inbox: &RefCell<Inbox>) -> Option<Vec<u8>> {
+    let mut inbox = inbox.borrow_mut();
     if !inbox.take_dirty() {
         return None;
     }
@@ -414,19 +372,24 @@ fn encode_if_dirty(app: &App) -> Option<Vec<u8>> {
     }
 }
 
-/// Loads the saved inbox and keeps saving it while gopxe runs.
-pub fn start(ex: &smol::LocalExecutor<'static>, app: &std::rc::Rc<App>) {
-    let loaded = load(&app.config.data_dir, app.config.discovered_max);
+/// Loads the inbox saved in `data_dir` into `inbox` and keeps saving it
+/// while gopxe runs.
+pub fn start(
+    ex: &smol::LocalExecutor<'static>,
+    inbox: std::rc::Rc<RefCell<Inbox>>,
+    data_dir: PathBuf,
+    max: usize,
+) {
+    let loaded = load(&data_dir, max);
     if !loaded.is_empty() {
         log::info!("discovery inbox: {} machine(s)", loaded.len());
     }
-    *app.discovered.borrow_mut() = loaded;
-    let app = app.clone();
+    *inbox.borrow_mut() = loaded;
     ex.spawn(async move {
         loop {
             async_io::Timer::after(SAVE_EVERY).await;
-            if let Some(bytes) = encode_if_dirty(&app) {
-                let p = path(&app.config.data_dir);
+            if let Some(bytes) = encode_if_dirty(&inbox) {
+                let p = path(&data_dir);
                 if let Err(e) = smol::unblock(move || crate::store::write_atomic(&p, &bytes)).await
                 {
                     log::warn!("discovery inbox: cannot save: {e}");
@@ -559,38 +522,6 @@ mod tests {
         assert!(inbox.take_dirty());
         inbox.forget_machine(&MachineId::Mac(mac(2)));
         assert!(inbox.is_empty() && inbox.order.is_empty());
-    }
-
-    /// Two adoptions of one machine at once (a double-clicked form): the
-    /// first creates it, the second finds it and is a conflict.
-    #[test]
-    fn a_second_adoption_at_once_is_a_conflict() {
-        use crate::model::{BootAction, BootActionBody};
-        let (app, dir) = crate::app::tests::app_on_disk("adopt-twice");
-        let a = BootActionBody {
-            kernel: Some("k".into()),
-            ..Default::default()
-        };
-        let a = BootAction::from_body("a", a).unwrap();
-        smol::block_on(app.put_bootaction(a)).unwrap();
-        app.discovered
-            .borrow_mut()
-            .seen(1, &event(mac(1), None), &info(), what(1));
-        let body = || MachineBody {
-            bootaction: Some("a".into()),
-            ..Default::default()
-        };
-        let (first, second) = smol::block_on(futures_lite::future::zip(
-            adopt(&app, mac(1), body()),
-            adopt(&app, mac(1), body()),
-        ));
-        assert_eq!(first.unwrap().id, MachineId::Mac(mac(1)));
-        assert!(matches!(second, Err(AppError::Conflict(_))), "{second:?}");
-        assert!(app.discovered.borrow().is_empty());
-        let again = smol::block_on(adopt(&app, mac(1), body()));
-        assert!(matches!(again, Err(AppError::NotFound(_))), "{again:?}");
-        drop(app);
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

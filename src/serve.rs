@@ -151,7 +151,7 @@ fn stop_on_signals(ex: &Rc<smol::LocalExecutor<'static>>, app: Rc<App>) -> Resul
     ex.spawn(async move {
         if let Some(Ok(signal)) = signals.next().await {
             log::info!("stopping on {signal:?}");
-            crate::discovered::save_now(&app);
+            crate::discovered::save_now(&app.discovered, &app.config.data_dir);
             crate::logging::flush();
             std::process::exit(0);
         }
@@ -195,7 +195,8 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     }
     app.note_listening(format!("http {bound}"));
     let ex = Rc::new(smol::LocalExecutor::new());
-    crate::discovered::start(&ex, &app);
+    let (dir, max) = (app.config.data_dir.clone(), app.config.discovered_max);
+    crate::discovered::start(&ex, app.discovered.clone(), dir, max);
     stop_on_signals(&ex, app.clone())?;
     start_dhcp(&ex, &app)?;
     start_tftp(&ex, &app)?;

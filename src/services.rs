@@ -157,7 +157,7 @@ pub fn on_dhcp_event(app: &App, e: &dhcp::Event) {
     let (msg, outcome) = kind_label(e.kind);
     app.metrics.dhcp_packet(msg, outcome);
     if !e.known {
-        crate::discovered::on_dhcp_event(app, e, msg, outcome);
+        discovered(app, e, msg, outcome);
     }
     let mac = e.mac.0;
     let id = if e.known {
@@ -211,6 +211,28 @@ pub fn on_dhcp_event(app: &App, e: &dhcp::Event) {
             };
             crate::boot_log!(level, "dhcp: unknown machine {detail} uuid {uuid}{boot}");
         }
+    }
+}
+
+/// Files a DHCP event of a client the lookup did not know in the
+/// discovery inbox: a sighting when it carries the client's details, else
+/// an event of an entry already there. Cheap: no text, no disk.
+fn discovered(app: &App, e: &dhcp::Event, msg: &'static str, outcome: &'static str) {
+    use std::borrow::Cow;
+    let seen = || crate::discovered::Seen {
+        at_ms: crate::app::now_ms(),
+        msg: Cow::Borrowed(msg),
+        outcome: Cow::Borrowed(outcome),
+        ip: e.ip,
+        boot_file: e.boot_file.clone(),
+    };
+    let mut inbox = app.discovered.borrow_mut();
+    match &e.client {
+        Some(c) => {
+            let what = seen();
+            inbox.seen(what.at_ms, e, c, what);
+        }
+        None => inbox.note(&e.mac.0, seen),
     }
 }
 

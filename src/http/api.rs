@@ -307,7 +307,7 @@ fn metrics(app: &App) -> Reply {
         app.started.elapsed().as_secs(),
         crate::metrics::LogCounts::now(),
     );
-    text.push_str(&crate::discovered::metrics_text(app));
+    text.push_str(&crate::discovered::metrics_text(&app.discovered.borrow()));
     Reply::bytes(
         200,
         "text/plain; version=0.0.4; charset=utf-8",

@@ -475,7 +475,9 @@ pub async fn ui_adopt(app: &App, req: &Req<'_>, mac: &str) -> Reply {
         }
     }
     let what = format!("adoption of {}", crate::model::format_mac(&mac, ":"));
-    let result = crate::discovered::adopt(app, mac, body).await.map(|_| ());
+    let result = super::discovery::adopt_machine(app, mac, body)
+        .await
+        .map(|_| ());
     form_outcome(result, req, &what)
 }
 
