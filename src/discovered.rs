@@ -349,8 +349,16 @@ pub fn load(data_dir: &Path, max: usize) -> Inbox {
     }
 }
 
+/// A periodic save is being written (off the executor): the one at
+/// shutdown waits for it, so the two never share the temp file.
+static SAVING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Writes the inbox now (blocking), if it changed: at shutdown.
 pub fn save_now(inbox: &RefCell<Inbox>, data_dir: &Path) {
+    let t0 = std::time::Instant::now();
+    while SAVING.load(std::sync::atomic::Ordering::Acquire) && t0.elapsed() < SAVE_EVERY {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     if let Some(bytes) = encode_if_dirty(inbox)
         && let Err(e) = crate::store::write_atomic(&path(data_dir), &bytes)
     {
@@ -390,8 +398,14 @@ pub fn start(
             async_io::Timer::after(SAVE_EVERY).await;
             if let Some(bytes) = encode_if_dirty(&inbox) {
                 let p = path(&data_dir);
-                if let Err(e) = smol::unblock(move || crate::store::write_atomic(&p, &bytes)).await
-                {
+                SAVING.store(true, std::sync::atomic::Ordering::Release);
+                let written = smol::unblock(move || {
+                    let r = crate::store::write_atomic(&p, &bytes);
+                    SAVING.store(false, std::sync::atomic::Ordering::Release);
+                    r
+                })
+                .await;
+                if let Err(e) = written {
                     log::warn!("discovery inbox: cannot save: {e}");
                 }
             }
