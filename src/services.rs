@@ -18,14 +18,22 @@ use std::rc::Rc;
 pub struct StoreLookup(pub Rc<App>);
 
 /// The machine a DHCP client is: by option 97 UUID (either byte order),
-/// else by MAC, else the machine whose firmware was seen with this MAC
+/// else by the Raspberry Pi serial in it, else by MAC, else the machine whose firmware was seen with this MAC
 /// (an installer's DHCP carries no UUID: it still gets the machine's
 /// reservation, and its answer-file fetches count as the machine's).
 fn machine_id(app: &App, mac: [u8; 6], uuid: Option<[u8; 16]>) -> Option<MachineId> {
     let found = {
         let store = app.records();
         let by_uuid = uuid.and_then(|u| boot::find_machine(&store, &ConfigName::Uuid(u)));
+        // A Raspberry Pi keyed by its serial: option 97 carries it.
+        let by_serial = || {
+            let serials = boot::rpi::serials_in_guid(&uuid?)?;
+            serials
+                .into_iter()
+                .find_map(|n| store.machines.get(&MachineId::PiSerial(n)))
+        };
         by_uuid
+            .or_else(by_serial)
             .or_else(|| boot::find_machine(&store, &ConfigName::Mac(mac)))
             .map(|m| m.id)
     };
