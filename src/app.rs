@@ -422,6 +422,47 @@ impl App {
         Some(text.into_bytes())
     }
 
+    /// A Raspberry Pi's file over TFTP ([`crate::boot::rpi`]): `None` for
+    /// names outside the Pi tree. The Pi is the record of its serial or
+    /// MAC prefix, else the machine whose firmware DHCP saw with that MAC,
+    /// else the machine last seen at `client` when that is keyed the other
+    /// way (a MAC-keyed Pi asking under its serial, or the reverse).
+    pub fn pi_file(&self, name: &str, client: IpAddr) -> Option<crate::boot::rpi::Answer> {
+        use crate::boot::rpi::{self, Prefix};
+        let name = rpi::PiName::parse(name)?;
+        let store = self.store.borrow();
+        let id = match name.prefix() {
+            None => None,
+            Some(Prefix::Serial(n)) => Some(MachineId::PiSerial(n))
+                .filter(|id| store.machines.contains_key(id))
+                .or_else(|| {
+                    self.machine_at(client)
+                        .filter(|id| matches!(id, MachineId::Mac(_)))
+                }),
+            Some(Prefix::Mac(mac)) => Some(MachineId::Mac(mac))
+                .filter(|id| store.machines.contains_key(id))
+                .or_else(|| self.owner_of_mac(mac))
+                .or_else(|| {
+                    self.machine_at(client)
+                        .filter(|id| matches!(id, MachineId::PiSerial(_)))
+                }),
+        };
+        let m = id.and_then(|id| store.machines.get(&id));
+        let boot = rpi::pi_boot(&store, &self.urls, self.default_boot(), m);
+        let answer = rpi::answer(&name, boot.as_ref(), &self.config.rpi_firmware);
+        drop(store);
+        if let (Some(id), rpi::PiName::Config(_), rpi::Answer::Text(_)) = (id, name, &answer) {
+            self.note_client(client, id);
+            self.event_at(
+                log::Level::Debug,
+                id,
+                EventKind::Tftp,
+                format!("Raspberry Pi config.txt sent to {client}"),
+            );
+        }
+        Some(answer)
+    }
+
     pub fn default_boot(&self) -> &DefaultBoot {
         &self.config.unknown_boot
     }

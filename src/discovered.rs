@@ -2,7 +2,8 @@
 //! for the admin to adopt them (`POST /discovered/{mac}/adopt`).
 //!
 //! Layer: service (single-threaded state) with one small file; below
-//! `app` (which holds the inbox) and above `dhcp`, `model` and `store`.
+//! `app` (which holds the inbox) and above `boot`, `dhcp`, `model` and
+//! `store`.
 //! The DHCP core hands the details of an unknown PXE / HTTP-boot / iPXE /
 //! Pi client's DISCOVER or REQUEST to the service layer
 //! ([`crate::dhcp::ClientInfo`], RFC 4578 options 93/60/97, RFC 3046
@@ -217,14 +218,21 @@ impl Inbox {
     }
 
     /// Drops what a machine record now covers: the entry of its MAC, or
-    /// those whose UUID it names (either byte order).
+    /// those whose option 97 names it (a UUID in either byte order, a
+    /// Raspberry Pi's serial), as the DHCP lookup finds them.
     pub fn forget_machine(&mut self, id: &MachineId) {
+        let covers = |u: &[u8; 16]| match id {
+            MachineId::PiSerial(n) => {
+                crate::boot::rpi::serials_in_guid(u).is_some_and(|s| s.contains(n))
+            }
+            _ => id.matches_uuid_bytes(u),
+        };
         let macs: Vec<[u8; 6]> = match id {
             MachineId::Mac(m) => vec![*m],
-            MachineId::Uuid(_) => self
+            _ => self
                 .entries
                 .values()
-                .filter(|(_, e)| e.uuid.is_some_and(|u| id.matches_uuid_bytes(&u)))
+                .filter(|(_, e)| e.uuid.as_ref().is_some_and(covers))
                 .map(|(_, e)| e.mac)
                 .collect(),
         };
@@ -536,6 +544,14 @@ mod tests {
         assert!(inbox.take_dirty());
         inbox.forget_machine(&MachineId::Mac(mac(2)));
         assert!(inbox.is_empty() && inbox.order.is_empty());
+        // A Raspberry Pi record by its serial covers the Pi whose option
+        // 97 carries it (a Pi 3B+: the serial four times).
+        let pi = [0x1a, 0x2b, 0x3c, 0x4d].repeat(4).try_into().unwrap();
+        inbox.seen(4, &event(mac(3), Some(pi)), &info(), what(4));
+        inbox.forget_machine(&MachineId::PiSerial(0x1234_5678));
+        assert_eq!(inbox.len(), 1);
+        inbox.forget_machine(&MachineId::PiSerial(0x1a2b_3c4d));
+        assert!(inbox.is_empty());
     }
 
     #[test]

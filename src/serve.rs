@@ -286,11 +286,17 @@ fn start_tftp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<()
         cfg.transfer.max_blksize = blksize_for_mtu(mtu);
     }
     let files = app.clone();
+    let pi = app.clone();
     let provider = WithVirtual {
         lookup: move |path: &crate::tftp::RelativePath, client: SocketAddr| {
             files.boot_file(path.as_str(), client.ip(), crate::app::Fetch::Tftp)
         },
-        inner: images,
+        inner: crate::tftp::WithRedirect {
+            lookup: move |path: &crate::tftp::RelativePath, client: SocketAddr| {
+                pi_redirect(&pi, path, client)
+            },
+            inner: images,
+        },
     };
     announce(&format!(
         "tftp listening on {local} (blksize up to {}, {} transfers at once, {} per client)",
@@ -307,6 +313,25 @@ fn start_tftp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<()
     })
     .detach();
     Ok(())
+}
+
+/// The Raspberry Pi tree over TFTP: [`App::pi_file`] as a redirect.
+fn pi_redirect(
+    app: &App,
+    path: &crate::tftp::RelativePath,
+    client: SocketAddr,
+) -> Option<crate::tftp::Redirect> {
+    use crate::boot::rpi::Answer;
+    use crate::tftp::Redirect;
+    Some(match app.pi_file(path.as_str(), client.ip())? {
+        Answer::Text(t) => Redirect::Virtual(t.into_bytes()),
+        // Made of a checked name and the checked firmware directory, so it
+        // passes again; if not, "not found" rather than another file.
+        Answer::File(p) => {
+            crate::tftp::sanitize(p.as_bytes()).map_or(Redirect::NotFound, Redirect::To)
+        }
+        Answer::Missing => Redirect::NotFound,
+    })
 }
 
 /// Binds DHCP (when on) and spawns it; binding errors stop the start-up.

@@ -310,7 +310,7 @@ impl Target {
         };
         let mac = match m.id {
             MachineId::Mac(a) => Some(a),
-            MachineId::Uuid(_) => mac,
+            MachineId::Uuid(_) | MachineId::PiSerial(_) => mac,
         };
         Target {
             id: m.id.canonical(),

@@ -28,6 +28,7 @@
 pub mod grub;
 pub mod installer;
 pub mod kickstart;
+pub mod rpi;
 
 use crate::model::{
     BootAction, Installer, Loader, Machine, MachineId, MachineState, Records, parse_mac, parse_uuid,
@@ -257,6 +258,12 @@ fn command_line(a: &BootAction, initrd_arg: Option<&str>, extra: Option<&Machine
 /// The `APPEND` text of a pxelinux config: the initrd by its path.
 fn pxelinux_args(a: &BootAction, extra: Option<&MachineArgs>) -> String {
     command_line(a, a.initrd.as_deref(), extra)
+}
+
+/// A Raspberry Pi's `cmdline.txt` line: the firmware loads the initrd
+/// named in `config.txt` and passes it in the device tree, so no `initrd=`.
+pub(crate) fn pi_command_line(a: &BootAction, extra: Option<&MachineArgs>) -> String {
+    command_line(a, None, extra)
 }
 
 /// The arguments after the kernel URL in an iPXE script: the initrd by

@@ -214,6 +214,11 @@ config_table! {
         help: "boot files served over TFTP and HTTP",
         doc: "boot files served over TFTP and at `/images/`",
     },
+    rpi_firmware: String {
+        flag: "rpi-firmware", value: "DIR", default: value "rpi",
+        help: "Raspberry Pi firmware shared by every Pi, inside the images dir",
+        doc: "the Raspberry Pi firmware every Pi gets (`start4.elf`, device trees, `overlays/`), a directory of the images tree (see [Raspberry Pi](raspberry-pi.md))",
+    },
     localrepo: String {
         flag: "localrepo", value: "DIR", default: none,
         help: "install tree served at /localrepo/",

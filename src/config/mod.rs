@@ -42,6 +42,9 @@ impl std::error::Error for ConfigError {}
 pub struct Config {
     pub data_dir: PathBuf,
     pub images: PathBuf,
+    /// The Raspberry Pi firmware directory, relative to `images` (checked:
+    /// plain components, no `..`).
+    pub rpi_firmware: String,
     pub localrepo: Option<PathBuf>,
     pub http_listen: SocketAddr,
     /// The address written into boot URLs; resolved at start when unset.
@@ -90,6 +93,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("data"),
             images: PathBuf::from("images"),
+            rpi_firmware: "rpi".to_string(),
             localrepo: None,
             http_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
             advertise_addr: None,
@@ -293,6 +297,7 @@ impl Config {
         let Picked {
             data_dir,
             images,
+            rpi_firmware,
             localrepo,
             http_listen,
             advertise_addr,
@@ -331,6 +336,24 @@ impl Config {
         }
         if let Some((v, _)) = images {
             c.images = PathBuf::from(v);
+        }
+        if let Some((v, o)) = rpi_firmware {
+            let inside = |e: String| {
+                err(
+                    o.clone(),
+                    format!(
+                        "`{}` is not a directory inside the images dir: {e}",
+                        v.escape_debug()
+                    ),
+                )
+            };
+            if v.starts_with(['/', '\\']) {
+                return Err(inside("it is absolute".into()));
+            }
+            c.rpi_firmware = crate::tftp::sanitize(v.as_bytes())
+                .map_err(|e| inside(e.to_string()))?
+                .as_str()
+                .to_string();
         }
         if let Some((v, _)) = localrepo {
             c.localrepo = Some(PathBuf::from(v));
@@ -610,6 +633,21 @@ mod tests {
             };
             let e = Config::from_raw(&RawConfig::default(), None, &flags).unwrap_err();
             assert_eq!(e.origin, "--tftp-max-per-client", "{v}");
+        }
+    }
+
+    #[test]
+    fn rpi_firmware_stays_inside_the_images_dir() {
+        let d = Config::from_raw(&RawConfig::default(), None, &RawConfig::default()).unwrap();
+        assert_eq!(d.rpi_firmware, "rpi");
+        let c = |v: &str| {
+            let file: RawConfig = basic_toml::from_str(&format!("rpi_firmware = {v:?}\n")).unwrap();
+            Config::from_raw(&file, Some(Path::new("g.toml")), &RawConfig::default())
+        };
+        assert_eq!(c("firmware/pi").unwrap().rpi_firmware, "firmware/pi");
+        for bad in ["../rpi", "rpi/../..", "/boot/firmware", "rpi//x", ""] {
+            let e = c(bad).unwrap_err();
+            assert!(e.to_string().contains("rpi_firmware"), "{bad:?}: {e}");
         }
     }
 

@@ -866,6 +866,47 @@ mod tests {
         let _ = fs::remove_dir_all(&root);
     }
 
+    /// Machine ids gained a variant (`PiSerial`, last) without a new
+    /// schema version: the stored ids before it keep their postcard bytes,
+    /// so stores written before it load unchanged; a Pi record has its own
+    /// file name and reads back.
+    #[test]
+    fn pi_serial_ids_leave_older_records_as_they_were() {
+        let m: Machine = decode(&unhex(V1_MACHINE)).unwrap();
+        assert_eq!(m.id, MachineId::Mac([0x52, 0x54, 0, 0x12, 0x34, 0x56]));
+        // Version 2 as a gopxe before Pi serials wrote it: the id's variant
+        // 1 and its bytes, first in the payload.
+        let v2 = encode(&m).unwrap();
+        assert_eq!(
+            &v2[HEADER..HEADER + 7],
+            &[1, 0x52, 0x54, 0, 0x12, 0x34, 0x56]
+        );
+        let pi = Machine {
+            id: MachineId::PiSerial(0x1a2b_3c4d),
+            ..m
+        };
+        let bytes = encode(&pi).unwrap();
+        assert_eq!(&bytes[4..6], &[2, 0]);
+        assert_eq!(bytes[HEADER], 2, "the new variant is numbered last");
+        assert_eq!(decode::<Machine>(&bytes).unwrap(), pi);
+
+        let root = tmpdir("pi");
+        let (store, _) = Store::open(&root).unwrap();
+        fs::write(
+            store.path(Kind::Machine, "01-52-54-00-12-34-56"),
+            unhex(V1_MACHINE),
+        )
+        .unwrap();
+        write_atomic(&store.path(Kind::Machine, "pi-1a2b3c4d"), &bytes).unwrap();
+        drop(store);
+        let (store, w) = Store::open(&root).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(store.machines.len(), 2);
+        assert_eq!(store.machines.get(&pi.id), Some(&pi));
+        drop(store);
+        let _ = fs::remove_dir_all(&root);
+    }
+
     // The journal: group commit, replay, checkpoints.
 
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -13,7 +13,9 @@
 mod id;
 pub mod validate;
 
-pub use id::{IdError, MachineId, format_mac, format_uuid, parse_mac, parse_uuid, swap_uuid};
+pub use id::{
+    IdError, MachineId, format_mac, format_uuid, parse_mac, parse_pi_serial, parse_uuid, swap_uuid,
+};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -351,6 +353,8 @@ pub struct Machine {
 pub struct MachineBody {
     pub uuid: Option<String>,
     pub mac: Option<String>,
+    /// A Raspberry Pi's board serial (`1a2b3c4d` or `pi-1a2b3c4d`).
+    pub serial: Option<String>,
     pub bootaction: Option<String>,
     pub ksfile: Option<String>,
     pub os: Option<String>,
@@ -371,25 +375,32 @@ impl Machine {
             s.parse::<MachineId>()
                 .map_err(|e| FieldError::new(field, e.to_string()))
         };
-        let body_id = match (
+        let serial = opt(b.serial, |s| {
+            parse_pi_serial(s).map(MachineId::PiSerial).ok_or_else(|| {
+                FieldError::new("serial", "is not a Raspberry Pi serial (8 hex digits)")
+            })
+        })?;
+        let mut ids = [
             opt(b.uuid, |s| parse_id("uuid", s))?,
             opt(b.mac, |s| parse_id("mac", s))?,
-        ) {
-            (Some(u), Some(m)) if u != m => {
-                return Err(FieldError::new(
-                    "mac",
-                    "give either uuid or mac, not two different ids",
-                ));
-            }
-            (u, m) => u.or(m),
-        };
+            serial,
+        ]
+        .into_iter()
+        .flatten();
+        let body_id = ids.next();
+        if ids.any(|other| Some(other) != body_id) {
+            return Err(FieldError::new(
+                "mac",
+                "give one of uuid, mac or serial, not two different ids",
+            ));
+        }
         let id = match (body_id, path_id) {
             (Some(b), Some(p)) if b != p => {
                 return Err(FieldError::new("uuid", "does not match the id in the URL"));
             }
-            (b, p) => b
-                .or(p)
-                .ok_or_else(|| FieldError::new("uuid", "is required (a UUID or a MAC address)"))?,
+            (b, p) => b.or(p).ok_or_else(|| {
+                FieldError::new("uuid", "is required (a UUID, a MAC address or a Pi serial)")
+            })?,
         };
         let bootaction = opt(b.bootaction, |s| check_token("bootaction", s))?
             .ok_or_else(|| FieldError::new("bootaction", "is required"))?;
@@ -702,6 +713,54 @@ mod tests {
         let other: MachineId = "aa:bb:cc:dd:ee:ff".parse().unwrap();
         assert_eq!(
             Machine::from_body(b, Some(other)).unwrap_err().field,
+            "uuid"
+        );
+    }
+
+    #[test]
+    fn machine_body_takes_a_pi_serial() {
+        let body = |json: &str| serde_json::from_str::<MachineBody>(json).unwrap();
+        let pi = MachineId::PiSerial(0x1a2b_3c4d);
+        for json in [
+            r#"{"bootaction": "pi", "serial": "1a2b3c4d"}"#,
+            r#"{"bootaction": "pi", "serial": "pi-1A2B3C4D"}"#,
+            r#"{"bootaction": "pi", "uuid": "pi-1a2b3c4d"}"#,
+            r#"{"bootaction": "pi", "serial": "1a2b3c4d", "uuid": "pi-1a2b3c4d"}"#,
+        ] {
+            assert_eq!(
+                Machine::from_body(body(json), None).unwrap().id,
+                pi,
+                "{json}"
+            );
+        }
+        assert_eq!(
+            Machine::from_body(body(r#"{"bootaction": "pi"}"#), Some(pi))
+                .unwrap()
+                .id,
+            pi
+        );
+        for (json, field) in [
+            (r#"{"bootaction": "pi", "serial": "../1a2b3c"}"#, "serial"),
+            (r#"{"bootaction": "pi", "serial": "1a2b3c4d5"}"#, "serial"),
+            (
+                r#"{"bootaction": "pi", "serial": "1a2b3c4d", "mac": "dc:a6:32:01:02:03"}"#,
+                "mac",
+            ),
+        ] {
+            assert_eq!(
+                Machine::from_body(body(json), None).unwrap_err().field,
+                field,
+                "{json}"
+            );
+        }
+        let other: MachineId = "pi-00000001".parse().unwrap();
+        assert_eq!(
+            Machine::from_body(
+                body(r#"{"bootaction": "pi", "serial": "1a2b3c4d"}"#),
+                Some(other)
+            )
+            .unwrap_err()
+            .field,
             "uuid"
         );
     }
