@@ -44,6 +44,7 @@ pub mod reactor;
 pub mod serve;
 pub mod services;
 pub mod store;
+pub mod syslog;
 pub mod tftp;
 pub mod webhook;
 

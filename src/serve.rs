@@ -185,7 +185,10 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         .map_err(system("the HTTP socket's address"))?;
     let listener = async_io::Async::new(listener).map_err(system("the HTTP socket"))?;
     let adv = advertise_addr(&config, bound);
-    let urls = Urls::new(adv, bound.port()).with_dns(config.dhcp_dns.clone());
+    let syslog = bind_syslog(&config)?;
+    let urls = Urls::new(adv, bound.port())
+        .with_dns(config.dhcp_dns.clone())
+        .with_syslog(syslog.as_ref().map(|r| r.local.port()));
     if config.api_token.is_none() {
         log::warn!("no api_token configured: API writes are accepted from loopback only");
     }
@@ -200,6 +203,12 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     stop_on_signals(&ex, app.clone())?;
     start_dhcp(&ex, &app)?;
     start_tftp(&ex, &app)?;
+    if let Some(r) = syslog {
+        announce(&format!("syslog listening on {} (udp and tcp)", r.local));
+        app.note_listening(format!("syslog {}", r.local));
+        crate::syslog::spawn(&ex, &app, r);
+    }
+    crate::syslog::spawn_timeout(&ex, &app);
     crate::webhook::spawn(&ex, &app.webhooks, &app.metrics);
     // Last: scripts that start gopxe on port 0 read up to this line.
     announce(&format!(
@@ -332,6 +341,30 @@ fn pi_redirect(
         }
         Answer::Missing => Redirect::NotFound,
     })
+}
+
+/// Binds the syslog receiver (when on). A configured address that cannot
+/// be bound stops the start-up; the unconfigured default (port 514) is
+/// skipped with one info line instead, and installers are then not told
+/// to log to gopxe.
+fn bind_syslog(config: &Config) -> Result<Option<crate::syslog::Receiver>, StartError> {
+    let Some(listen) = config.syslog_listen else {
+        return Ok(None);
+    };
+    match crate::syslog::bind(listen) {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if config.syslog_auto => {
+            log::info!(
+                "syslog off: cannot listen on {listen} ({e}); set syslog_listen to choose an address"
+            );
+            Ok(None)
+        }
+        Err(source) => Err(StartError::Listen {
+            key: "syslog_listen",
+            addr: listen,
+            source,
+        }),
+    }
 }
 
 /// Binds DHCP (when on) and spawns it; binding errors stop the start-up.

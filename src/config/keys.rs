@@ -293,6 +293,16 @@ config_table! {
         help: "unknown netboot clients kept in the discovery inbox",
         doc: "unknown netboot clients kept in the discovery inbox (`GET /discovered`); past it the one seen longest ago is dropped",
     },
+    syslog_listen: String {
+        flag: "syslog-listen", value: "ADDR|off", default: prose "0.0.0.0:514 when it can be had",
+        help: "where installers' syslog lines are received (UDP and TCP), or off",
+        doc: "where installers' syslog lines are received (UDP and TCP), or `off` (see [Installer logs](installers.md#installer-logs))",
+    },
+    install_timeout: String {
+        flag: "install-timeout", value: "DURATION", default: value "2h",
+        help: "an install still running after this is failed (30m, 2h; 0: never)",
+        doc: "an install still `installing` after this turns `failed` (`30m`, `2h`; `0`: never)",
+    },
     dhcp_mode: String {
         flag: "dhcp-mode", value: "off|proxy|authoritative", default: value "off",
         help: "DHCP service: none, boot options beside the lab's server, or addresses too",

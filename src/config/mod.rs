@@ -71,6 +71,13 @@ pub struct Config {
     pub tftp_max_per_client: usize,
     /// Most machines in the discovery inbox.
     pub discovered_max: usize,
+    /// Where installers' syslog lines are received; `None` is off.
+    pub syslog_listen: Option<SocketAddr>,
+    /// `syslog_listen` was not configured: try udp/514 and go on without
+    /// the receiver when the port cannot be had.
+    pub syslog_auto: bool,
+    /// An install `installing` this long turns `failed`; 0: never.
+    pub install_timeout_ms: u64,
     pub dhcp_mode: DhcpMode,
     pub dhcp_ranges: Vec<Pool>,
     /// Where DHCP listens (udp/67; another port for relay tests).
@@ -109,6 +116,9 @@ impl Default for Config {
             tftp_max_transfers: 64,
             tftp_max_per_client: 8,
             discovered_max: 1000,
+            syslog_listen: Some(SocketAddr::from(([0, 0, 0, 0], 514))),
+            syslog_auto: true,
+            install_timeout_ms: 2 * 3600 * 1000,
             dhcp_mode: DhcpMode::Off,
             dhcp_ranges: Vec::new(),
             dhcp_listen: SocketAddr::from(([0, 0, 0, 0], 67)),
@@ -205,6 +215,14 @@ impl Config {
         line(
             "tftp",
             match (self.tftp_listen, self.tftp_auto) {
+                (None, _) => "off".to_string(),
+                (Some(a), true) => format!("{a}, skipped if the port cannot be had"),
+                (Some(a), false) => a.to_string(),
+            },
+        );
+        line(
+            "syslog",
+            match (self.syslog_listen, self.syslog_auto) {
                 (None, _) => "off".to_string(),
                 (Some(a), true) => format!("{a}, skipped if the port cannot be had"),
                 (Some(a), false) => a.to_string(),
@@ -314,6 +332,8 @@ impl Config {
             tftp_max_transfers,
             tftp_max_per_client,
             discovered_max,
+            syslog_listen,
+            install_timeout,
             dhcp_mode,
             dhcp_range,
             dhcp_router,
@@ -479,6 +499,37 @@ impl Config {
                 return Err(err(o, format!("{v} is out of range 1..=100000")));
             }
             c.discovered_max = v as usize;
+        }
+        if let Some((v, o)) = syslog_listen {
+            c.syslog_auto = false;
+            c.syslog_listen = match socket_addr(&v) {
+                Ok(mut a) => {
+                    if a.port() == 0 && !v.contains(':') {
+                        a.set_port(514);
+                    }
+                    Some(a)
+                }
+                Err(m) if m == "off" => None,
+                Err(m) => return Err(err(o, m)),
+            };
+        }
+        if let Some((v, o)) = install_timeout {
+            let secs = match v.as_str() {
+                "0" | "never" => 0,
+                t => crate::dhcp::config::parse_lease_time(t)
+                    .ok()
+                    .filter(|&s| s != crate::dhcp::config::INFINITE)
+                    .ok_or_else(|| {
+                        err(
+                            o,
+                            format!(
+                                "`{}` is not a time like 90m, 2h or 0 (never)",
+                                v.escape_debug()
+                            ),
+                        )
+                    })?,
+            };
+            c.install_timeout_ms = u64::from(secs) * 1000;
         }
         // Where the mode came from, for the check of ranges below.
         let mut mode_origin = String::new();
@@ -735,6 +786,41 @@ mod tests {
                 .tftp_listen,
             None
         );
+    }
+
+    #[test]
+    fn syslog_listen_and_install_timeout() {
+        let d = Config::default();
+        assert_eq!(d.syslog_listen.map(|a| a.port()), Some(514));
+        assert!(d.syslog_auto);
+        assert_eq!(d.install_timeout_ms, 2 * 3600 * 1000);
+        let parse = |toml: &str| {
+            let file: RawConfig = basic_toml::from_str(toml).unwrap();
+            Config::from_raw(&file, Some(Path::new("g.toml")), &RawConfig::default())
+        };
+        let c = parse("syslog_listen = \"off\"\n").unwrap();
+        assert_eq!((c.syslog_listen, c.syslog_auto), (None, false));
+        let c = parse("syslog_listen = \"127.0.0.1:5514\"\n").unwrap();
+        assert_eq!(c.syslog_listen, Some("127.0.0.1:5514".parse().unwrap()));
+        assert!(!c.syslog_auto);
+        let c = parse("syslog_listen = \"10.0.0.1\"\n").unwrap();
+        assert_eq!(c.syslog_listen, Some("10.0.0.1:514".parse().unwrap()));
+        let e = parse("syslog_listen = \"nope\"\n").unwrap_err();
+        assert_eq!(e.origin, "g.toml: key `syslog_listen`");
+        for (v, ms) in [
+            ("0", 0),
+            ("never", 0),
+            ("90m", 5_400_000),
+            ("3", 3000),
+            ("1d", 86_400_000),
+        ] {
+            let c = parse(&format!("install_timeout = \"{v}\"\n")).unwrap();
+            assert_eq!(c.install_timeout_ms, ms, "{v}");
+        }
+        for bad in ["x", "2y", "-1", "infinite", ""] {
+            let e = parse(&format!("install_timeout = \"{bad}\"\n")).unwrap_err();
+            assert_eq!(e.origin, "g.toml: key `install_timeout`", "{bad}");
+        }
     }
 
     #[test]

@@ -296,12 +296,7 @@ fn file_event(app: &App, req: &Req<'_>, reply: &Reply) {
 fn metrics(app: &App) -> Reply {
     let s = app.records();
     let count = |st: MachineState| s.machines.values().filter(|m| m.state == st).count();
-    let states = [
-        MachineState::Install,
-        MachineState::Installing,
-        MachineState::Installed,
-    ]
-    .map(|st| (st.as_str(), count(st)));
+    let states = MachineState::ALL.map(|st| (st.as_str(), count(st)));
     let mut text = app.metrics.render(
         &states,
         app.started.elapsed().as_secs(),
@@ -586,6 +581,8 @@ async fn note_fetched(
 ) -> Result<(), Reply> {
     let asked = match reader {
         Reader::Machine => {
+            // Its installer runs there: its syslog lines are its own.
+            app.note_client(req.peer, id);
             return app
                 .answers_fetched(&id, kind, &detail)
                 .await

@@ -221,7 +221,7 @@ pub fn page_data(app: &App, log: Vec<String>, now_ms: u64) -> StatusPage {
                 address,
                 last_seen,
                 last_seen_at,
-                open: i == 0 || m.state == MachineState::Installing,
+                open: i == 0 || matches!(m.state, MachineState::Installing | MachineState::Failed),
                 events: evs,
             }
         })
@@ -273,11 +273,7 @@ pub fn page_data(app: &App, log: Vec<String>, now_ms: u64) -> StatusPage {
         })
         .collect();
 
-    let states = [
-        MachineState::Install,
-        MachineState::Installing,
-        MachineState::Installed,
-    ];
+    let states = MachineState::ALL;
     let (discovered, hidden_discovered) = discovered_rows(app, now_ms);
     let c = &app.config;
     let mut listening = app.listening();

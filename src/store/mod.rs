@@ -790,6 +790,20 @@ mod tests {
     const V1_BOOTACTION: &str = "475058520100d092cbfe03646562056c696e7578056c696e75780864656269616e31320c64656269616e2f6c696e7578011064656269616e2f696e697472642e677a000000010d636f6e736f6c653d747479533001";
     const V1_MACHINE: &str = "475058520100c79c423801525400123456036465620764656661756c74000001066e312e6c6162010a00000501ffffff00010a000001010a000035000098aec6aca134";
 
+    /// `failed` is the fourth state, stored as variant index 3 (appended,
+    /// so every record written before it reads the same), and round-trips.
+    #[test]
+    fn the_failed_state_is_appended_and_round_trips() {
+        let m: Machine = decode(&unhex(V1_MACHINE)).unwrap();
+        for (i, st) in MachineState::ALL.into_iter().enumerate() {
+            assert_eq!(postcard::to_stdvec(&st).unwrap(), [i as u8], "{st}");
+            let mut m = m.clone();
+            m.state = st;
+            assert_eq!(decode::<Machine>(&encode(&m).unwrap()).unwrap(), m);
+        }
+        assert_eq!(MachineState::ALL[3], MachineState::Failed);
+    }
+
     #[test]
     fn version_1_records_still_load() {
         let a: BootAction = decode(&unhex(V1_BOOTACTION)).unwrap();

@@ -265,6 +265,10 @@ pub enum MachineState {
     Installing,
     /// The installer called back: boots from local disk.
     Installed,
+    /// The install failed: its installer logged a critical error, or it
+    /// stayed `installing` past `install_timeout` (see [`install_overdue`]).
+    /// Boots the installer again; `reinstall` (or `done`) ends it.
+    Failed,
 }
 
 impl MachineState {
@@ -273,8 +277,49 @@ impl MachineState {
             MachineState::Install => "install",
             MachineState::Installing => "installing",
             MachineState::Installed => "installed",
+            MachineState::Failed => "failed",
         }
     }
+
+    /// Every state, in life-cycle order (metrics, the status page).
+    pub const ALL: [MachineState; 4] = [
+        MachineState::Install,
+        MachineState::Installing,
+        MachineState::Installed,
+        MachineState::Failed,
+    ];
+}
+
+/// Whether machine `m` has been `installing` for `timeout_ms` or longer at
+/// `now_ms` (`timeout_ms` 0: never). A record's `updated_ms` is when it
+/// last changed, and nothing changes an `installing` record but a change of
+/// state, so it is when the install started.
+pub fn install_overdue(m: &Machine, now_ms: u64, timeout_ms: u64) -> bool {
+    timeout_ms > 0
+        && m.state == MachineState::Installing
+        && now_ms.saturating_sub(m.updated_ms) >= timeout_ms
+}
+
+/// When the next install of `machines` becomes overdue, for a timer: the
+/// earliest `updated_ms + timeout_ms` of those installing, and at most
+/// `now_ms + timeout_ms` (an install starting later is due later still).
+/// `None` when `timeout_ms` is 0.
+pub fn next_install_deadline<'m>(
+    machines: impl IntoIterator<Item = &'m Machine>,
+    now_ms: u64,
+    timeout_ms: u64,
+) -> Option<u64> {
+    if timeout_ms == 0 {
+        return None;
+    }
+    let latest = now_ms.saturating_add(timeout_ms);
+    Some(
+        machines
+            .into_iter()
+            .filter(|m| m.state == MachineState::Installing)
+            .map(|m| m.updated_ms.saturating_add(timeout_ms))
+            .fold(latest, u64::min),
+    )
 }
 
 impl fmt::Display for MachineState {
@@ -464,6 +509,10 @@ pub enum EventKind {
     Autoinstall,
     Done,
     Reinstall,
+    /// A line of the installer's own log (syslog, see `gopxe_proto::syslog`).
+    Syslog,
+    /// The install failed (a critical log line, or the time-out).
+    Failed,
 }
 
 /// One step in a machine's life, as seen on the wire or through the API.
@@ -475,29 +524,47 @@ pub struct Event {
     pub detail: String,
 }
 
-/// A bounded per-machine event log: the oldest events fall off.
+/// A bounded per-machine event log: the oldest events fall off. Syslog
+/// lines are bounded on their own ([`EventLog::SYSLOG_CAPACITY`]), so a
+/// chatty installer cannot push the machine's boot steps out.
 #[derive(Clone, Debug, Default)]
 pub struct EventLog {
-    events: VecDeque<Event>,
+    /// Each event with its sequence number (the order of arrival).
+    events: VecDeque<(u64, Event)>,
+    syslog: VecDeque<(u64, Event)>,
+    next: u64,
 }
 
 impl EventLog {
-    /// How many events are kept per machine.
+    /// How many events other than syslog lines are kept per machine.
     pub const CAPACITY: usize = 64;
+    /// How many syslog lines are kept per machine, besides.
+    pub const SYSLOG_CAPACITY: usize = 100;
 
     pub fn push(&mut self, e: Event) {
-        if self.events.len() >= Self::CAPACITY {
-            self.events.pop_front();
+        let (log, cap) = match e.kind {
+            EventKind::Syslog => (&mut self.syslog, Self::SYSLOG_CAPACITY),
+            _ => (&mut self.events, Self::CAPACITY),
+        };
+        if log.len() >= cap {
+            log.pop_front();
         }
-        self.events.push_back(e);
+        log.push_back((self.next, e));
+        self.next += 1;
     }
 
+    /// Every event kept, in the order they came.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Event> {
-        self.events.iter()
+        let mut all: Vec<&(u64, Event)> = self.events.iter().chain(&self.syslog).collect();
+        all.sort_unstable_by_key(|(seq, _)| *seq);
+        all.into_iter().map(|(_, e)| e)
     }
 
     pub fn last(&self) -> Option<&Event> {
-        self.events.back()
+        match (self.events.back(), self.syslog.back()) {
+            (Some(a), Some(b)) => Some(if a.0 > b.0 { &a.1 } else { &b.1 }),
+            (a, b) => a.or(b).map(|(_, e)| e),
+        }
     }
 }
 
@@ -789,5 +856,77 @@ mod tests {
         }
         assert_eq!(log.iter().count(), EventLog::CAPACITY);
         assert_eq!(log.last().unwrap().at_ms, 199);
+        // A burst of syslog lines keeps its own bound and evicts none of
+        // the rest; the order of arrival is kept.
+        for i in 200..1200 {
+            let kind = if i == 700 {
+                EventKind::Failed
+            } else {
+                EventKind::Syslog
+            };
+            log.push(Event {
+                at_ms: i,
+                kind,
+                detail: String::new(),
+            });
+        }
+        let kinds = |k| log.iter().filter(|e| e.kind == k).count();
+        assert_eq!(kinds(EventKind::Syslog), EventLog::SYSLOG_CAPACITY);
+        assert_eq!(kinds(EventKind::Tftp), EventLog::CAPACITY - 1);
+        assert_eq!(kinds(EventKind::Failed), 1);
+        let at: Vec<u64> = log.iter().map(|e| e.at_ms).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{at:?}");
+        assert_eq!(log.last().unwrap().at_ms, 1199);
+        assert_eq!(log.iter().next_back().unwrap().at_ms, 1199);
+    }
+
+    fn installing_since(ms: u64) -> Machine {
+        let mut m = Machine::from_body(
+            MachineBody {
+                mac: Some("52:54:00:00:00:01".into()),
+                bootaction: Some("a".into()),
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        m.state = MachineState::Installing;
+        m.updated_ms = ms;
+        m
+    }
+
+    /// The time-out with the clock moved by hand.
+    #[test]
+    fn installs_become_overdue_after_the_timeout() {
+        let hour = 3_600_000;
+        let m = installing_since(10 * hour);
+        assert!(!install_overdue(&m, 10 * hour, 2 * hour));
+        assert!(!install_overdue(&m, 12 * hour - 1, 2 * hour));
+        assert!(install_overdue(&m, 12 * hour, 2 * hour));
+        assert!(!install_overdue(&m, 100 * hour, 0), "0: never");
+        // A clock set back is no time-out.
+        assert!(!install_overdue(&m, 0, 2 * hour));
+        for st in [
+            MachineState::Install,
+            MachineState::Installed,
+            MachineState::Failed,
+        ] {
+            let mut other = m.clone();
+            other.state = st;
+            assert!(!install_overdue(&other, 100 * hour, 2 * hour), "{st}");
+        }
+        let later = installing_since(11 * hour);
+        let mut done = installing_since(hour);
+        done.state = MachineState::Installed;
+        assert_eq!(
+            next_install_deadline([&m, &later, &done], 11 * hour, 2 * hour),
+            Some(12 * hour)
+        );
+        assert_eq!(
+            next_install_deadline([&done], 11 * hour, 2 * hour),
+            Some(13 * hour),
+            "nothing installing: one time-out from now"
+        );
+        assert_eq!(next_install_deadline([&m], 11 * hour, 0), None);
     }
 }
