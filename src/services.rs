@@ -63,10 +63,11 @@ impl MachineLookup for StoreLookup {
                 .and_then(|h| h.split('.').next())
                 .map(str::to_string),
             loader,
-            // An installed BIOS machine still loads pxelinux, whose config
-            // says LOCALBOOT; UEFI firmware is better served by no boot
-            // file at all: it moves on to its next boot option (the disk).
-            local_boot: installed && matches!(q.arch, Some(a) if a != 0),
+            // An installed machine still loads its loader, whose config
+            // boots the disk (LOCALBOOT, exit): firmware given no boot file
+            // retries DHCP for about a minute before it moves on. The
+            // DHCP core keeps syslinux.efi, which cannot, from it.
+            local_boot: installed,
         })
     }
 

@@ -121,12 +121,12 @@ pub struct BootInfo {
     pub ipxe_no_pxedhcp: bool,
 }
 
-/// The loader family this client boots with, or `None` for "boot from the
-/// local disk" (no boot file; the firmware tries its next boot device).
-/// `unknown` is what a client the lookup does not know boots.
+/// The loader family this client boots with, or `None` for "no boot
+/// file" (the firmware tries its next boot device). `unknown` is what a
+/// client the lookup does not know boots. An installed machine still gets
+/// its loader ([`choose`] decides where that loader can boot the disk).
 pub fn loader_for(unknown: UnknownBoot, machine: Option<&MachineView>) -> Option<Loader> {
     match machine {
-        Some(m) if m.local_boot => None,
         Some(m) => Some(m.loader),
         None => match unknown {
             UnknownBoot::LocalBoot => None,
@@ -197,6 +197,7 @@ pub fn choose(
         return None;
     }
     let wanted = loader_for(unknown, machine)?;
+    let installed = machine.is_some_and(|m| m.local_boot);
     let l = &cfg.loaders;
     let pxe_class = proxy.then_some("PXEClient");
     let pxe_opts = proxy.then(pxe_use_bootfile);
@@ -221,10 +222,14 @@ pub fn choose(
                 Some(0) | None => Some(Class::Bios),
                 _ => None,
             }
-            .and_then(|c| match l.boot_file(c, wanted) {
-                Some((Loader::Pxelinux, f)) => Some(f.to_string()),
+            .map(|c| (c, l.boot_file(c, wanted)));
+            let pxelinux = match pxelinux {
+                // syslinux.efi cannot hand an installed machine back to
+                // its firmware: no boot file, the firmware moves on.
+                Some((Class::EfiX64, Some((Loader::Pxelinux, _)))) if installed => return None,
+                Some((_, Some((Loader::Pxelinux, f)))) => Some(f.to_string()),
                 _ => None,
-            });
+            };
             let file = pxelinux.unwrap_or_else(|| ipxe_script_url(cfg, req));
             return Some(BootInfo {
                 ipxe_no_pxedhcp: true,
@@ -250,7 +255,12 @@ pub fn choose(
         }
         Firmware::None => return None,
     };
-    let (_, file) = l.boot_file(class, wanted)?;
+    let (family, file) = l.boot_file(class, wanted)?;
+    if installed && family == Loader::Pxelinux && class != Class::Bios {
+        // syslinux.efi has no way back to the firmware (its LOCALBOOT is
+        // BIOS only): no boot file, the firmware tries its next device.
+        return None;
+    }
     if class.is_http() {
         // UEFI HTTP boot loads an EFI binary by URL (the images tree is
         // served under /images/), never a redirect.
@@ -553,14 +563,28 @@ mod tests {
             MAC,
             &[(60, b"PXEClient:Arch:00000:UNDI:002001"), (93, &[0, 0])],
         );
-        let installed = MachineView {
+        // Installed: the loader boots the disk (pxelinux LOCALBOOT, GRUB
+        // exit), except syslinux.efi, which cannot: no boot file.
+        let installed = |loader| MachineView {
             local_boot: true,
+            loader,
             ..MachineView::default()
         };
-        assert_eq!(
-            choose(&c, c.unknown_boot, &bios, Some(&installed), false),
-            None
+        let efi = req(
+            MAC,
+            &[(60, b"PXEClient:Arch:00007:UNDI:003000"), (93, &[0, 7])],
         );
+        for (client, loader, want) in [
+            (&bios, Loader::Auto, Some("pxelinux.0")),
+            (&bios, Loader::Ipxe, Some("undionly.kpxe")),
+            (&efi, Loader::Auto, Some("shimx64.efi")),
+            (&efi, Loader::Grub, Some("grubx64.efi")),
+            (&efi, Loader::Ipxe, Some("ipxe.efi")),
+            (&efi, Loader::Pxelinux, None),
+        ] {
+            let got = choose(&c, c.unknown_boot, client, Some(&installed(loader)), false);
+            assert_eq!(got.and_then(|b| b.file).as_deref(), want, "{loader:?}");
+        }
         assert_eq!(choose(&c, c.unknown_boot, &bios, None, false), None);
         c.unknown_boot = UnknownBoot::Loader(Loader::Ipxe);
         let b = choose(&c, c.unknown_boot, &bios, None, true).unwrap();

@@ -42,7 +42,9 @@ pub struct MachineView {
     pub hostname: Option<String>,
     /// Loader family for its next network boot.
     pub loader: Loader,
-    /// Installed: boot from disk (no boot file).
+    /// Installed: its loader's config boots the disk (pxelinux
+    /// `LOCALBOOT`, iPXE's and GRUB's `exit`); where that loader cannot
+    /// (`syslinux.efi`) it gets no boot file and its firmware moves on.
     pub local_boot: bool,
 }
 

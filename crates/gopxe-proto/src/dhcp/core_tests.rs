@@ -377,15 +377,17 @@ fn boot_file_per_firmware_in_the_reply() {
 
 #[test]
 fn unknown_and_installed_machines_get_an_address_but_no_boot_file() {
+    // Installed, on syslinux.efi (which cannot go back to the firmware).
     let installed = MachineView {
         local_boot: true,
+        loader: Loader::Pxelinux,
         ..MachineView::default()
     };
     let mut cfg = auth();
     cfg.pools = vec!["10.0.0.100,10.0.0.199".parse().unwrap()];
     let mut h = Harness::new(cfg, Machines::default().with(2, installed));
-    for n in [1, 2] {
-        let m = reply(&h.send(&Pkt::new(Fw::IpxeBios, n).discover()));
+    for (fw, n) in [(Fw::IpxeBios, 1), (Fw::Ovmf, 2)] {
+        let m = reply(&h.send(&Pkt::new(fw, n).discover()));
         assert!(!m.yiaddr().is_unspecified());
         assert_eq!(boot_file(&m), None);
         assert_eq!(m.fname(), None);
