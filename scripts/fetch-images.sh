@@ -150,6 +150,7 @@ deb_amd64() {
 
 # archive_suites: "BASE_URI COMPONENT" of the Debian Packages indexes apt uses.
 archive_suites() {
+    # shellcheck disable=SC2016  # $(...) here is apt's field syntax, not the shell's
     apt-get indextargets --format '$(BASE_URI) $(COMPONENT) $(ARCHITECTURE)' \
         'Identifier: Packages' 2>/dev/null | awk '$2 == "main" && $3 == "amd64" {print $1, $2}' | sort -u
 }

@@ -128,7 +128,7 @@ gopxe_listens() {
         pids=$(ps -o pid= --ppid "$GOPXE_PID" 2>/dev/null | tr -s ' \n' '|' | sed 's/^|//; s/|$//')
         pids=$GOPXE_PID${pids:+|$pids}
         if run_in_ns ss -Hlnp"${proto:0:1}" 2>/dev/null \
-                | grep -E ":$port[[:space:]].*pid=($pids)," >/dev/null; then
+                | grep -E ":${port}[[:space:]].*pid=($pids)," >/dev/null; then
             return 0
         fi
         [ "$(date +%s)" -lt "$end" ] || return 1
