@@ -9,7 +9,8 @@
 #                      ext4 modules, in dependency order (depmod + modprobe
 #                      --show-depends on the extracted tree)
 #   busybox-static     init, sh and every tool the init scripts use
-#   pxelinux, syslinux-common, syslinux-efi, ipxe
+#   pxelinux, syslinux-common, syslinux-efi, ipxe, shim-signed,
+#   grub-efi-amd64-signed
 #                      boot loaders, put in /usr/share/gopxe/images and copied
 #                      into the images tree by S50gopxe at start
 #   buildroot-overlay/ the firmware files (inittab, S30gopxe-data, S50gopxe,
@@ -110,6 +111,8 @@ PXELINUX_DIR=$(fetch_pkg pxelinux)
 SYSLINUX_DIR=$(fetch_pkg syslinux-common)
 SYSLINUX_EFI_DIR=$(fetch_pkg syslinux-efi)
 IPXE_DIR=$(fetch_pkg ipxe)
+SHIM_DIR=$(fetch_pkg shim-signed)
+GRUB_SIGNED_DIR=$(fetch_pkg grub-efi-amd64-signed)
 
 # ---- kernel ---------------------------------------------------------------
 kpkg=${E2E_KERNEL_PKG:-}
@@ -217,6 +220,9 @@ for m in menu.c32 vesamenu.c32 libutil.c32 libcom32.c32; do
     put "$SYSLINUX_DIR/usr/lib/syslinux/modules/efi64/$m" "efi64/$m"
 done
 for f in ipxe.efi snponly.efi undionly.kpxe; do put "$IPXE_DIR/usr/lib/ipxe/$f" "$f"; done
+# x64 UEFI's default, the Secure Boot chain: shim loads grubx64.efi beside it
+put "$SHIM_DIR/usr/lib/shim/shimx64.efi.signed" shimx64.efi
+put "$GRUB_SIGNED_DIR/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed" grubx64.efi
 if [ -n "${APPLIANCE_EXTRA_IMAGES:-}" ]; then
     [ -d "$APPLIANCE_EXTRA_IMAGES" ] || die "APPLIANCE_EXTRA_IMAGES=$APPLIANCE_EXTRA_IMAGES is not a directory"
     log "adding $APPLIANCE_EXTRA_IMAGES to the images tree"

@@ -343,19 +343,41 @@ impl App {
             .map(|m| m.id)
     }
 
-    /// A file generated for a boot loader asking over TFTP (or HTTP):
-    /// `pxelinux.cfg/<name>`, with an optional leading `/`. Remembers which
-    /// machine asked from `client`, and records the event.
-    pub fn boot_file(&self, name: &str, client: IpAddr) -> Option<Vec<u8>> {
+    /// A file generated for a boot loader asking over TFTP or HTTP
+    /// (`over`): `pxelinux.cfg/<name>` or a GRUB config
+    /// (`[dir/]grub/grub.cfg[-<name>]`, see [`crate::boot::grub`]), with an
+    /// optional leading `/`. Remembers which machine asked from `client`,
+    /// and records the event.
+    pub fn boot_file(
+        &self,
+        name: &str,
+        client: IpAddr,
+        over: crate::boot::grub::Over,
+    ) -> Option<Vec<u8>> {
         let name = name.strip_prefix('/').unwrap_or(name);
-        let cfg = name.strip_prefix("pxelinux.cfg/")?;
         let store = self.store.borrow();
-        let parsed = crate::boot::ConfigName::parse(cfg)?;
-        match crate::boot::find_machine(&store, &parsed) {
-            Some(m) => {
-                let text = crate::boot::pxelinux_machine(&store, &self.urls, m);
-                let id = m.id;
-                drop(store);
+        let (text, machine) = match name.strip_prefix("pxelinux.cfg/") {
+            Some(cfg) => {
+                let parsed = crate::boot::ConfigName::parse(cfg)?;
+                match crate::boot::find_machine(&store, &parsed) {
+                    Some(m) => (
+                        crate::boot::pxelinux_machine(&store, &self.urls, m),
+                        Some(m.id),
+                    ),
+                    None if parsed == crate::boot::ConfigName::Default => (
+                        crate::boot::pxelinux_default(&store, self.default_boot()),
+                        None,
+                    ),
+                    None => return None,
+                }
+            }
+            None => {
+                crate::boot::grub::config_for(&store, &self.urls, self.default_boot(), name, over)?
+            }
+        };
+        drop(store);
+        match machine {
+            Some(id) => {
                 self.note_client(client, id);
                 // The transfer's end is the boot line (tftp's report).
                 self.event_at(
@@ -364,17 +386,13 @@ impl App {
                     EventKind::Tftp,
                     format!("config {name} sent to {client}"),
                 );
-                Some(text.into_bytes())
             }
-            None if parsed == crate::boot::ConfigName::Default => {
-                log::debug!(
-                    "unknown machine at {client}: sending {name} ({:?})",
-                    self.default_boot()
-                );
-                Some(crate::boot::pxelinux_default(&store, self.default_boot()).into_bytes())
-            }
-            None => None,
+            None => log::debug!(
+                "{client}: sending {name} for unknown machines ({:?})",
+                self.default_boot()
+            ),
         }
+        Some(text.into_bytes())
     }
 
     pub fn default_boot(&self) -> &DefaultBoot {

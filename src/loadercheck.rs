@@ -7,10 +7,10 @@
 //! files, the firmware that needs each and the Debian package it comes
 //! from, for start-up, `/health`, the status page and `check-config`.
 //!
-//! The files a loader family needs come from [`Loaders::files`] (the one
-//! list, beside the names DHCP hands out); the families in use are those
-//! of the boot actions and of `unknown_boot`'s action, or pxelinux (the
-//! default) while there are none.
+//! The files a loader family needs come from [`Loaders::needed`] (the one
+//! table, beside the names DHCP hands out); the families in use are those
+//! of the boot actions (`unknown_boot`'s among them), or `auto` (each
+//! firmware class's default) while there are none.
 
 use crate::dhcp::{LoaderFile, Loaders};
 use crate::model::Loader;
@@ -74,17 +74,13 @@ pub fn check(
     images_empty: bool,
     exists: impl Fn(&str) -> bool,
 ) -> LoaderCheck {
-    let mut missing: Vec<LoaderFile> = Vec::new();
-    for family in families {
-        for f in loaders.files(*family) {
-            if !exists(&f.path) && !missing.iter().any(|m| m.path == f.path) {
-                missing.push(f);
-            }
-        }
-    }
     LoaderCheck {
         images_empty,
-        missing,
+        missing: loaders
+            .needed(families)
+            .into_iter()
+            .filter(|f| !exists(&f.path))
+            .collect(),
     }
 }
 
@@ -121,16 +117,19 @@ mod tests {
                 "ldlinux.c32",
                 "syslinux.efi",
                 "ldlinux.e64",
-                "ipxe-arm64.efi"
+                "grubaa64.efi"
             ]
         );
         let have = ["pxelinux.0", "ldlinux.c32", "syslinux.efi", "ldlinux.e64"];
         let c = check(&l, &[Loader::Pxelinux], false, |p| have.contains(&p));
-        assert_eq!(paths(&c), ["ipxe-arm64.efi"]);
+        // arm64 has no pxelinux: its default, signed GRUB.
+        assert_eq!(paths(&c), ["grubaa64.efi"]);
         let w = c.warnings(Path::new("/srv/images"));
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
-            w[0].contains("ipxe-arm64.efi") && w[0].contains("arm64 UEFI"),
+            w[0].contains("grubaa64.efi")
+                && w[0].contains("arm64 UEFI")
+                && w[0].contains("grub-efi-arm64-signed"),
             "{w:?}"
         );
     }
@@ -147,8 +146,63 @@ mod tests {
         let p = paths(&c);
         assert_eq!(p.iter().filter(|x| **x == "ipxe-arm64.efi").count(), 1);
         assert!(p.contains(&"pxelinux.0") && p.contains(&"undionly.kpxe"));
-        // No boot action yet: the default family.
-        assert_eq!(families_in_use([]), [Loader::Pxelinux]);
+        // No boot action yet: each class's default family.
+        assert_eq!(families_in_use([]), [Loader::Auto]);
+        let c = check(&l, &[Loader::Auto], false, |_| false);
+        assert_eq!(
+            paths(&c),
+            [
+                "pxelinux.0",
+                "ldlinux.c32",
+                "shimx64.efi",
+                "grubx64.efi",
+                "grubaa64.efi"
+            ]
+        );
+    }
+
+    /// The README's boot-file table and docs/boot-loaders.md name every
+    /// loader of the table, in its class's row, with the class's default.
+    #[test]
+    fn the_readme_and_the_docs_list_every_loader() {
+        use crate::dhcp::loaders::{BUILTIN, DEFAULT_FAMILY};
+        let row_of = |doc: &'static str, class: &str| -> &'static str {
+            let tag = format!("| `{class}` |");
+            doc.lines()
+                .find(|l| l.contains(&tag))
+                .unwrap_or_else(|| panic!("no row for {class}"))
+        };
+        let readme = include_str!("../README.md");
+        let docs = include_str!("../docs/boot-loaders.md");
+        for b in BUILTIN {
+            let class = b.class.as_str();
+            for doc in [readme, docs] {
+                let row = row_of(doc, class);
+                assert!(
+                    row.contains(&format!("`{}`", b.file))
+                        || row.contains(&format!("/images/{}`", b.file)),
+                    "{class} {}: {row}",
+                    b.file
+                );
+            }
+            let row = row_of(readme, class);
+            assert!(
+                row.contains(&format!("`{}` → ", b.family.as_str())),
+                "{class}: {row}"
+            );
+        }
+        for (class, family) in DEFAULT_FAMILY {
+            let row = row_of(readme, class.as_str());
+            let default = row.split(" | ").nth(2).unwrap_or_default();
+            assert!(
+                default.starts_with(&format!("`{}` → ", family.as_str())),
+                "{class}: {row}"
+            );
+            assert!(
+                row_of(docs, class.as_str()).ends_with(&format!("| `{}` |", family.as_str())),
+                "{class}"
+            );
+        }
     }
 
     #[test]

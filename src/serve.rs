@@ -285,7 +285,7 @@ fn start_tftp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<()
     let files = app.clone();
     let provider = WithVirtual {
         lookup: move |path: &crate::tftp::RelativePath, client: SocketAddr| {
-            files.boot_file(path.as_str(), client.ip())
+            files.boot_file(path.as_str(), client.ip(), crate::boot::grub::Over::Tftp)
         },
         inner: images,
     };

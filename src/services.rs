@@ -100,7 +100,7 @@ pub fn dhcp_config(app: &App) -> DhcpConfig {
         dns: c.dhcp_dns.clone(),
         unknown_boot: match &c.unknown_boot {
             boot::DefaultBoot::Local => dhcp::UnknownBoot::LocalBoot,
-            boot::DefaultBoot::Action(_) => dhcp::UnknownBoot::Loader(Loader::Pxelinux),
+            boot::DefaultBoot::Action(_) => dhcp::UnknownBoot::Loader(Loader::Auto),
         },
         interface: c.interface.clone(),
         listen: c.dhcp_listen,

@@ -89,6 +89,11 @@ fn exchange(sock: &UdpSocket, server: u16, msg: &[u8]) -> (u8, Ipv4Addr, Option<
 /// returns them and gopxe's DHCP port. Authoritative mode has the pool
 /// 127.0.0.100-150.
 fn start_relayed(tag: &str, mode: &str) -> (Gopxe, UdpSocket, u16) {
+    start_relayed_with(tag, mode, &[])
+}
+
+/// [`start_relayed`] with more flags.
+fn start_relayed_with(tag: &str, mode: &str, extra: &[&str]) -> (Gopxe, UdpSocket, u16) {
     let dir = tempdir(tag);
     let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
     relay
@@ -108,6 +113,7 @@ fn start_relayed(tag: &str, mode: &str) -> (Gopxe, UdpSocket, u16) {
     if mode == "authoritative" {
         args.extend(["--dhcp-range", "127.0.0.100,127.0.0.150,255.0.0.0,1h"]);
     }
+    args.extend_from_slice(extra);
     let g = Gopxe::start(&dir, &args).owning(dir);
     let server = g.announced_port("dhcp").expect("dhcp port announced");
     (g, relay, server)
@@ -141,6 +147,82 @@ fn an_http_boot_client_is_offered_a_url_gopxe_serves() {
     let got = g.get(path);
     assert_eq!(got.status, 200, "GET {url}");
     assert_eq!(got.text(), "MZ an EFI loader");
+}
+
+/// Loaders are data: a boot action without `loader` boots each firmware
+/// class's default (signed shim on x64 UEFI, signed GRUB on arm64,
+/// pxelinux on BIOS); `--loader` changes a class's default and
+/// `--loader-file` a file's name; a boot action's family wins where the
+/// class has it.
+#[test]
+fn each_firmware_class_boots_its_configured_loader() {
+    let (g, relay, server) = start_relayed_with(
+        "loaders",
+        "authoritative",
+        &[
+            "--loader",
+            "efi-arm64=shim-grub",
+            "--loader-file",
+            "efi-arm64.shim-grub=sb/shimaa64.efi",
+        ],
+    );
+    assert_eq!(
+        g.post("/bootaction/auto", r#"{"kernel": "k/vmlinuz"}"#)
+            .status,
+        201
+    );
+    let r = g.post(
+        "/bootaction/grub",
+        r#"{"kernel": "k/vmlinuz", "loader": "grub"}"#,
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["loader"], "grub");
+    let uefi = |arch: u8| -> Vec<(u8, Vec<u8>)> {
+        vec![
+            (
+                60,
+                format!("PXEClient:Arch:{arch:05}:UNDI:003000").into_bytes(),
+            ),
+            (93, vec![0, arch]),
+        ]
+    };
+    for (n, action, arch, want) in [
+        (1u8, "auto", 0u8, "pxelinux.0"),
+        (2, "auto", 7, "shimx64.efi"),
+        (3, "auto", 11, "sb/shimaa64.efi"),
+        (4, "grub", 7, "grubx64.efi"),
+        (5, "grub", 11, "grubaa64.efi"),
+        // No GRUB for BIOS: its default.
+        (6, "grub", 0, "pxelinux.0"),
+    ] {
+        let mac = format!("52:54:00:00:17:{n:02x}");
+        let body = format!(r#"{{"bootaction": "{action}", "mac": "{mac}"}}"#);
+        assert_eq!(g.post("/pxeboot", &body).status, 201);
+        let opts = uefi(arch);
+        let opts: Vec<(u8, &[u8])> = opts.iter().map(|(c, v)| (*c, v.as_slice())).collect();
+        let discover = packet_as(1, [0x52, 0x54, 0, 0, 0x17, n], u32::from(n), &opts, &[]);
+        let (t, _, file) = exchange(&relay, server, &discover);
+        assert_eq!(
+            (t, file.as_deref()),
+            (2, Some(want)),
+            "{action} on arch {arch}"
+        );
+    }
+    // A family the class has no file for is refused at start, by name.
+    let dir = tempdir("loaders-bad");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gopxe"))
+        .args(["check-config", "--data-dir"])
+        .arg(dir.join("data"))
+        .args(["--loader", "bios=grub"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--loader") && err.contains("bios clients have no grub loader"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -87,6 +87,84 @@ fn boot_configs_and_images_over_tftp() {
     );
 }
 
+/// GRUB's config names over TFTP and `/images/` over HTTP: the dispatcher,
+/// a machine's config by MAC and hex IP, following the machine from
+/// `install` to `installed` (exit) and back with `reinstall`; a file of
+/// the same name in the images tree is not what GRUB gets.
+#[test]
+fn grub_configs_follow_the_machine_over_tftp_and_http() {
+    let dir = tempdir("grub");
+    std::fs::create_dir_all(dir.join("images/grub")).unwrap();
+    std::fs::write(dir.join("images/grub/grub.cfg"), b"static config").unwrap();
+    let g = Gopxe::start(&dir, &["--advertise-addr", "127.0.0.1"]);
+    let port = g.announced_port("tftp").expect("tftp port announced");
+    let action = r#"{"kernel": "deb/linux", "initrd": "deb/initrd.gz", "installer": "preseed", "loader": "shim-grub"}"#;
+    assert_eq!(g.post("/bootaction/deb", action).status, 201);
+    let body = r#"{"bootaction": "deb", "mac": "52:54:00:00:00:0a", "hostname": "g1.lab", "ip": "127.0.0.5"}"#;
+    assert_eq!(g.post("/pxeboot", body).status, 201);
+    let id = "01-52-54-00-00-00-0a";
+
+    let text = |b: Option<Vec<u8>>| String::from_utf8(b.expect("answered")).unwrap();
+    let dispatcher = text(tftp_get(port, "grub/grub.cfg", "512"));
+    assert!(dispatcher.contains("$net_default_mac"), "{dispatcher}");
+    assert!(
+        dispatcher.ends_with("\nexit\n"),
+        "unknown machines boot locally"
+    );
+    let by_mac = text(tftp_get(port, "grub/grub.cfg-01-52-54-00-00-00-0a", "512"));
+    assert!(
+        by_mac.contains("\tlinux /deb/linux auto=true priority=critical url=http://127.0.0.1:"),
+        "{by_mac}"
+    );
+    assert!(by_mac.contains("\tinitrd /deb/initrd.gz\n"), "{by_mac}");
+    // By its static address, under the prefix of Debian's installer GRUB.
+    let name = "debian-installer/amd64/grub/grub.cfg-7F000005";
+    assert_eq!(text(tftp_get(port, name, "512")), by_mac);
+    assert_eq!(
+        tftp_get(port, "grub/grub.cfg-01-52-54-00-00-00-0b", "512"),
+        None
+    );
+    // Over HTTP: the same config, kernel paths under /images/.
+    let http = g.get("/images/grub/grub.cfg-01-52-54-00-00-00-0a");
+    assert_eq!(http.status, 200);
+    assert!(
+        http.text().contains("\tlinux /images/deb/linux "),
+        "{}",
+        http.text()
+    );
+    assert!(
+        g.get("/images/grub/grub.cfg")
+            .text()
+            .contains("$net_default_mac")
+    );
+    assert_eq!(
+        g.get("/images/grub/grub.cfg-01-52-54-00-00-00-0b").status,
+        404
+    );
+
+    // The installer fetches its preseed, then calls back: installed, and
+    // GRUB goes back to the firmware; reinstall: the installer again.
+    assert_eq!(
+        g.get_from("127.0.0.5", &format!("/preseed/{id}")).status,
+        200
+    );
+    let done = format!("/pxeboot/{id}/done");
+    assert!(g.post(&done, "").status < 300);
+    let local = text(tftp_get(port, "grub/grub.cfg-01-52-54-00-00-00-0a", "512"));
+    assert!(
+        local.ends_with("\nexit\n") && !local.contains("linux"),
+        "{local}"
+    );
+    assert!(g.post(&format!("/pxeboot/{id}/reinstall"), "").status < 300);
+    let again = text(tftp_get(port, "grub/grub.cfg-01-52-54-00-00-00-0a", "512"));
+    assert!(again.contains("\tlinux /deb/linux"), "{again}");
+    let events = g.get(&format!("/pxeboot/{id}/events")).text();
+    assert!(
+        events.contains("config grub/grub.cfg-01-52-54-00-00-00-0a sent"),
+        "{events}"
+    );
+}
+
 /// Sends an RRQ for `name` from `from` (port 0) and returns the first
 /// packet answered, from whichever port; the transfer is never ACKed.
 fn rrq_from(from: &str, port: u16, name: &str) -> Vec<u8> {

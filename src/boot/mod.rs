@@ -25,6 +25,7 @@
 //! `efi_image_cmdline`), and [`check_kernel_line`] refuses a line that
 //! would not fit; the API checks it on every write that changes one.
 
+pub mod grub;
 pub mod installer;
 pub mod kickstart;
 
@@ -271,15 +272,21 @@ fn ipxe_image_name(kernel: &str) -> &str {
 
 /// Bytes of the longest command line the kernel of action `a` receives,
 /// booting machine `m` (`None`: an unknown machine booting the default),
-/// through pxelinux (`BOOT_IMAGE=<kernel> <APPEND text>`) or iPXE (on
+/// through pxelinux (`BOOT_IMAGE=<kernel> <APPEND text>`), iPXE (on
 /// UEFI `<image name> <arguments after the URL>`; on BIOS the arguments
-/// alone, which is shorter). The terminating NUL is not counted.
+/// alone, which is shorter) or GRUB (`BOOT_IMAGE=<path> <arguments>`,
+/// GRUB's `linux` loader). The terminating NUL is not counted.
 pub fn kernel_line_len(urls: &Urls, a: &BootAction, m: Option<&Machine>) -> usize {
     let extra = m.map(|m| machine_args(urls, a, m));
     let pxelinux =
         "BOOT_IMAGE=".len() + a.kernel.len() + 1 + pxelinux_args(a, extra.as_ref()).len();
     let ipxe = ipxe_image_name(&a.kernel).len() + 1 + ipxe_args(a, extra.as_ref()).len();
-    pxelinux.max(ipxe)
+    // GRUB: `BOOT_IMAGE=/images/<kernel> ` (over HTTP the longest), no initrd=.
+    let grub = "BOOT_IMAGE=/images/".len()
+        + a.kernel.len()
+        + 1
+        + command_line(a, None, extra.as_ref()).len();
+    pxelinux.max(ipxe).max(grub)
 }
 
 /// A kernel command line the kernel would cut short.

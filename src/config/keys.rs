@@ -255,6 +255,16 @@ config_table! {
         help: "what machines without a record boot: local disk or a boot action",
         doc: "what machines without a record boot: `local` or a boot action",
     },
+    loader: Vec<String> {
+        flag: "loader", value: "CLASS=FAMILY", default: prose "bios=pxelinux, efi-x64=shim-grub, efi-arm64=grub, http-x64=ipxe, http-arm64=ipxe",
+        help: "the loader family a firmware class boots when its boot action says auto",
+        doc: "the loader family a firmware class boots when its boot action says `auto` (see [Boot loaders](boot-loaders.md))",
+    },
+    loader_file: Vec<String> {
+        flag: "loader-file", value: "CLASS.FAMILY=PATH", default: prose "the names in docs/boot-loaders.md",
+        help: "another file name in the images tree for a class's loader",
+        doc: "another file name in the images tree for a class's loader, e.g. `efi-x64.grub=boot/grubx64.efi`",
+    },
     repo_url: String {
         flag: "repo-url", value: "URL", default: prose "per os",
         help: "kickstart repository ({os}, {version}, {server})",

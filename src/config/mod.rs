@@ -55,6 +55,8 @@ pub struct Config {
     pub template_limits: crate::boot::kickstart::Limits,
     pub interface: Option<String>,
     pub unknown_boot: DefaultBoot,
+    /// The loader table: each firmware class's default family and files.
+    pub loaders: crate::dhcp::Loaders,
     pub repo_url: Option<String>,
     /// Where TFTP listens; `None` is off.
     pub tftp_listen: Option<SocketAddr>,
@@ -94,6 +96,7 @@ impl Default for Config {
             template_limits: crate::boot::kickstart::Limits::default(),
             interface: None,
             unknown_boot: DefaultBoot::Local,
+            loaders: crate::dhcp::Loaders::default(),
             repo_url: None,
             tftp_listen: Some(SocketAddr::from(([0, 0, 0, 0], 69))),
             tftp_auto: true,
@@ -235,6 +238,21 @@ impl Config {
             },
         );
         line(
+            "loaders",
+            crate::dhcp::Class::ALL
+                .iter()
+                .map(|c| {
+                    let family = self.loaders.default_family(*c);
+                    format!(
+                        "{c} {} ({})",
+                        family.as_str(),
+                        self.loaders.file(*c, family).unwrap_or("-")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        line(
             "webhooks",
             format!("{} (URLs not shown)", self.webhooks.len()),
         );
@@ -255,7 +273,7 @@ impl Config {
 
     /// The boot-loader file names DHCP hands out, per firmware.
     pub fn loaders(&self) -> crate::dhcp::Loaders {
-        crate::dhcp::Loaders::default()
+        self.loaders.clone()
     }
 }
 
@@ -281,6 +299,8 @@ impl Config {
             template_max_bytes,
             interface,
             unknown_boot,
+            loader,
+            loader_file,
             repo_url,
             tftp_listen,
             tftp_max_transfers,
@@ -378,6 +398,18 @@ impl Config {
                     err(o, format!("`local` or a boot action name: {}", e.message))
                 })?),
             };
+        }
+        if let Some((v, o)) = loader {
+            for spec in &v {
+                c.loaders
+                    .set_default(spec)
+                    .map_err(|e| err(o.clone(), e.0))?;
+            }
+        }
+        if let Some((v, o)) = loader_file {
+            for spec in &v {
+                c.loaders.set_file(spec).map_err(|e| err(o.clone(), e.0))?;
+            }
         }
         if let Some((v, o)) = repo_url {
             if !(v.starts_with("http://") || v.starts_with("https://") || v.starts_with("{server}"))

@@ -48,7 +48,7 @@ pub mod server;
 
 /// The sans-I/O modules live in `gopxe_proto::dhcp`; these paths keep
 /// `crate::dhcp::core::...` and the like working.
-pub use gopxe_proto::dhcp::{boot, config, core, lease, leaselog, packet};
+pub use gopxe_proto::dhcp::{boot, config, core, lease, leaselog, loaders, packet};
 
 pub use config::{ConfigError, DhcpConfig, Loader, LoaderFile, Loaders, Mode, Pool, UnknownBoot};
 pub use core::{
@@ -56,4 +56,5 @@ pub use core::{
     Reply, ReplyKind, Via, decide, handle,
 };
 pub use lease::{LeaseInfo, LeaseTable};
+pub use loaders::Class;
 pub use server::{DhcpServer, DhcpState, serve};

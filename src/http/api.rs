@@ -242,6 +242,12 @@ async fn dispatch(app: &App, req: &Req<'_>, r: Route, param: &str, tail: &[Strin
             Reply::json(200, &leases)
         }
         Route::Images => {
+            // Generated boot configs first, as over TFTP.
+            if let Some(text) =
+                app.boot_file(&tail.join("/"), req.peer, crate::boot::grub::Over::Http)
+            {
+                return Reply::bytes(200, "text/plain; charset=utf-8", text);
+            }
             let reply = serve_file(app.images_root.as_deref(), tail, "images", req.peer).await;
             file_event(app, req, &reply);
             reply

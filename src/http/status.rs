@@ -225,7 +225,7 @@ pub fn page_data(app: &App, log: Vec<String>, now_ms: u64) -> StatusPage {
             ActionView {
                 name: a.name.clone(),
                 menu: a.menu.clone(),
-                loader: lower_debug(a.loader),
+                loader: a.loader.as_str().to_string(),
                 kernel: a.kernel.clone(),
                 initrd: or_dash(a.initrd.as_deref()),
                 args,

@@ -8,6 +8,7 @@
 
 use super::config::{DhcpConfig, Loader, UnknownBoot};
 use super::core::MachineView;
+use super::loaders::Class;
 use super::packet::{Request, sub_option, uuid_text};
 
 /// The client's firmware, as far as its request tells.
@@ -174,7 +175,7 @@ pub fn choose(
     if fw == Firmware::None {
         return None;
     }
-    let loader = loader_for(unknown, machine)?;
+    let wanted = loader_for(unknown, machine)?;
     let l = &cfg.loaders;
     let pxe_class = proxy.then_some("PXEClient");
     let pxe_opts = proxy.then(pxe_use_bootfile);
@@ -185,64 +186,57 @@ pub fn choose(
         vendor_opts: opts,
         ipxe_no_pxedhcp: false,
     };
-    let pick = |pxelinux: &str, ipxe: &str| match loader {
-        Loader::Pxelinux => pxelinux.to_string(),
-        Loader::Ipxe => ipxe.to_string(),
-    };
-    match fw {
+    let class = match fw {
         // iPXE (a NIC's iPXE ROM, or the iPXE we handed out) gets its
         // script over HTTP, not iPXE again: no boot loop. A machine whose
         // loader is pxelinux gets pxelinux itself (iPXE runs it over its
         // PXE API, and pxelinux then asks for `pxelinux.cfg/<uuid>`);
         // chaining pxelinux from a script would make the script URL its
-        // path prefix and lose the UUID lookup.
+        // path prefix and lose the UUID lookup. GRUB families get the
+        // script too: iPXE boots the same kernel line.
         Firmware::Ipxe => {
-            let file = match (loader, arch_of(req)) {
-                (Loader::Pxelinux, Some(7 | 9)) => l.efi_x64_pxelinux.clone(),
-                (Loader::Pxelinux, Some(0) | None) => l.bios_pxelinux.clone(),
-                _ => ipxe_script_url(cfg, req),
-            };
-            Some(BootInfo {
+            let pxelinux = match arch_of(req) {
+                Some(7 | 9) => Some(Class::EfiX64),
+                Some(0) | None => Some(Class::Bios),
+                _ => None,
+            }
+            .and_then(|c| match l.boot_file(c, wanted) {
+                Some((Loader::Pxelinux, f)) => Some(f.to_string()),
+                _ => None,
+            });
+            let file = pxelinux.unwrap_or_else(|| ipxe_script_url(cfg, req));
+            return Some(BootInfo {
                 ipxe_no_pxedhcp: true,
                 ..info(Some(file), pxe_class, pxe_opts)
-            })
+            });
         }
-        Firmware::Bios => Some(info(
-            Some(pick(&l.bios_pxelinux, &l.bios_ipxe)),
-            pxe_class,
-            pxe_opts,
-        )),
-        Firmware::EfiX64 => Some(info(
-            Some(pick(&l.efi_x64_pxelinux, &l.efi_x64_ipxe)),
-            pxe_class,
-            pxe_opts,
-        )),
-        Firmware::EfiArm64 => Some(info(Some(l.efi_arm64.clone()), pxe_class, pxe_opts)),
-        // UEFI HTTP boot loads an EFI binary by URL (the images tree is
-        // served under /images/); iPXE then fetches its
-        // script over HTTP too (syslinux.efi would go back to TFTP).
-        Firmware::HttpX64 => Some(info(
-            Some(format!("{}/images/{}", cfg.http_base(), l.efi_x64_ipxe)),
-            Some("HTTPClient"),
-            None,
-        )),
-        Firmware::HttpArm64 => Some(info(
-            Some(format!("{}/images/{}", cfg.http_base(), l.efi_arm64)),
-            Some("HTTPClient"),
-            None,
-        )),
-        Firmware::RaspberryPi => Some(info(
-            None,
-            Some("PXEClient"),
-            Some(raspberry_pi_vendor_opts()),
-        )),
+        Firmware::RaspberryPi => {
+            return Some(info(
+                None,
+                Some("PXEClient"),
+                Some(raspberry_pi_vendor_opts()),
+            ));
+        }
+        Firmware::Bios => Class::Bios,
+        Firmware::EfiX64 => Class::EfiX64,
+        Firmware::EfiArm64 => Class::EfiArm64,
+        Firmware::HttpX64 => Class::HttpX64,
+        Firmware::HttpArm64 => Class::HttpArm64,
         Firmware::Unsupported(a) => {
             // Per packet: debug (the answer's info line has no boot file).
             log::debug!("dhcp: {}: no boot loader for architecture {a}", req.mac);
-            None
+            return None;
         }
-        Firmware::None => None,
+        Firmware::None => return None,
+    };
+    let (_, file) = l.boot_file(class, wanted)?;
+    if class.is_http() {
+        // UEFI HTTP boot loads an EFI binary by URL (the images tree is
+        // served under /images/), never a redirect.
+        let url = format!("{}/images/{file}", cfg.http_base());
+        return Some(info(Some(url), Some("HTTPClient"), None));
     }
+    Some(info(Some(file.to_string()), pxe_class, pxe_opts))
 }
 
 #[cfg(test)]
@@ -321,7 +315,12 @@ mod tests {
             false,
         )
         .unwrap();
+        // No pxelinux for arm64: its class's default, signed GRUB.
+        assert_eq!(b.file.as_deref(), Some("grubaa64.efi"));
+        let b = choose(&c, c.unknown_boot, &arm, Some(&known(Loader::Ipxe)), false).unwrap();
         assert_eq!(b.file.as_deref(), Some("ipxe-arm64.efi"));
+        let b = choose(&c, c.unknown_boot, &arm, Some(&known(Loader::Auto)), false).unwrap();
+        assert_eq!(b.file.as_deref(), Some("grubaa64.efi"));
         // Architecture from the vendor class when option 93 is missing.
         let efi = req(MAC, &[(60, b"PXEClient:Arch:00007:UNDI:003000")]);
         assert_eq!(firmware(&efi), Firmware::EfiX64);

@@ -165,7 +165,10 @@ fn ipxe_machine() -> MachineView {
 }
 
 fn pxelinux_machine() -> MachineView {
-    MachineView::default()
+    MachineView {
+        loader: Loader::Pxelinux,
+        ..MachineView::default()
+    }
 }
 
 fn auth() -> DhcpConfig {
@@ -334,7 +337,9 @@ fn boot_file_per_firmware_in_the_reply() {
         .with(2, pxelinux_machine())
         .with(3, ipxe_machine())
         .with(4, ipxe_machine())
-        .with(5, ipxe_machine());
+        .with(5, ipxe_machine())
+        .with(6, MachineView::default())
+        .with(7, MachineView::default());
     let mut cfg = auth();
     cfg.pools = vec!["10.0.0.100,10.0.0.199".parse().unwrap()];
     let mut h = Harness::new(cfg, machines);
@@ -343,6 +348,9 @@ fn boot_file_per_firmware_in_the_reply() {
         (Fw::Ovmf, 2, "syslinux.efi"),
         (Fw::PlainBios, 3, "undionly.kpxe"),
         (Fw::Ovmf, 4, "ipxe.efi"),
+        // `auto`: each class's default family.
+        (Fw::PlainBios, 6, "pxelinux.0"),
+        (Fw::Ovmf, 7, "shimx64.efi"),
     ];
     for (fw, n, want) in cases {
         let out = h.send(&Pkt::new(fw, n).discover());
@@ -959,21 +967,30 @@ fn off_mode_and_authoritative_on_4011_say_nothing() {
 #[test]
 fn long_names_never_panic_and_still_reach_option_67() {
     let mut cfg = auth();
-    cfg.loaders.bios_pxelinux = format!("{}/pxelinux.0", "d".repeat(200));
+    let long = format!("{}/pxelinux.0", "d".repeat(200));
+    cfg.loaders
+        .set_file(&format!("bios.pxelinux={long}"))
+        .unwrap();
     cfg.http_base = Some(format!("http://{}.example:9090", "h".repeat(150)));
     cfg.unknown_boot = UnknownBoot::Loader(Loader::Pxelinux);
     let mut h = Harness::new(cfg.clone(), Machines::default());
     let m = reply(&h.send(&Pkt::new(Fw::PlainBios, 1).discover()));
     assert_eq!(m.fname(), None);
-    assert_eq!(boot_file(&m), Some(cfg.loaders.bios_pxelinux.clone()));
+    assert_eq!(boot_file(&m), Some(long));
     let m = reply(&h.send(&Pkt::new(Fw::IpxeBios, 2).discover()));
     assert_eq!(m.fname(), None);
     assert!(boot_file(&m).unwrap().len() > 128);
     // Exactly at the limits.
-    h.cfg.loaders.bios_pxelinux = "f".repeat(127);
+    h.cfg
+        .loaders
+        .set_file(&format!("bios.pxelinux={}", "f".repeat(127)))
+        .unwrap();
     let m = reply(&h.send(&Pkt::new(Fw::PlainBios, 3).discover()));
     assert_eq!(trim_nul(m.fname().unwrap()).len(), 127);
-    h.cfg.loaders.bios_pxelinux = "f".repeat(128);
+    h.cfg
+        .loaders
+        .set_file(&format!("bios.pxelinux={}", "f".repeat(128)))
+        .unwrap();
     let m = reply(&h.send(&Pkt::new(Fw::PlainBios, 3).discover()));
     assert_eq!(m.fname(), None);
 }

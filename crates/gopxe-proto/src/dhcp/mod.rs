@@ -11,12 +11,15 @@
 //!   reply + lease changes + events`.
 //! - [`leaselog`]: the lease log's records: encode, parse, replay.
 //! - [`config`]: the checked DHCP configuration.
+//! - [`loaders`]: the loader table: per firmware class, each family's
+//!   file, what it fetches beside itself, and the default family.
 
 pub mod boot;
 pub mod config;
 pub mod core;
 pub mod lease;
 pub mod leaselog;
+pub mod loaders;
 pub mod packet;
 
 #[cfg(test)]
@@ -28,3 +31,4 @@ pub use core::{
     Reply, ReplyKind, Via, decide, handle,
 };
 pub use lease::{LeaseInfo, LeaseTable};
+pub use loaders::Class;

@@ -24,15 +24,64 @@ use validate::{
     check_kernel_arg, check_netmask, check_text, check_token, parse_ipv4, same_subnet,
 };
 
-/// Which boot loader a machine's boot action runs after the firmware.
+/// Which boot loader a machine's boot action runs after the firmware: a
+/// family, whose file per firmware class the config names
+/// (`dhcp::config::Loaders`).
+///
+/// Stored with postcard by variant index: new families go at the end.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Loader {
     /// pxelinux / syslinux.efi over TFTP (the original GoPXE flow).
-    #[default]
     Pxelinux,
     /// iPXE: kernel and initrd over HTTP.
     Ipxe,
+    /// GRUB's network image, loaded directly (no Secure Boot).
+    Grub,
+    /// shim, which loads the signed GRUB beside it: the Secure Boot chain.
+    #[serde(rename = "shim-grub")]
+    ShimGrub,
+    /// The family the config names for the client's firmware class (the
+    /// default when a boot action names none).
+    #[default]
+    Auto,
+}
+
+impl Loader {
+    /// The name the API and the config file use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Loader::Pxelinux => "pxelinux",
+            Loader::Ipxe => "ipxe",
+            Loader::Grub => "grub",
+            Loader::ShimGrub => "shim-grub",
+            Loader::Auto => "auto",
+        }
+    }
+
+    /// Every family, `auto` last.
+    pub const ALL: [Loader; 5] = [
+        Loader::Pxelinux,
+        Loader::Ipxe,
+        Loader::Grub,
+        Loader::ShimGrub,
+        Loader::Auto,
+    ];
+}
+
+impl std::str::FromStr for Loader {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Loader::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "`{}` is not a loader: pxelinux, ipxe, grub, shim-grub or auto",
+                    s.escape_debug()
+                )
+            })
+    }
 }
 
 /// Which installer a boot action starts, and so which per-machine answer
@@ -459,7 +508,8 @@ mod tests {
         let a = BootAction::from_body("myfirstbootaction", readme_action()).unwrap();
         assert_eq!(a.kernel, "centos7/vmlinuz");
         assert_eq!(a.initrd.as_deref(), Some("centos7/initrd.img"));
-        assert_eq!(a.loader, Loader::Pxelinux);
+        // No loader named: the firmware class's (pxelinux for BIOS).
+        assert_eq!(a.loader, Loader::Auto);
     }
 
     #[test]
