@@ -76,6 +76,16 @@ fn system_host_name() -> Option<String> {
 
 pub use crate::clock::now_ms;
 
+/// How a generated boot file was asked for ([`App::boot_file`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fetch {
+    /// Over TFTP: firmware or a boot loader.
+    Tftp,
+    /// Over HTTP (`/images/<path>`), with the caller's right and whether
+    /// it asked for a preview.
+    Http { api_right: bool, preview: bool },
+}
+
 /// Shared state of the running service.
 pub struct App {
     pub config: Config,
@@ -104,6 +114,9 @@ pub struct App {
     /// machine's ([`App::is_machine_address`]); unlike `clients`, nothing
     /// but DHCP writes here.
     dhcp_addrs: RefCell<HashMap<MachineId, IpAddr>>,
+    /// The same, the other way: the machine DHCP last placed at an address
+    /// (for [`App::machine_by_address`]).
+    dhcp_owners: RefCell<HashMap<IpAddr, MachineId>>,
     /// The names the `Host` header may carry besides IP literals and
     /// `localhost`: the configured `server_names` and the system's host
     /// name (see `http::guard`).
@@ -119,6 +132,8 @@ pub struct App {
     pub template_permits: async_lock::Semaphore,
     /// One lock per machine whose state is changing (removed when free).
     machine_locks: RefCell<HashMap<MachineId, Rc<async_lock::Mutex<()>>>>,
+    /// Unknown netboot clients seen by DHCP ([`crate::discovered`]).
+    pub discovered: Rc<RefCell<crate::discovered::Inbox>>,
 }
 
 impl App {
@@ -135,6 +150,9 @@ impl App {
         {
             host_names.push(h);
         }
+        let discovered = Rc::new(RefCell::new(crate::discovered::Inbox::new(
+            config.discovered_max,
+        )));
         App {
             config,
             urls,
@@ -148,6 +166,7 @@ impl App {
             macs: RefCell::new(HashMap::new()),
             mac_owners: RefCell::new(HashMap::new()),
             dhcp_addrs: RefCell::new(HashMap::new()),
+            dhcp_owners: RefCell::new(HashMap::new()),
             host_names,
             dhcp: RefCell::new(None),
             listening: RefCell::new(Vec::new()),
@@ -155,6 +174,7 @@ impl App {
             write_lock: async_lock::RwLock::new(()),
             template_permits: async_lock::Semaphore::new(Self::TEMPLATE_RENDERS),
             machine_locks: RefCell::new(HashMap::new()),
+            discovered,
         }
     }
 
@@ -263,10 +283,47 @@ impl App {
     /// Remembers the address DHCP gave a machine or saw it request.
     pub fn note_dhcp_address(&self, id: MachineId, ip: IpAddr) {
         let mut m = self.dhcp_addrs.borrow_mut();
+        let mut owners = self.dhcp_owners.borrow_mut();
         if m.len() >= Self::MAX_CLIENTS && !m.contains_key(&id) {
             m.clear();
+            owners.clear();
         }
-        m.insert(id, ip);
+        if let Some(old) = m.insert(id, ip)
+            && old != ip
+        {
+            owners.remove(&old);
+        }
+        owners.insert(ip, id);
+    }
+
+    /// The machine a packet from `peer` comes from, in a few map look-ups
+    /// and no scan of the records (a syslog line each): the machine last
+    /// seen there (DHCP's answer, a boot file, its answer file), placed
+    /// there by DHCP, or holding its bound lease. A machine is found at its
+    /// recorded static address once it was seen there.
+    pub fn machine_by_address(&self, peer: IpAddr) -> Option<MachineId> {
+        let peer = peer.to_canonical();
+        let exists = |id: MachineId| self.store.borrow().machines.contains_key(&id).then_some(id);
+        if let Some(id) = self.clients.borrow().get(&peer).copied().and_then(exists) {
+            return Some(id);
+        }
+        if let Some(id) = self
+            .dhcp_owners
+            .borrow()
+            .get(&peer)
+            .copied()
+            .and_then(exists)
+        {
+            return Some(id);
+        }
+        let IpAddr::V4(v4) = peer else { return None };
+        let dhcp = self.dhcp.borrow().clone()?;
+        let mac = {
+            let leases = dhcp.leases.borrow();
+            let lease = leases.get(v4)?;
+            (lease.state == crate::dhcp::lease::LeaseState::Bound).then_some(lease.mac.0)?
+        };
+        exists(MachineId::Mac(mac)).or_else(|| self.owner_of_mac(mac))
     }
 
     /// Whether a request from `peer` comes from the machine itself: from
@@ -284,6 +341,14 @@ impl App {
             .and_then(|m| m.ip)
             .is_some_and(|ip| IpAddr::V4(ip) == peer);
         recorded || self.dhcp_addrs.borrow().get(id) == Some(&peer) || self.holds_lease(id, peer)
+    }
+
+    /// Whether an HTTP read of machine `id`'s boot or answer file is a
+    /// look that changes nothing and records nothing: `?preview=1` from
+    /// anywhere, or the admin (API right) from an address that is not the
+    /// machine's. Only the machine itself moves its state.
+    pub fn is_a_look(&self, id: &MachineId, peer: IpAddr, api_right: bool, preview: bool) -> bool {
+        preview || (api_right && !self.is_machine_address(id, peer))
     }
 
     /// Whether the durable lease table binds `peer` to this machine's
@@ -347,13 +412,12 @@ impl App {
     /// (`over`): `pxelinux.cfg/<name>` or a GRUB config
     /// (`[dir/]grub/grub.cfg[-<name>]`, see [`crate::boot::grub`]), with an
     /// optional leading `/`. Remembers which machine asked from `client`,
-    /// and records the event.
-    pub fn boot_file(
-        &self,
-        name: &str,
-        client: IpAddr,
-        over: crate::boot::grub::Over,
-    ) -> Option<Vec<u8>> {
+    /// and records the event, unless the fetch is a look ([`App::is_a_look`]).
+    pub fn boot_file(&self, name: &str, client: IpAddr, fetch: Fetch) -> Option<Vec<u8>> {
+        let over = match fetch {
+            Fetch::Tftp => crate::boot::grub::Over::Tftp,
+            Fetch::Http { .. } => crate::boot::grub::Over::Http,
+        };
         let name = name.strip_prefix('/').unwrap_or(name);
         let store = self.store.borrow();
         let (text, machine) = match name.strip_prefix("pxelinux.cfg/") {
@@ -376,6 +440,10 @@ impl App {
             }
         };
         drop(store);
+        let machine = machine.filter(|id| match fetch {
+            Fetch::Tftp => true,
+            Fetch::Http { api_right, preview } => !self.is_a_look(id, client, api_right, preview),
+        });
         match machine {
             Some(id) => {
                 self.note_client(client, id);
@@ -393,6 +461,47 @@ impl App {
             ),
         }
         Some(text.into_bytes())
+    }
+
+    /// A Raspberry Pi's file over TFTP ([`crate::boot::rpi`]): `None` for
+    /// names outside the Pi tree. The Pi is the record of its serial or
+    /// MAC prefix, else the machine whose firmware DHCP saw with that MAC,
+    /// else the machine last seen at `client` when that is keyed the other
+    /// way (a MAC-keyed Pi asking under its serial, or the reverse).
+    pub fn pi_file(&self, name: &str, client: IpAddr) -> Option<crate::boot::rpi::Answer> {
+        use crate::boot::rpi::{self, Prefix};
+        let name = rpi::PiName::parse(name)?;
+        let store = self.store.borrow();
+        let id = match name.prefix() {
+            None => None,
+            Some(Prefix::Serial(n)) => Some(MachineId::PiSerial(n))
+                .filter(|id| store.machines.contains_key(id))
+                .or_else(|| {
+                    self.machine_at(client)
+                        .filter(|id| matches!(id, MachineId::Mac(_)))
+                }),
+            Some(Prefix::Mac(mac)) => Some(MachineId::Mac(mac))
+                .filter(|id| store.machines.contains_key(id))
+                .or_else(|| self.owner_of_mac(mac))
+                .or_else(|| {
+                    self.machine_at(client)
+                        .filter(|id| matches!(id, MachineId::PiSerial(_)))
+                }),
+        };
+        let m = id.and_then(|id| store.machines.get(&id));
+        let boot = rpi::pi_boot(&store, &self.urls, self.default_boot(), m);
+        let answer = rpi::answer(&name, boot.as_ref(), &self.config.rpi_firmware);
+        drop(store);
+        if let (Some(id), rpi::PiName::Config(_), rpi::Answer::Text(_)) = (id, name, &answer) {
+            self.note_client(client, id);
+            self.event_at(
+                log::Level::Debug,
+                id,
+                EventKind::Tftp,
+                format!("Raspberry Pi config.txt sent to {client}"),
+            );
+        }
+        Some(answer)
     }
 
     pub fn default_boot(&self) -> &DefaultBoot {
@@ -570,8 +679,21 @@ impl App {
 
     /// Creates or replaces a machine (a replaced record starts a new
     /// install). Returns true when it was created.
-    pub async fn put_machine(&self, mut m: Machine) -> Result<bool, AppError> {
+    pub async fn put_machine(&self, m: Machine) -> Result<bool, AppError> {
+        self.write_machine(m, false).await
+    }
+
+    /// As [`App::put_machine`], but 409 when a machine with its id
+    /// exists (adopting a discovered machine).
+    pub async fn create_machine(&self, m: Machine) -> Result<(), AppError> {
+        self.write_machine(m, true).await.map(|_| ())
+    }
+
+    async fn write_machine(&self, mut m: Machine, only_new: bool) -> Result<bool, AppError> {
         let _g = self.write_lock.write().await;
+        if only_new && self.store.borrow().machines.contains_key(&m.id) {
+            return Err(AppError::Conflict(format!("machine `{}` exists", m.id)));
+        }
         self.check_references(&m)?;
         self.check_kernel_line(&m)?;
         m.updated_ms = now_ms();
@@ -588,6 +710,8 @@ impl App {
             .insert(id, m.clone())
             .map(|o| o.state);
         let created = old.is_none();
+        // A machine with a record is never `discovered`.
+        self.discovered.borrow_mut().forget_machine(&id);
         let change = if created {
             crate::webhook::Change::Created
         } else {
@@ -687,7 +811,9 @@ impl App {
                 _ => false,
             };
             match m.state {
-                MachineState::Installing => {}
+                // A failed install that still ends (its installer got past
+                // the error, or the time-out was too short) is installed.
+                MachineState::Installing | MachineState::Failed => {}
                 MachineState::Installed if keyed => return Ok(false),
                 _ => {
                     return Err(AppError::Conflict(format!(
@@ -705,6 +831,63 @@ impl App {
             Ok(true)
         })
         .await
+    }
+
+    /// The install failed (`detail` says why): `installing` becomes
+    /// `failed`, durably, with the event and the webhooks told; in any
+    /// other state nothing changes and nothing is recorded.
+    pub async fn fail(&self, id: &MachineId, detail: &str) -> Result<Machine, AppError> {
+        let installing = |app: &App| {
+            app.store
+                .borrow()
+                .machines
+                .get(id)
+                .is_some_and(|m| m.state == MachineState::Installing)
+        };
+        if !installing(self) {
+            return Err(AppError::Conflict(format!(
+                "machine `{id}` is not installing"
+            )));
+        }
+        self.transition(id, EventKind::Failed, detail, |m| {
+            if m.state != MachineState::Installing {
+                return Err(AppError::Conflict(format!(
+                    "machine `{id}` is not installing"
+                )));
+            }
+            m.state = MachineState::Failed;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Turns every install that has been `installing` for `install_timeout`
+    /// at `now_ms` `failed`; returns when to look again (`None`: the
+    /// time-out is off). Driven by a timer ([`crate::syslog::spawn_timeout`]).
+    pub async fn fail_overdue(&self, now_ms: u64) -> Option<u64> {
+        let timeout_ms = self.config.install_timeout_ms;
+        let overdue: Vec<MachineId> = self
+            .store
+            .borrow()
+            .machines
+            .values()
+            .filter(|m| crate::model::install_overdue(m, now_ms, timeout_ms))
+            .map(|m| m.id)
+            .collect();
+        for id in overdue {
+            let why = format!(
+                "install failed: still installing after {} s (install_timeout)",
+                timeout_ms / 1000
+            );
+            if let Err(e) = self.fail(&id, &why).await {
+                log::debug!("machine {id}: not failed: {e:?}");
+            }
+        }
+        crate::model::next_install_deadline(
+            self.store.borrow().machines.values(),
+            now_ms,
+            timeout_ms,
+        )
     }
 
     /// Changes a machine under its locks: `change` edits a copy of the
@@ -1029,6 +1212,104 @@ pub(crate) mod tests {
             assert_eq!(mem, Some(MachineState::Install), "{id}");
         }
         drop(disk);
+        drop(app);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `failed`: from `installing` only, by a failure or the time-out
+    /// (the clock passed in by hand); `reinstall` clears it, and a `done`
+    /// with the key is still taken (the installer finished after all).
+    /// Each change is durable and an event.
+    #[test]
+    fn failed_installs_and_the_timeout() {
+        let (mut app, dir) = app_on_disk("failed");
+        app.config.install_timeout_ms = 60_000;
+        smol::block_on(async {
+            let id = add_machine(&app, "52:54:00:00:00:01").await;
+            let state = |app: &App| app.store.borrow().machines[&id].state;
+            assert!(matches!(
+                app.fail(&id, "x").await,
+                Err(AppError::Conflict(_))
+            ));
+            assert_eq!(state(&app), MachineState::Install);
+            app.answers_fetched(&id, EventKind::Kickstart, "ks")
+                .await
+                .unwrap();
+            let since = app.store.borrow().machines[&id].updated_ms;
+            // Not yet overdue; the next look is when it will be.
+            assert_eq!(app.fail_overdue(since + 59_999).await, Some(since + 60_000));
+            assert_eq!(state(&app), MachineState::Installing);
+            let next = app.fail_overdue(since + 60_000).await;
+            assert_eq!(state(&app), MachineState::Failed);
+            assert_eq!(next, Some(since + 120_000), "nothing installing");
+            let last = app.last_event(&id).unwrap();
+            assert_eq!(last.kind, EventKind::Failed);
+            assert!(last.detail.contains("install_timeout"), "{}", last.detail);
+            // Failed stays failed: a time-out or a failure again changes nothing.
+            app.fail_overdue(since + 600_000).await;
+            assert!(app.fail(&id, "again").await.is_err());
+            assert_eq!(state(&app), MachineState::Failed);
+            // An answer file fetched again does not restart it either.
+            app.answers_fetched(&id, EventKind::Kickstart, "ks")
+                .await
+                .unwrap();
+            assert_eq!(state(&app), MachineState::Failed);
+            // `done` with the key: installed.
+            let hex = app.store.borrow().machines[&id].install_key.unwrap().hex();
+            let proof = DoneProof {
+                key: Some(&hex),
+                api_right: false,
+            };
+            assert_eq!(
+                app.done(&id, proof).await.unwrap().state,
+                MachineState::Installed
+            );
+            // A failure from the log, then `reinstall` clears it.
+            app.reinstall(&id, "again").await.unwrap();
+            app.answers_fetched(&id, EventKind::Kickstart, "ks")
+                .await
+                .unwrap();
+            let m = app
+                .fail(&id, "install failed: the installer logged x")
+                .await
+                .unwrap();
+            assert_eq!(m.state, MachineState::Failed);
+            let m = app.reinstall(&id, "reinstall requested").await.unwrap();
+            assert_eq!(m.state, MachineState::Install);
+            // Durable: what is on disk is what is in memory.
+            let (mem, disk, _) = close_and_reopen(&app, &dir);
+            assert_eq!(disk.machines.get(&id), mem.get(&id));
+        });
+        // 0: no time-out at all.
+        app.config.install_timeout_ms = 0;
+        assert_eq!(smol::block_on(app.fail_overdue(u64::MAX)), None);
+        drop(app);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A syslog sender is found by the address it was seen at (DHCP's
+    /// answer, its answer-file fetch), placed at by DHCP, or its lease;
+    /// a deleted machine is found nowhere.
+    #[test]
+    fn machines_are_found_by_address() {
+        let (app, dir) = app_on_disk("by-address");
+        smol::block_on(async {
+            let id = add_machine(&app, "52:54:00:00:00:01").await;
+            let other = add_machine(&app, "52:54:00:00:00:02").await;
+            let at = |o: u8| IpAddr::V4(Ipv4Addr::new(10, 0, 0, o));
+            assert_eq!(app.machine_by_address(at(1)), None);
+            app.note_client(at(1), id);
+            assert_eq!(app.machine_by_address(at(1)), Some(id));
+            let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped());
+            assert_eq!(app.machine_by_address(mapped), Some(id));
+            app.note_dhcp_address(other, at(2));
+            assert_eq!(app.machine_by_address(at(2)), Some(other));
+            app.note_dhcp_address(other, at(3));
+            assert_eq!(app.machine_by_address(at(2)), None, "moved");
+            assert_eq!(app.machine_by_address(at(3)), Some(other));
+            app.delete_machine(&other).await.unwrap();
+            assert_eq!(app.machine_by_address(at(3)), None, "deleted");
+        });
         drop(app);
         let _ = std::fs::remove_dir_all(&dir);
     }

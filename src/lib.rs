@@ -33,6 +33,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod dhcp;
+pub mod discovered;
 pub mod fsroot;
 pub mod http;
 pub mod loadercheck;
@@ -43,6 +44,7 @@ pub mod reactor;
 pub mod serve;
 pub mod services;
 pub mod store;
+pub mod syslog;
 pub mod tftp;
 pub mod webhook;
 

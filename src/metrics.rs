@@ -50,6 +50,8 @@ pub struct Metrics {
     tftp_errors: Labelled,
     /// (outcome: delivered, retried, failed, dropped, "")
     webhooks: Labelled,
+    /// (outcome: filed, unknown_source, "")
+    syslog_lines: Labelled,
 }
 
 fn status_class(status: u16) -> &'static str {
@@ -84,6 +86,11 @@ impl Metrics {
         bump(&self.webhooks, outcome, "", 1);
     }
 
+    /// A syslog line: filed on a machine, or dropped (`unknown_source`).
+    pub fn syslog_line(&self, outcome: &'static str) {
+        bump(&self.syslog_lines, outcome, "", 1);
+    }
+
     /// Renders the exposition. `machines_by_state`, the uptime and the
     /// logger's counts come from the caller, which owns the store.
     pub fn render(
@@ -114,7 +121,7 @@ impl Metrics {
         for (state, n) in machines_by_state {
             let _ = writeln!(out, "gopxe_machines{{state=\"{state}\"}} {n}");
         }
-        let families: [(&str, &str, &Labelled, [&str; 2]); 6] = [
+        let families: [(&str, &str, &Labelled, [&str; 2]); 7] = [
             (
                 "gopxe_http_requests_total",
                 "HTTP requests by route and status class.",
@@ -149,6 +156,12 @@ impl Metrics {
                 "gopxe_webhooks_total",
                 "Webhook deliveries delivered, failed (given up) or dropped (queue full), and tries retried.",
                 &self.webhooks,
+                ["outcome", ""],
+            ),
+            (
+                "gopxe_syslog_lines_total",
+                "Installer syslog lines filed on a machine, or dropped from an unknown source.",
+                &self.syslog_lines,
                 ["outcome", ""],
             ),
         ];

@@ -143,7 +143,7 @@ fn stdout_is_stderr() -> bool {
 /// next start ignores. The
 /// handler matters most for PID 1 in a container, for which the kernel
 /// ignores a SIGTERM nobody handles.
-fn stop_on_signals(ex: &Rc<smol::LocalExecutor<'static>>) -> Result<(), StartError> {
+fn stop_on_signals(ex: &Rc<smol::LocalExecutor<'static>>, app: Rc<App>) -> Result<(), StartError> {
     use async_signal::{Signal, Signals};
     use futures_lite::StreamExt;
     let mut signals = Signals::new([Signal::Term, Signal::Int])
@@ -151,6 +151,7 @@ fn stop_on_signals(ex: &Rc<smol::LocalExecutor<'static>>) -> Result<(), StartErr
     ex.spawn(async move {
         if let Some(Ok(signal)) = signals.next().await {
             log::info!("stopping on {signal:?}");
+            crate::discovered::save_now(&app.discovered, &app.config.data_dir);
             crate::logging::flush();
             std::process::exit(0);
         }
@@ -184,7 +185,10 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         .map_err(system("the HTTP socket's address"))?;
     let listener = async_io::Async::new(listener).map_err(system("the HTTP socket"))?;
     let adv = advertise_addr(&config, bound);
-    let urls = Urls::new(adv, bound.port()).with_dns(config.dhcp_dns.clone());
+    let syslog = bind_syslog(&config)?;
+    let urls = Urls::new(adv, bound.port())
+        .with_dns(config.dhcp_dns.clone())
+        .with_syslog(syslog.as_ref().map(|r| r.local.port()));
     if config.api_token.is_none() {
         log::warn!("no api_token configured: API writes are accepted from loopback only");
     }
@@ -194,9 +198,17 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     }
     app.note_listening(format!("http {bound}"));
     let ex = Rc::new(smol::LocalExecutor::new());
-    stop_on_signals(&ex)?;
+    let (dir, max) = (app.config.data_dir.clone(), app.config.discovered_max);
+    crate::discovered::start(&ex, app.discovered.clone(), dir, max);
+    stop_on_signals(&ex, app.clone())?;
     start_dhcp(&ex, &app)?;
     start_tftp(&ex, &app)?;
+    if let Some(r) = syslog {
+        announce(&format!("syslog listening on {} (udp and tcp)", r.local));
+        app.note_listening(format!("syslog {}", r.local));
+        crate::syslog::spawn(&ex, &app, r);
+    }
+    crate::syslog::spawn_timeout(&ex, &app);
     crate::webhook::spawn(&ex, &app.webhooks, &app.metrics);
     // Last: scripts that start gopxe on port 0 read up to this line.
     announce(&format!(
@@ -283,11 +295,17 @@ fn start_tftp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<()
         cfg.transfer.max_blksize = blksize_for_mtu(mtu);
     }
     let files = app.clone();
+    let pi = app.clone();
     let provider = WithVirtual {
         lookup: move |path: &crate::tftp::RelativePath, client: SocketAddr| {
-            files.boot_file(path.as_str(), client.ip(), crate::boot::grub::Over::Tftp)
+            files.boot_file(path.as_str(), client.ip(), crate::app::Fetch::Tftp)
         },
-        inner: images,
+        inner: crate::tftp::WithRedirect {
+            lookup: move |path: &crate::tftp::RelativePath, client: SocketAddr| {
+                pi_redirect(&pi, path, client)
+            },
+            inner: images,
+        },
     };
     announce(&format!(
         "tftp listening on {local} (blksize up to {}, {} transfers at once, {} per client)",
@@ -304,6 +322,49 @@ fn start_tftp(ex: &Rc<smol::LocalExecutor<'static>>, app: &Rc<App>) -> Result<()
     })
     .detach();
     Ok(())
+}
+
+/// The Raspberry Pi tree over TFTP: [`App::pi_file`] as a redirect.
+fn pi_redirect(
+    app: &App,
+    path: &crate::tftp::RelativePath,
+    client: SocketAddr,
+) -> Option<crate::tftp::Redirect> {
+    use crate::boot::rpi::Answer;
+    use crate::tftp::Redirect;
+    Some(match app.pi_file(path.as_str(), client.ip())? {
+        Answer::Text(t) => Redirect::Virtual(t.into_bytes()),
+        // Made of a checked name and the checked firmware directory, so it
+        // passes again; if not, "not found" rather than another file.
+        Answer::File(p) => {
+            crate::tftp::sanitize(p.as_bytes()).map_or(Redirect::NotFound, Redirect::To)
+        }
+        Answer::Missing => Redirect::NotFound,
+    })
+}
+
+/// Binds the syslog receiver (when on). A configured address that cannot
+/// be bound stops the start-up; the unconfigured default (port 514) is
+/// skipped with one info line instead, and installers are then not told
+/// to log to gopxe.
+fn bind_syslog(config: &Config) -> Result<Option<crate::syslog::Receiver>, StartError> {
+    let Some(listen) = config.syslog_listen else {
+        return Ok(None);
+    };
+    match crate::syslog::bind(listen) {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if config.syslog_auto => {
+            log::info!(
+                "syslog off: cannot listen on {listen} ({e}); set syslog_listen to choose an address"
+            );
+            Ok(None)
+        }
+        Err(source) => Err(StartError::Listen {
+            key: "syslog_listen",
+            addr: listen,
+            source,
+        }),
+    }
 }
 
 /// Binds DHCP (when on) and spawns it; binding errors stop the start-up.

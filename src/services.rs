@@ -18,14 +18,22 @@ use std::rc::Rc;
 pub struct StoreLookup(pub Rc<App>);
 
 /// The machine a DHCP client is: by option 97 UUID (either byte order),
-/// else by MAC, else the machine whose firmware was seen with this MAC
+/// else by the Raspberry Pi serial in it, else by MAC, else the machine whose firmware was seen with this MAC
 /// (an installer's DHCP carries no UUID: it still gets the machine's
 /// reservation, and its answer-file fetches count as the machine's).
 fn machine_id(app: &App, mac: [u8; 6], uuid: Option<[u8; 16]>) -> Option<MachineId> {
     let found = {
         let store = app.records();
         let by_uuid = uuid.and_then(|u| boot::find_machine(&store, &ConfigName::Uuid(u)));
+        // A Raspberry Pi keyed by its serial: option 97 carries it.
+        let by_serial = || {
+            let serials = boot::rpi::serials_in_guid(&uuid?)?;
+            serials
+                .into_iter()
+                .find_map(|n| store.machines.get(&MachineId::PiSerial(n)))
+        };
         by_uuid
+            .or_else(by_serial)
             .or_else(|| boot::find_machine(&store, &ConfigName::Mac(mac)))
             .map(|m| m.id)
     };
@@ -156,6 +164,9 @@ pub fn dhcp_level(kind: dhcp::EventKind) -> log::Level {
 pub fn on_dhcp_event(app: &App, e: &dhcp::Event) {
     let (msg, outcome) = kind_label(e.kind);
     app.metrics.dhcp_packet(msg, outcome);
+    if !e.known {
+        discovered(app, e, msg, outcome);
+    }
     let mac = e.mac.0;
     let id = if e.known {
         machine_id(app, mac, e.uuid)
@@ -208,6 +219,28 @@ pub fn on_dhcp_event(app: &App, e: &dhcp::Event) {
             };
             crate::boot_log!(level, "dhcp: unknown machine {detail} uuid {uuid}{boot}");
         }
+    }
+}
+
+/// Files a DHCP event of a client the lookup did not know in the
+/// discovery inbox: a sighting when it carries the client's details, else
+/// an event of an entry already there. Cheap: no text, no disk.
+fn discovered(app: &App, e: &dhcp::Event, msg: &'static str, outcome: &'static str) {
+    use std::borrow::Cow;
+    let seen = || crate::discovered::Seen {
+        at_ms: crate::app::now_ms(),
+        msg: Cow::Borrowed(msg),
+        outcome: Cow::Borrowed(outcome),
+        ip: e.ip,
+        boot_file: e.boot_file.clone(),
+    };
+    let mut inbox = app.discovered.borrow_mut();
+    match &e.client {
+        Some(c) => {
+            let what = seen();
+            inbox.seen(what.at_ms, e, c, what);
+        }
+        None => inbox.note(&e.mac.0, seen),
     }
 }
 
@@ -355,6 +388,65 @@ mod tests {
     /// `unknown_boot` naming a boot action: an unknown BIOS client is
     /// offered that action's loader, and a change of the action's loader
     /// is seen by the next offer.
+    /// A Pi keyed by its serial is found by the serial in its option 97
+    /// (either byte order), and its MAC is learnt: its TFTP names under
+    /// the MAC prefix are then its own.
+    #[test]
+    fn a_pi_keyed_by_serial_is_found_by_its_option_97() {
+        use crate::boot::rpi::Answer;
+        use crate::model::{BootAction, BootActionBody, Machine, MachineBody};
+        let (app, dir) = app_on_disk("pi-serial");
+        let app = Rc::new(app);
+        smol::block_on(async {
+            let body = BootActionBody {
+                kernel: Some("k".into()),
+                ..Default::default()
+            };
+            app.put_bootaction(BootAction::from_body("a", body).unwrap())
+                .await
+                .unwrap();
+            let body = MachineBody {
+                serial: Some("1a2b3c4d".into()),
+                bootaction: Some("a".into()),
+                ..Default::default()
+            };
+            app.put_machine(Machine::from_body(body, None).unwrap())
+                .await
+                .unwrap();
+        });
+        let lookup = StoreLookup(app.clone());
+        let mac = [0xdc, 0xa6, 0x32, 0x01, 0x02, 0x03];
+        let query = |guid: [u8; 16]| MachineQuery {
+            mac,
+            uuid: Some(guid),
+            arch: Some(0),
+        };
+        let tftp_client = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9));
+        // Before its DHCP, its MAC names nothing.
+        assert_eq!(
+            app.pi_file("dc-a6-32-01-02-03/config.txt", tftp_client),
+            Some(Answer::Missing)
+        );
+        let pi4 = *b"RPi4\x11\x31\xc0\x00\x32\x01\x02\x03\x1a\x2b\x3c\x4d";
+        // Another serial: not this Pi (asked first: a found Pi's MAC is
+        // learnt, and would find it from then on).
+        let mut other = pi4;
+        other[15] = 0;
+        assert!(lookup.lookup(&query(other)).is_none());
+        let mut le = pi4;
+        le[12..].reverse();
+        for guid in [pi4, le] {
+            assert!(lookup.lookup(&query(guid)).is_some(), "{guid:02x?}");
+        }
+        assert!(matches!(
+            app.pi_file("dc-a6-32-01-02-03/config.txt", tftp_client),
+            Some(Answer::Text(t)) if t.contains("kernel=k")
+        ));
+        drop(lookup);
+        drop(app);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn unknown_machines_get_the_loader_of_the_default_boot_action() {
         use crate::model::{BootAction, BootActionBody};

@@ -395,3 +395,80 @@ fn bad_installer_settings_stop_gopxe_with_the_key_named() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Previews change nothing: the admin's reads (API right, from anywhere but
+/// the machine's address) and `?preview=1` from anyone get exactly what
+/// the machine gets, leaving its state and its events as they were; a
+/// stranger's read (no right) gets no install key and is recorded; only
+/// the machine's own fetch moves it to `installing`.
+#[test]
+fn previews_change_nothing_and_only_the_machine_moves_its_state() {
+    let dir = tempdir("preview");
+    let token = "preview-token-0123456789";
+    let g = Gopxe::start(
+        &dir,
+        &["--advertise-addr", "127.0.0.1", "--api-token", token],
+    );
+    let auth = format!("Bearer {token}");
+    let admin = |method: &str, path: &str, body: &str| {
+        common::request(
+            g.port,
+            method,
+            path,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+    };
+    let action = r#"{"kernel": "deb/linux", "initrd": "deb/initrd.gz", "installer": "preseed", "loader": "grub"}"#;
+    assert_eq!(admin("POST", "/bootaction/deb", action).status, 201);
+    let record = format!(
+        r#"{{"bootaction": "deb", "mac": "52:54:00:12:34:56", "hostname": "p1.lab", "ip": "{MACHINE_IP}"}}"#
+    );
+    assert_eq!(admin("POST", "/pxeboot", &record).status, 201);
+    let events = || admin("GET", &format!("/pxeboot/{MAC_ID}/events"), "").text();
+    let before = events();
+
+    let paths = [
+        format!("/preseed/{MAC_ID}"),
+        format!("/cloud-init/{MAC_ID}/user-data"),
+        format!("/kickstart/{MAC_ID}"),
+        "/boot.ipxe?mac=52:54:00:12:34:56".to_string(),
+        "/images/grub/grub.cfg-01-52-54-00-12-34-56".to_string(),
+    ];
+    for path in &paths {
+        let by_admin = admin("GET", path, "");
+        assert_eq!(by_admin.status, 200, "{path}");
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let preview = format!("{path}{sep}preview=1");
+        let by_machine = common::request_from(MACHINE_IP, g.port, "GET", &preview, &[], b"");
+        assert_eq!(by_machine.status, 200, "{preview}");
+        assert_eq!(
+            by_admin.body, by_machine.body,
+            "{path}: the admin sees what the machine gets"
+        );
+        let by_stranger = g.get(&preview);
+        assert_eq!(by_stranger.status, 200, "{preview}");
+        assert_eq!(state(&g, MAC_ID), "install", "{path}");
+    }
+    assert_eq!(events(), before, "no look left an event");
+    // The install key is the machine's and the admin's, never a stranger's.
+    let admin_preseed = admin("GET", &paths[0], "").text();
+    assert!(admin_preseed.contains("/done?key="), "{admin_preseed}");
+    assert!(!admin_preseed.contains("key=preview"));
+    let stranger = g.get(&paths[0]).text();
+    assert!(stranger.contains("/done?key=preview"), "{stranger}");
+    assert_eq!(state(&g, MAC_ID), "install");
+    let after = events();
+    assert!(
+        after.contains("preview: preseed fetched") && after.contains("from 127.0.0.1"),
+        "a stranger's read without ?preview=1 is recorded: {after}"
+    );
+    // The machine itself: installing.
+    let own = common::request_from(MACHINE_IP, g.port, "GET", &paths[0], &[], b"");
+    assert_eq!(own.status, 200);
+    assert_eq!(own.body, admin_preseed.as_bytes());
+    assert_eq!(state(&g, MAC_ID), "installing");
+}

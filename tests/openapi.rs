@@ -46,6 +46,11 @@ fn start() -> Gopxe {
     std::fs::write(dir.join("repo/repodata/repomd.xml"), REPOMD).unwrap();
     let repo = dir.join("repo").display().to_string();
     let max = MAX_BODY.to_string();
+    // proxyDHCP on loopback, relayed to a port nobody reads: the
+    // discovery inbox's example machine DHCPs in (`discovered`).
+    let relay = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let relay_port = relay.local_addr().unwrap().port().to_string();
+    std::mem::forget(relay);
     Gopxe::start(
         &dir,
         &[
@@ -55,9 +60,44 @@ fn start() -> Gopxe {
             &repo,
             "--max-body-bytes",
             &max,
+            "--dhcp-mode",
+            "proxy",
+            "--dhcp-listen",
+            "127.0.0.1:0",
+            "--dhcp-relay-port",
+            &relay_port,
         ],
     )
     .owning(dir)
+}
+
+/// The MAC of the discovery examples.
+const DISCOVERED: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+
+/// The example MAC as an unknown machine in the discovery inbox: its
+/// record (an earlier adoption) deleted, and a relayed PXE DISCOVER sent.
+fn discovered(g: &Gopxe) {
+    let path = "/discovered/52:54:00:12:34:56";
+    let _ = send(g, "DELETE", "/pxeboot/52:54:00:12:34:56", None, true);
+    if g.get(path).status == 200 {
+        return;
+    }
+    let mut b = vec![1u8, 1, 6, 1, 0, 0, 0, 7];
+    b.extend_from_slice(&[0; 16]);
+    b.extend_from_slice(&[127, 0, 0, 1]); // giaddr: relayed
+    b.extend_from_slice(&DISCOVERED);
+    b.extend_from_slice(&[0; 10 + 64 + 128]);
+    b.extend_from_slice(&[99, 130, 83, 99, 53, 1, 1, 93, 2, 0, 0, 60, 9]);
+    b.extend_from_slice(b"PXEClient");
+    b.push(255);
+    b.resize(300, 0);
+    let port = g.announced_port("dhcp").expect("dhcp port");
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.send_to(&b, ("127.0.0.1", port)).unwrap();
+    let seen = common::wait_until(std::time::Duration::from_secs(5), || {
+        g.get(path).status == 200
+    });
+    assert!(seen, "the example MAC is discovered");
 }
 
 fn fetch_doc(g: &Gopxe) -> Value {
@@ -296,6 +336,7 @@ fn fixtures(g: &Gopxe, doc: &Value, ops: &[Op]) {
         let r = call(g, doc, o, true);
         assert!(matches!(r.status, 200 | 201), "fixture {id}: {}", r.text());
     }
+    discovered(g);
 }
 
 /// Moves the example machine to `installing` the only way there is: its
@@ -526,6 +567,7 @@ fn documented_errors_happen() {
                 Some("id") => "11111111-2222-3333-4444-555555555555".to_string(),
                 Some("path") => "no/such/file".to_string(),
                 Some("file") => "01-02-00-00-00-00-01".to_string(),
+                Some("mac") => "02:00:00:00:00:09".to_string(),
                 _ => "missing".to_string(),
             };
             let r = send(&g, &o.method, &url(&doc, o, missing), body, true);

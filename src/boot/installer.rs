@@ -277,6 +277,8 @@ pub struct Target {
     pub mac: Option<[u8; 6]>,
     pub storage: Option<Storage>,
     pub done_url: String,
+    /// gopxe's syslog receiver, `host:port`, when it runs.
+    pub syslog: Option<String>,
 }
 
 impl Target {
@@ -310,7 +312,7 @@ impl Target {
         };
         let mac = match m.id {
             MachineId::Mac(a) => Some(a),
-            MachineId::Uuid(_) => mac,
+            MachineId::Uuid(_) | MachineId::PiSerial(_) => mac,
         };
         Target {
             id: m.id.canonical(),
@@ -322,6 +324,7 @@ impl Target {
             mac,
             storage,
             done_url: urls.done(&m.id, None),
+            syslog: urls.syslog.map(|p| format!("{}:{p}", urls.addr)),
         }
     }
 }
@@ -376,6 +379,31 @@ pub fn autoinstall_args(t: &Target, urls: &Urls, action_sets_ip: bool) -> String
     }
     let _ = write!(a, "autoinstall ds=nocloud-net;s={}", urls.seed(&t.id));
     a
+}
+
+/// The kernel arguments that send an installer's log to gopxe's syslog
+/// receiver (`urls.syslog`), or `None` when it is off or the installer
+/// takes its log target elsewhere:
+///
+/// - anaconda: `inst.syslog=<host>:<port>` (anaconda appends `*.*
+///   @@<host>:<port>` to the installer's rsyslog.conf: TCP, RFC 6587
+///   non-transparent framing).
+/// - debian-installer: `log_host=<host> log_port=<port>` (installation
+///   guide §5.3.2; busybox syslogd `-R`, UDP, without a HOSTNAME field).
+/// - autoinstall: nothing on the kernel line; the user-data's top-level
+///   `rsyslog` (cloud-init's rsyslog module, applied to the live session
+///   before subiquity starts) forwards the session's log over UDP
+///   ([`render_user_data`]). subiquity's own `reporting: type: rsyslog`
+///   is documented as not implemented, so it is not used.
+pub fn log_args(installer: crate::model::Installer, urls: &Urls) -> Option<String> {
+    use crate::model::Installer;
+    let port = urls.syslog?;
+    let host = urls.addr;
+    match installer {
+        Installer::Kickstart => Some(format!("inst.syslog={host}:{port}")),
+        Installer::Preseed => Some(format!("log_host={host} log_port={port}")),
+        Installer::Autoinstall => None,
+    }
 }
 
 #[derive(TemplateSimple)]
@@ -471,6 +499,9 @@ struct UserDataTpl<'a> {
     mirror_q: Option<String>,
     layout: &'a str,
     late_q: String,
+    /// cloud-init `rsyslog` remote (`@host:port`) and the error command
+    /// that logs the failure there, quoted, when the receiver runs.
+    syslog_q: Option<(String, String)>,
 }
 
 /// The account autoinstall creates when `installer_user` is unset.
@@ -527,6 +558,15 @@ pub fn render_user_data(t: &Target, s: &InstallerSettings) -> String {
             Some(Storage::Lvm) | None => "lvm",
         },
         late_q: q(&late),
+        syslog_q: t.syslog.as_ref().map(|hp| {
+            let (host, port) = hp.rsplit_once(':').unwrap_or((hp, "514"));
+            (
+                q(&format!("@{hp}")),
+                q(&format!(
+                    "logger -d -n {host} -P {port} -p user.crit -t gopxe-autoinstall 'autoinstall failed: error-commands ran'"
+                )),
+            )
+        }),
     };
     with_newline(tpl.render_once())
 }
@@ -770,6 +810,41 @@ mod tests {
             Some("42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69")
         );
         assert_eq!(meta["local-hostname"].as_str(), Some("gopxe-ae3bdcb08c69"));
+    }
+
+    /// With the syslog receiver on, the user-data forwards the live
+    /// session's log (cloud-init `rsyslog`, UDP) and logs a failure at
+    /// `crit` from `error-commands`; off, neither key is there.
+    #[test]
+    fn user_data_sends_the_log_when_the_receiver_runs() {
+        let u = urls().with_syslog(Some(514));
+        let t = Target::new(&static_machine(), None, &u, None);
+        let text = render_user_data(&t, &InstallerSettings::default());
+        let y = parse_yaml(&text);
+        assert_eq!(
+            y["rsyslog"]["remotes"]["gopxe"].as_str(),
+            Some("@10.1.20.2:514"),
+            "{text}"
+        );
+        let cmd = y["autoinstall"]["error-commands"][0].as_str().unwrap();
+        assert_eq!(
+            cmd,
+            "logger -d -n 10.1.20.2 -P 514 -p user.crit -t gopxe-autoinstall 'autoinstall failed: error-commands ran'"
+        );
+        assert_eq!(y["autoinstall"]["shutdown"].as_str(), Some("reboot"));
+        // The failure line meets the failure rule.
+        let line = b"<10>1 - node7 gopxe-autoinstall - - - autoinstall failed: error-commands ran";
+        assert!(gopxe_proto::syslog::is_install_failure(
+            &gopxe_proto::syslog::parse(line)
+        ));
+        let t = Target::new(&static_machine(), None, &urls(), None);
+        let y = parse_yaml(&render_user_data(&t, &InstallerSettings::default()));
+        assert!(y["rsyslog"].is_badvalue() && y["autoinstall"]["error-commands"].is_badvalue());
+        assert_eq!(log_args(crate::model::Installer::Kickstart, &urls()), None);
+        assert_eq!(
+            log_args(crate::model::Installer::Preseed, &u).as_deref(),
+            Some("log_host=10.1.20.2 log_port=514")
+        );
     }
 
     #[test]

@@ -123,6 +123,8 @@ impl KsParams {
                 "gw" => p.gw = Some(parse_ipv4("gw", v)?),
                 "ns1" => p.ns1 = Some(parse_ipv4("ns1", v)?),
                 "ns2" => p.ns2 = Some(parse_ipv4("ns2", v)?),
+                // Read by the HTTP layer: a look that changes nothing.
+                "preview" => {}
                 other => {
                     return Err(FieldError::new(
                         other

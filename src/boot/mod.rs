@@ -28,6 +28,7 @@
 pub mod grub;
 pub mod installer;
 pub mod kickstart;
+pub mod rpi;
 
 use crate::model::{
     BootAction, Installer, Loader, Machine, MachineId, MachineState, Records, parse_mac, parse_uuid,
@@ -60,6 +61,9 @@ pub struct Urls {
     /// Name servers for debian-installer's kernel line when a record has
     /// none (the config's `dhcp_dns`).
     pub dns: Vec<Ipv4Addr>,
+    /// The port of gopxe's syslog receiver on `addr`, when it runs: the
+    /// installers are told to log there ([`installer::log_args`]).
+    pub syslog: Option<u16>,
 }
 
 impl Urls {
@@ -73,7 +77,14 @@ impl Urls {
             addr,
             base,
             dns: Vec::new(),
+            syslog: None,
         }
+    }
+
+    /// The same, with installers told to log to the syslog receiver.
+    pub fn with_syslog(mut self, port: Option<u16>) -> Self {
+        self.syslog = port;
+        self
     }
 
     /// The same, with name servers for installer kernel lines.
@@ -212,11 +223,13 @@ fn kernel_args(a: &BootAction) -> String {
     args
 }
 
-/// A machine's own kernel arguments: where its installer finds its answers.
+/// A machine's own kernel arguments: where its installer finds its answers
+/// (and, with the syslog receiver on, where it logs).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MachineArgs {
-    /// The kickstart URL, written last as `ks=<url>`.
-    Kickstart(String),
+    /// The kickstart URL, written last as `ks=<url>`; `logs` (anaconda's
+    /// `inst.syslog=`) goes before the action's `append`.
+    Kickstart { url: String, logs: Option<String> },
     /// Preset arguments of another installer, written before `append`.
     Preset(String),
 }
@@ -224,10 +237,19 @@ pub enum MachineArgs {
 /// The kernel arguments of machine `m` booting action `a`.
 pub fn machine_args(urls: &Urls, a: &BootAction, m: &Machine) -> MachineArgs {
     let target = || installer::Target::new(m, a.storage, urls, None);
+    let logs = installer::log_args(a.installer, urls);
     match a.installer {
-        Installer::Kickstart => MachineArgs::Kickstart(urls.kickstart(m)),
+        Installer::Kickstart => MachineArgs::Kickstart {
+            url: urls.kickstart(m),
+            logs,
+        },
         Installer::Preseed => {
-            MachineArgs::Preset(installer::preseed_args(&target(), urls, &urls.dns))
+            let mut p = installer::preseed_args(&target(), urls, &urls.dns);
+            if let Some(l) = logs {
+                p.push(' ');
+                p.push_str(&l);
+            }
+            MachineArgs::Preset(p)
         }
         Installer::Autoinstall => {
             MachineArgs::Preset(installer::autoinstall_args(&target(), urls, a.ip.is_some()))
@@ -242,13 +264,13 @@ fn command_line(a: &BootAction, initrd_arg: Option<&str>, extra: Option<&Machine
     if let Some(i) = initrd_arg {
         let _ = write!(args, "initrd={i} ");
     }
-    if let Some(MachineArgs::Preset(p)) = extra {
+    if let Some(MachineArgs::Preset(p) | MachineArgs::Kickstart { logs: Some(p), .. }) = extra {
         let _ = write!(args, "{p} ");
     }
     if let Some(x) = &a.append {
         let _ = write!(args, "{x} ");
     }
-    if let Some(MachineArgs::Kickstart(ks)) = extra {
+    if let Some(MachineArgs::Kickstart { url: ks, .. }) = extra {
         let _ = write!(args, "ks={ks}");
     }
     args.trim_end().to_string()
@@ -257,6 +279,12 @@ fn command_line(a: &BootAction, initrd_arg: Option<&str>, extra: Option<&Machine
 /// The `APPEND` text of a pxelinux config: the initrd by its path.
 fn pxelinux_args(a: &BootAction, extra: Option<&MachineArgs>) -> String {
     command_line(a, a.initrd.as_deref(), extra)
+}
+
+/// A Raspberry Pi's `cmdline.txt` line: the firmware loads the initrd
+/// named in `config.txt` and passes it in the device tree, so no `initrd=`.
+pub(crate) fn pi_command_line(a: &BootAction, extra: Option<&MachineArgs>) -> String {
+    command_line(a, None, extra)
 }
 
 /// The arguments after the kernel URL in an iPXE script: the initrd by
@@ -664,38 +692,101 @@ mod tests {
         (pxe.len(), format!("{name} {args}").len())
     }
 
+    /// With the syslog receiver on, anaconda gets `inst.syslog=` and
+    /// debian-installer `log_host=`/`log_port=` before the admin's
+    /// `append` (so `---` and `ks=` keep their places); autoinstall's line
+    /// is unchanged (its user-data carries the remote). Off: nothing.
+    #[test]
+    fn kernel_lines_carry_the_log_arguments() {
+        let plain = Urls::new(Ipv4Addr::new(10, 1, 20, 2), 9090);
+        let urls = plain.clone().with_syslog(Some(5514));
+        let (store, m) = store_with_installer("kickstart", Some("console=ttyS0"));
+        let cfg = pxelinux_machine(&store, &urls, &m);
+        let append = cfg
+            .lines()
+            .find_map(|l| l.strip_prefix(" APPEND "))
+            .unwrap();
+        assert!(
+            append.starts_with(
+                "initrd=debian/initrd.gz inst.syslog=10.1.20.2:5514 console=ttyS0 ks=http://10.1.20.2:9090/kickstart/?"
+            ),
+            "{append}"
+        );
+        let script = ipxe_script(&store, &urls, &DefaultBoot::Local, Some(&m));
+        assert!(
+            script.contains(" inst.syslog=10.1.20.2:5514 console=ttyS0 ks="),
+            "{script}"
+        );
+        let grub = grub::machine(&store, &urls, &m, grub::Over::Http);
+        assert!(grub.contains(" inst.syslog=10.1.20.2:5514 "), "{grub}");
+
+        let (store, m) = store_with_installer("preseed", Some("--- console=ttyS0"));
+        let cfg = pxelinux_machine(&store, &urls, &m);
+        assert!(
+            cfg.contains(
+                " netcfg/confirm_static=true log_host=10.1.20.2 log_port=5514 --- console=ttyS0\n"
+            ),
+            "{cfg}"
+        );
+        let (store, m) = store_with_installer("autoinstall", None);
+        assert_eq!(
+            pxelinux_machine(&store, &urls, &m),
+            pxelinux_machine(&store, &plain, &m)
+        );
+        // Off, or unknown machines: no log arguments.
+        for installer in ["kickstart", "preseed"] {
+            let (store, m) = store_with_installer(installer, None);
+            let off = pxelinux_machine(&store, &plain, &m);
+            assert!(
+                !off.contains("syslog") && !off.contains("log_host"),
+                "{off}"
+            );
+            let dflt = pxelinux_default(&store, &DefaultBoot::Action("inst".into()));
+            assert!(
+                !dflt.contains("syslog") && !dflt.contains("log_host"),
+                "{dflt}"
+            );
+            // The length check counts them.
+            let a = store.bootactions.get("inst").unwrap();
+            assert!(kernel_line_len(&urls, a, Some(&m)) > kernel_line_len(&plain, a, Some(&m)));
+        }
+    }
+
     #[test]
     fn kernel_line_len_is_the_rendered_length() {
-        let urls = Urls::new(Ipv4Addr::new(10, 1, 20, 2), 9090)
+        let plain = Urls::new(Ipv4Addr::new(10, 1, 20, 2), 9090)
             .with_dns(vec![Ipv4Addr::new(10, 1, 20, 53)]);
-        for installer in ["kickstart", "preseed", "autoinstall"] {
-            for append in [None, Some("--- console=ttyS0,115200n8")] {
-                let (store, m) = store_with_installer(installer, append);
-                let a = store.bootactions.get("inst").unwrap();
-                let (pxe, ipxe) = rendered_lens(
-                    &pxelinux_machine(&store, &urls, &m),
-                    &ipxe_script(&store, &urls, &DefaultBoot::Local, Some(&m)),
-                );
-                assert_eq!(
-                    kernel_line_len(&urls, a, Some(&m)),
-                    pxe.max(ipxe),
-                    "{installer} {append:?}"
-                );
-                // pxelinux names the initrd by its path, iPXE by a short
-                // name: here pxelinux's line is the longer.
-                assert!(pxe > ipxe, "{installer}");
-                let dflt = DefaultBoot::Action("inst".into());
-                let (pxe, ipxe) = rendered_lens(
-                    &pxelinux_default(&store, &dflt),
-                    &ipxe_script(&store, &urls, &dflt, None),
-                );
-                assert_eq!(
-                    kernel_line_len(&urls, a, None),
-                    pxe.max(ipxe),
-                    "{installer} {append:?}"
-                );
+        for urls in [plain.clone(), plain.with_syslog(Some(514))] {
+            for installer in ["kickstart", "preseed", "autoinstall"] {
+                for append in [None, Some("--- console=ttyS0,115200n8")] {
+                    let (store, m) = store_with_installer(installer, append);
+                    let a = store.bootactions.get("inst").unwrap();
+                    let (pxe, ipxe) = rendered_lens(
+                        &pxelinux_machine(&store, &urls, &m),
+                        &ipxe_script(&store, &urls, &DefaultBoot::Local, Some(&m)),
+                    );
+                    assert_eq!(
+                        kernel_line_len(&urls, a, Some(&m)),
+                        pxe.max(ipxe),
+                        "{installer} {append:?}"
+                    );
+                    // pxelinux names the initrd by its path, iPXE by a short
+                    // name: here pxelinux's line is the longer.
+                    assert!(pxe > ipxe, "{installer}");
+                    let dflt = DefaultBoot::Action("inst".into());
+                    let (pxe, ipxe) = rendered_lens(
+                        &pxelinux_default(&store, &dflt),
+                        &ipxe_script(&store, &urls, &dflt, None),
+                    );
+                    assert_eq!(
+                        kernel_line_len(&urls, a, None),
+                        pxe.max(ipxe),
+                        "{installer} {append:?}"
+                    );
+                }
             }
         }
+        let urls = Urls::new(Ipv4Addr::new(10, 1, 20, 2), 9090).with_syslog(Some(514));
         // The README's kickstart action, whose ks= URL carries every field.
         let store = store_with_readme_records();
         let m = store.machines.values().next().unwrap();

@@ -214,6 +214,11 @@ config_table! {
         help: "boot files served over TFTP and HTTP",
         doc: "boot files served over TFTP and at `/images/`",
     },
+    rpi_firmware: String {
+        flag: "rpi-firmware", value: "DIR", default: value "rpi",
+        help: "Raspberry Pi firmware shared by every Pi, inside the images dir",
+        doc: "the Raspberry Pi firmware every Pi gets (`start4.elf`, device trees, `overlays/`), a directory of the images tree (see [Raspberry Pi](raspberry-pi.md))",
+    },
     localrepo: String {
         flag: "localrepo", value: "DIR", default: none,
         help: "install tree served at /localrepo/",
@@ -282,6 +287,21 @@ config_table! {
     tftp_max_per_client: u64 {
         flag: "tftp-max-per-client", value: "N", default: value "8",
         help: "concurrent TFTP transfers from one client IP address",
+    },
+    discovered_max: u64 {
+        flag: "discovered-max", value: "N", default: value "1000",
+        help: "unknown netboot clients kept in the discovery inbox",
+        doc: "unknown netboot clients kept in the discovery inbox (`GET /discovered`); past it the one seen longest ago is dropped",
+    },
+    syslog_listen: String {
+        flag: "syslog-listen", value: "ADDR|off", default: prose "0.0.0.0:514 when it can be had",
+        help: "where installers' syslog lines are received (UDP and TCP), or off",
+        doc: "where installers' syslog lines are received (UDP and TCP), or `off` (see [Installer logs](installers.md#installer-logs))",
+    },
+    install_timeout: String {
+        flag: "install-timeout", value: "DURATION", default: value "2h",
+        help: "an install still running after this is failed (30m, 2h; 0: never)",
+        doc: "an install still `installing` after this turns `failed` (`30m`, `2h`; `0`: never)",
     },
     dhcp_mode: String {
         flag: "dhcp-mode", value: "off|proxy|authoritative", default: value "off",

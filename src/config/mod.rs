@@ -42,6 +42,9 @@ impl std::error::Error for ConfigError {}
 pub struct Config {
     pub data_dir: PathBuf,
     pub images: PathBuf,
+    /// The Raspberry Pi firmware directory, relative to `images` (checked:
+    /// plain components, no `..`).
+    pub rpi_firmware: String,
     pub localrepo: Option<PathBuf>,
     pub http_listen: SocketAddr,
     /// The address written into boot URLs; resolved at start when unset.
@@ -66,6 +69,15 @@ pub struct Config {
     pub tftp_max_transfers: usize,
     /// Concurrent TFTP transfers from one client IP address.
     pub tftp_max_per_client: usize,
+    /// Most machines in the discovery inbox.
+    pub discovered_max: usize,
+    /// Where installers' syslog lines are received; `None` is off.
+    pub syslog_listen: Option<SocketAddr>,
+    /// `syslog_listen` was not configured: try udp/514 and go on without
+    /// the receiver when the port cannot be had.
+    pub syslog_auto: bool,
+    /// An install `installing` this long turns `failed`; 0: never.
+    pub install_timeout_ms: u64,
     pub dhcp_mode: DhcpMode,
     pub dhcp_ranges: Vec<Pool>,
     /// Where DHCP listens (udp/67; another port for relay tests).
@@ -88,6 +100,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("data"),
             images: PathBuf::from("images"),
+            rpi_firmware: "rpi".to_string(),
             localrepo: None,
             http_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
             advertise_addr: None,
@@ -102,6 +115,10 @@ impl Default for Config {
             tftp_auto: true,
             tftp_max_transfers: 64,
             tftp_max_per_client: 8,
+            discovered_max: 1000,
+            syslog_listen: Some(SocketAddr::from(([0, 0, 0, 0], 514))),
+            syslog_auto: true,
+            install_timeout_ms: 2 * 3600 * 1000,
             dhcp_mode: DhcpMode::Off,
             dhcp_ranges: Vec::new(),
             dhcp_listen: SocketAddr::from(([0, 0, 0, 0], 67)),
@@ -203,6 +220,14 @@ impl Config {
                 (Some(a), false) => a.to_string(),
             },
         );
+        line(
+            "syslog",
+            match (self.syslog_listen, self.syslog_auto) {
+                (None, _) => "off".to_string(),
+                (Some(a), true) => format!("{a}, skipped if the port cannot be had"),
+                (Some(a), false) => a.to_string(),
+            },
+        );
         let dhcp = match self.dhcp_mode {
             DhcpMode::Off => "off: the lab's DHCP server hands out the boot file".to_string(),
             DhcpMode::Proxy => format!(
@@ -290,6 +315,7 @@ impl Config {
         let Picked {
             data_dir,
             images,
+            rpi_firmware,
             localrepo,
             http_listen,
             advertise_addr,
@@ -305,6 +331,9 @@ impl Config {
             tftp_listen,
             tftp_max_transfers,
             tftp_max_per_client,
+            discovered_max,
+            syslog_listen,
+            install_timeout,
             dhcp_mode,
             dhcp_range,
             dhcp_router,
@@ -327,6 +356,24 @@ impl Config {
         }
         if let Some((v, _)) = images {
             c.images = PathBuf::from(v);
+        }
+        if let Some((v, o)) = rpi_firmware {
+            let inside = |e: String| {
+                err(
+                    o.clone(),
+                    format!(
+                        "`{}` is not a directory inside the images dir: {e}",
+                        v.escape_debug()
+                    ),
+                )
+            };
+            if v.starts_with(['/', '\\']) {
+                return Err(inside("it is absolute".into()));
+            }
+            c.rpi_firmware = crate::tftp::sanitize(v.as_bytes())
+                .map_err(|e| inside(e.to_string()))?
+                .as_str()
+                .to_string();
         }
         if let Some((v, _)) = localrepo {
             c.localrepo = Some(PathBuf::from(v));
@@ -446,6 +493,43 @@ impl Config {
                 return Err(err(o, format!("{v} is out of range 1..=10000")));
             }
             c.tftp_max_per_client = v as usize;
+        }
+        if let Some((v, o)) = discovered_max {
+            if !(1..=100_000).contains(&v) {
+                return Err(err(o, format!("{v} is out of range 1..=100000")));
+            }
+            c.discovered_max = v as usize;
+        }
+        if let Some((v, o)) = syslog_listen {
+            c.syslog_auto = false;
+            c.syslog_listen = match socket_addr(&v) {
+                Ok(mut a) => {
+                    if a.port() == 0 && !v.contains(':') {
+                        a.set_port(514);
+                    }
+                    Some(a)
+                }
+                Err(m) if m == "off" => None,
+                Err(m) => return Err(err(o, m)),
+            };
+        }
+        if let Some((v, o)) = install_timeout {
+            let secs = match v.as_str() {
+                "0" | "never" => 0,
+                t => crate::dhcp::config::parse_lease_time(t)
+                    .ok()
+                    .filter(|&s| s != crate::dhcp::config::INFINITE)
+                    .ok_or_else(|| {
+                        err(
+                            o,
+                            format!(
+                                "`{}` is not a time like 90m, 2h or 0 (never)",
+                                v.escape_debug()
+                            ),
+                        )
+                    })?,
+            };
+            c.install_timeout_ms = u64::from(secs) * 1000;
         }
         // Where the mode came from, for the check of ranges below.
         let mut mode_origin = String::new();
@@ -604,6 +688,21 @@ mod tests {
     }
 
     #[test]
+    fn rpi_firmware_stays_inside_the_images_dir() {
+        let d = Config::from_raw(&RawConfig::default(), None, &RawConfig::default()).unwrap();
+        assert_eq!(d.rpi_firmware, "rpi");
+        let c = |v: &str| {
+            let file: RawConfig = basic_toml::from_str(&format!("rpi_firmware = {v:?}\n")).unwrap();
+            Config::from_raw(&file, Some(Path::new("g.toml")), &RawConfig::default())
+        };
+        assert_eq!(c("firmware/pi").unwrap().rpi_firmware, "firmware/pi");
+        for bad in ["../rpi", "rpi/../..", "/boot/firmware", "rpi//x", ""] {
+            let e = c(bad).unwrap_err();
+            assert!(e.to_string().contains("rpi_firmware"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
     fn webhook_urls_are_checked_naming_file_key_or_flag() {
         let file: RawConfig =
             basic_toml::from_str("webhook = [\"http://10.0.0.5:8080/hook\", \"http://h\"]\n")
@@ -687,6 +786,41 @@ mod tests {
                 .tftp_listen,
             None
         );
+    }
+
+    #[test]
+    fn syslog_listen_and_install_timeout() {
+        let d = Config::default();
+        assert_eq!(d.syslog_listen.map(|a| a.port()), Some(514));
+        assert!(d.syslog_auto);
+        assert_eq!(d.install_timeout_ms, 2 * 3600 * 1000);
+        let parse = |toml: &str| {
+            let file: RawConfig = basic_toml::from_str(toml).unwrap();
+            Config::from_raw(&file, Some(Path::new("g.toml")), &RawConfig::default())
+        };
+        let c = parse("syslog_listen = \"off\"\n").unwrap();
+        assert_eq!((c.syslog_listen, c.syslog_auto), (None, false));
+        let c = parse("syslog_listen = \"127.0.0.1:5514\"\n").unwrap();
+        assert_eq!(c.syslog_listen, Some("127.0.0.1:5514".parse().unwrap()));
+        assert!(!c.syslog_auto);
+        let c = parse("syslog_listen = \"10.0.0.1\"\n").unwrap();
+        assert_eq!(c.syslog_listen, Some("10.0.0.1:514".parse().unwrap()));
+        let e = parse("syslog_listen = \"nope\"\n").unwrap_err();
+        assert_eq!(e.origin, "g.toml: key `syslog_listen`");
+        for (v, ms) in [
+            ("0", 0),
+            ("never", 0),
+            ("90m", 5_400_000),
+            ("3", 3000),
+            ("1d", 86_400_000),
+        ] {
+            let c = parse(&format!("install_timeout = \"{v}\"\n")).unwrap();
+            assert_eq!(c.install_timeout_ms, ms, "{v}");
+        }
+        for bad in ["x", "2y", "-1", "infinite", ""] {
+            let e = parse(&format!("install_timeout = \"{bad}\"\n")).unwrap_err();
+            assert_eq!(e.origin, "g.toml: key `install_timeout`", "{bad}");
+        }
     }
 
     #[test]

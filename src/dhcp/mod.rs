@@ -52,8 +52,8 @@ pub use gopxe_proto::dhcp::{boot, config, core, lease, leaselog, loaders, packet
 
 pub use config::{ConfigError, DhcpConfig, Loader, LoaderFile, Loaders, Mode, Pool, UnknownBoot};
 pub use core::{
-    Destination, Event, EventKind, MachineLookup, MachineQuery, MachineView, NoMachines, Outcome,
-    Reply, ReplyKind, Via, decide, handle,
+    ClientInfo, Destination, Event, EventKind, MachineLookup, MachineQuery, MachineView,
+    NoMachines, Outcome, Reply, ReplyKind, Via, decide, handle,
 };
 pub use lease::{LeaseInfo, LeaseTable};
 pub use loaders::Class;

@@ -56,7 +56,7 @@ pub struct Req<'a> {
     pub accept: Option<&'a str>,
 }
 
-fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
+pub(super) fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Reply::error(
             400,
@@ -72,7 +72,7 @@ fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Reply> {
     })
 }
 
-fn app_error(e: AppError) -> Reply {
+pub(super) fn app_error(e: AppError) -> Reply {
     match e {
         AppError::Invalid(f) => Reply::error(400, Some(&f.field), &f.to_string()),
         AppError::NotFound(m) => Reply::error(404, None, &m),
@@ -98,7 +98,7 @@ fn needs_token(app: &App, what: &str) -> Reply {
 
 /// A machine record as the API shows it. `sharing`: the other machines
 /// whose record names its static address ([`App::sharing_address`]).
-fn machine_json(app: &App, m: &Machine, sharing: &[MachineId]) -> serde_json::Value {
+pub(super) fn machine_json(app: &App, m: &Machine, sharing: &[MachineId]) -> serde_json::Value {
     let s = |a: Option<std::net::Ipv4Addr>| a.map(|a| a.to_string());
     let mut v = json!({
         "id": m.id.canonical(),
@@ -236,16 +236,18 @@ async fn dispatch(app: &App, req: &Req<'_>, r: Route, param: &str, tail: &[Strin
         Route::CloudInitVendorData => answer_file(app, req, param, "vendor-data").await,
         Route::Templates => Reply::json(200, &app.records().templates.keys().collect::<Vec<_>>()),
         Route::Template => kstemplate(app, req, param).await,
-        Route::BootIpxe => ipxe(app, req.query),
+        Route::BootIpxe => ipxe(app, req),
         Route::Leases => {
             let leases = app.dhcp_state().map(|d| d.snapshot()).unwrap_or_default();
             Reply::json(200, &leases)
         }
         Route::Images => {
             // Generated boot configs first, as over TFTP.
-            if let Some(text) =
-                app.boot_file(&tail.join("/"), req.peer, crate::boot::grub::Over::Http)
-            {
+            let fetch = crate::app::Fetch::Http {
+                api_right: req.api_right,
+                preview: wants_preview(req.query),
+            };
+            if let Some(text) = app.boot_file(&tail.join("/"), req.peer, fetch) {
                 return Reply::bytes(200, "text/plain; charset=utf-8", text);
             }
             let reply = serve_file(app.images_root.as_deref(), tail, "images", req.peer).await;
@@ -257,6 +259,10 @@ async fn dispatch(app: &App, req: &Req<'_>, r: Route, param: &str, tail: &[Strin
         }
         Route::UiReinstall => super::status::ui(app, req, param, FormAction::Reinstall).await,
         Route::UiDelete => super::status::ui(app, req, param, FormAction::Delete).await,
+        Route::Discovered => super::discovery::inbox(app, req, None).await,
+        Route::DiscoveredOne => super::discovery::inbox(app, req, Some(param)).await,
+        Route::DiscoveredAdopt => super::discovery::adopt(app, req, param).await,
+        Route::UiAdopt => super::status::ui_adopt(app, req, param).await,
     }
 }
 
@@ -290,17 +296,13 @@ fn file_event(app: &App, req: &Req<'_>, reply: &Reply) {
 fn metrics(app: &App) -> Reply {
     let s = app.records();
     let count = |st: MachineState| s.machines.values().filter(|m| m.state == st).count();
-    let states = [
-        MachineState::Install,
-        MachineState::Installing,
-        MachineState::Installed,
-    ]
-    .map(|st| (st.as_str(), count(st)));
-    let text = app.metrics.render(
+    let states = MachineState::ALL.map(|st| (st.as_str(), count(st)));
+    let mut text = app.metrics.render(
         &states,
         app.started.elapsed().as_secs(),
         crate::metrics::LogCounts::now(),
     );
+    text.push_str(&crate::discovered::metrics_text(&app.discovered.borrow()));
     Reply::bytes(
         200,
         "text/plain; version=0.0.4; charset=utf-8",
@@ -461,25 +463,37 @@ fn machine_reply(app: &App, result: Result<Machine, AppError>) -> Reply {
 }
 
 /// Who fetched a machine's answer file, which decides what it gets.
+/// Only the machine itself moves its state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Reader {
     /// The machine itself, from its recorded or DHCP address: the fetch
     /// moves `install` to `installing`, and the call-back URL carries the
     /// install's key.
     Machine,
-    /// The admin (API right) from elsewhere: the key, and no change.
+    /// The admin (API right) from another address, or anyone at the
+    /// machine's address with `?preview=1`: what the machine gets, key
+    /// included; no change, nothing recorded.
     Admin,
-    /// Anyone else: a preview with no key, and no change.
-    Preview,
+    /// Anyone else: no key, no change. Recorded on the machine as a
+    /// preview, unless it asked for one (`?preview=1`).
+    Stranger { asked: bool },
+}
+
+/// Whether the query asks for a preview: `preview` with any value but
+/// empty, `0` or `false` (a misspelt value errs on the side of changing
+/// nothing).
+fn wants_preview(query: &str) -> bool {
+    form_urlencoded::parse(query.as_bytes())
+        .any(|(k, v)| k == "preview" && !matches!(&*v, "" | "0" | "false"))
 }
 
 fn reader_of(app: &App, req: &Req<'_>, id: &MachineId) -> Reader {
-    if app.is_machine_address(id, req.peer) {
-        Reader::Machine
-    } else if req.api_right {
-        Reader::Admin
-    } else {
-        Reader::Preview
+    let preview = wants_preview(req.query);
+    match (app.is_machine_address(id, req.peer), preview) {
+        (true, false) => Reader::Machine,
+        (true, true) => Reader::Admin,
+        (false, _) if req.api_right => Reader::Admin,
+        (false, asked) => Reader::Stranger { asked },
     }
 }
 
@@ -495,7 +509,7 @@ fn done_url_for(app: &App, id: &MachineId, reader: Reader) -> String {
         .map(|k| k.hex());
     match reader {
         Reader::Machine | Reader::Admin => app.urls.done(id, key.as_deref()),
-        Reader::Preview => app.urls.done(id, Some("preview")),
+        Reader::Stranger { .. } => app.urls.done(id, Some("preview")),
     }
 }
 
@@ -554,8 +568,8 @@ async fn render_admin_template(
 
 /// An installer fetched its answers. From the machine's own address,
 /// `install` becomes `installing` (durably, with the event); later
-/// fetches are events only. Anyone else's fetch changes nothing and is
-/// recorded as a preview. The kickstart, the preseed and the cloud-init
+/// fetches are events only. Anyone else's fetch changes nothing: the
+/// admin's records nothing, a stranger's is recorded as a preview. The kickstart, the preseed and the cloud-init
 /// user-data all come through here.
 async fn note_fetched(
     app: &App,
@@ -565,13 +579,25 @@ async fn note_fetched(
     kind: EventKind,
     detail: String,
 ) -> Result<(), Reply> {
-    if reader == Reader::Machine {
-        return app
-            .answers_fetched(&id, kind, &detail)
-            .await
-            .map(|_| ())
-            .map_err(app_error);
-    }
+    let asked = match reader {
+        Reader::Machine => {
+            // Its installer runs there: its syslog lines are its own.
+            app.note_client(req.peer, id);
+            return app
+                .answers_fetched(&id, kind, &detail)
+                .await
+                .map(|_| ())
+                .map_err(app_error);
+        }
+        Reader::Admin => {
+            log::debug!(
+                "machine {id}: {detail} by the admin from {}: a look, nothing recorded",
+                req.peer
+            );
+            return Ok(());
+        }
+        Reader::Stranger { asked } => asked,
+    };
     let (recorded, dhcp) = app.machine_addresses(&id);
     let known: Vec<String> = [recorded, dhcp]
         .into_iter()
@@ -583,24 +609,17 @@ async fn note_fetched(
     } else {
         known.join(", ")
     };
-    let admin = reader == Reader::Admin;
-    let who = if admin { "by the admin " } else { "" };
-    // An admin's look is routine; an anonymous fetch from elsewhere may be
-    // an installer at an address gopxe does not know: worth a log line.
-    let level = if admin {
-        log::Level::Debug
-    } else {
-        log::Level::Info
-    };
-    app.event_at(
-        level,
-        id,
-        EventKind::Http,
-        format!(
-            "preview: {detail} {who}from {}, not the machine's address ({known}); state unchanged",
-            req.peer
-        ),
+    let detail = format!(
+        "preview: {detail} from {}, not the machine's address ({known}); state unchanged",
+        req.peer
     );
+    // A fetch from elsewhere may be an installer at an address gopxe does
+    // not know: worth a line on the machine, unless it asked for a preview.
+    if asked {
+        log::info!("machine {id}: {detail}");
+    } else {
+        app.event_at(log::Level::Info, id, EventKind::Http, detail);
+    }
     Ok(())
 }
 
@@ -729,10 +748,10 @@ async fn kstemplate(app: &App, req: &Req<'_>, name: &str) -> Reply {
     }
 }
 
-fn ipxe(app: &App, query: &str) -> Reply {
+fn ipxe(app: &App, req: &Req<'_>) -> Reply {
     let mut mac = None;
     let mut uuid = None;
-    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+    for (k, v) in form_urlencoded::parse(req.query.as_bytes()) {
         match &*k {
             "mac" if !v.is_empty() => match parse_mac(&v) {
                 Some(m) => mac = Some(m),
@@ -749,7 +768,15 @@ fn ipxe(app: &App, query: &str) -> Reply {
     let by_uuid = uuid.and_then(|u| boot::find_machine(&s, &boot::ConfigName::Uuid(u)));
     let by_mac = mac.and_then(|m| boot::find_machine(&s, &boot::ConfigName::Mac(m)));
     let m = by_uuid.or(by_mac);
+    let preview = wants_preview(req.query);
     match m {
+        Some(m) if app.is_a_look(&m.id, req.peer, req.api_right, preview) => {
+            log::debug!(
+                "machine {}: iPXE script read by {}: a look, nothing recorded",
+                m.id,
+                req.peer
+            );
+        }
         Some(m) => app.event_at(
             log::Level::Info,
             m.id,
@@ -845,6 +872,7 @@ mod tests {
         pattern
             .replace("{name}", "sample")
             .replace("{id}", "42330d5a-0ead-f7fa-4e3a-ae3bdcb08c69")
+            .replace("{mac}", "52:54:00:12:34:56")
             .replace("{file}", "default")
             .replace("{path}", "dir/file.bin")
     }

@@ -22,6 +22,7 @@
 pub mod api;
 mod coarse;
 mod conn;
+mod discovery;
 pub mod guard;
 #[doc(hidden)]
 pub mod harness;

@@ -97,6 +97,11 @@ routes! {
     /// The iPXE script, `?mac=..&uuid=..` (text).
     BootIpxe = "/boot.ipxe" [GET];
     Leases = "/leases" [GET];
+    /// The discovery inbox: unknown netboot clients DHCP has seen.
+    Discovered = "/discovered" [GET];
+    DiscoveredOne = "/discovered/{mac}" [GET, DELETE];
+    /// Creates the machine record of a discovered machine.
+    DiscoveredAdopt = "/discovered/{mac}/adopt" [POST];
     /// A file of the images tree (streamed).
     Images = "/images/{path}" [GET];
     /// A file of the local repository (streamed).
@@ -105,6 +110,8 @@ routes! {
     UiReinstall = "/ui/pxeboot/{id}/reinstall" [POST];
     /// A status-page form (HTML answers).
     UiDelete = "/ui/pxeboot/{id}/delete" [POST];
+    /// A status-page form (HTML answers).
+    UiAdopt = "/ui/discovered/{mac}/adopt" [POST];
 }
 
 /// The first segment of the status page's form paths.
@@ -301,6 +308,7 @@ mod tests {
         pattern
             .replace("{name}", "n")
             .replace("{id}", "i")
+            .replace("{mac}", "m")
             .replace("{file}", "f")
             .replace("{path}", "a/b")
     }
@@ -489,7 +497,7 @@ mod tests {
     #[test]
     fn forms_are_the_ui_routes() {
         let forms: Vec<Route> = Route::ALL.iter().copied().filter(|r| r.is_form()).collect();
-        assert_eq!(forms, [Route::UiReinstall, Route::UiDelete]);
+        assert_eq!(forms, [Route::UiReinstall, Route::UiDelete, Route::UiAdopt]);
         assert!(is_form_path(&["ui", "anything"]));
         assert!(!is_form_path(&["pxeboot", "ui"]));
         assert!(!is_form_path::<&str>(&[]));
@@ -511,7 +519,8 @@ mod tests {
                 "/pxelinux/",
                 "/pxelinux.cfg/",
                 "/kickstart/",
-                "/kstemplate"
+                "/kstemplate",
+                "/discovered"
             ]
         );
     }

@@ -42,6 +42,8 @@ use sailfish::TemplateSimple;
 pub const MAX_MACHINES: usize = 500;
 /// Most leases listed on the page.
 pub const MAX_LEASES: usize = 1000;
+/// Most discovered machines listed on the page.
+pub const MAX_DISCOVERED: usize = 200;
 
 const HTML: &str = "text/html; charset=utf-8";
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; \
@@ -90,6 +92,21 @@ pub struct LeaseView {
     pub expires: String,
 }
 
+/// One discovered machine row, with its adopt form.
+pub struct DiscoveredView {
+    pub mac: String,
+    /// The UUID as dmidecode shows it, and as option 97 carried it.
+    pub uuid: String,
+    pub uuid_wire: String,
+    pub firmware: String,
+    pub vendor_class: String,
+    /// Relay, circuit id, remote id.
+    pub relay: String,
+    pub last_seen: String,
+    pub last_seen_at: String,
+    pub times_seen: u64,
+}
+
 /// Everything the page shows, already formatted.
 #[derive(TemplateSimple)]
 #[template(path = "status.html.stpl")]
@@ -114,6 +131,8 @@ pub struct StatusPage {
     pub leases: Vec<LeaseView>,
     pub hidden_leases: usize,
     pub log: Vec<String>,
+    pub discovered: Vec<DiscoveredView>,
+    pub hidden_discovered: usize,
 }
 
 /// A refusal or error shown to a person.
@@ -202,7 +221,7 @@ pub fn page_data(app: &App, log: Vec<String>, now_ms: u64) -> StatusPage {
                 address,
                 last_seen,
                 last_seen_at,
-                open: i == 0 || m.state == MachineState::Installing,
+                open: i == 0 || matches!(m.state, MachineState::Installing | MachineState::Failed),
                 events: evs,
             }
         })
@@ -254,11 +273,8 @@ pub fn page_data(app: &App, log: Vec<String>, now_ms: u64) -> StatusPage {
         })
         .collect();
 
-    let states = [
-        MachineState::Install,
-        MachineState::Installing,
-        MachineState::Installed,
-    ];
+    let states = MachineState::ALL;
+    let (discovered, hidden_discovered) = discovered_rows(app, now_ms);
     let c = &app.config;
     let mut listening = app.listening();
     if listening.is_empty() {
@@ -288,7 +304,51 @@ pub fn page_data(app: &App, log: Vec<String>, now_ms: u64) -> StatusPage {
         hidden_leases: all_leases.len().saturating_sub(MAX_LEASES),
         leases,
         log,
+        discovered,
+        hidden_discovered,
     }
+}
+
+/// The discovered machines, most recently seen first, and how many more.
+fn discovered_rows(app: &App, now_ms: u64) -> (Vec<DiscoveredView>, usize) {
+    use crate::discovered::{id_text, text};
+    use crate::model::{format_mac, format_uuid, swap_uuid};
+    let inbox = app.discovered.borrow();
+    let rows = inbox
+        .newest_first()
+        .take(MAX_DISCOVERED)
+        .map(|e| {
+            let relay = [
+                e.relay.map(|r| format!("relay {r}")),
+                e.circuit_id
+                    .as_deref()
+                    .map(|c| format!("circuit {}", id_text(c))),
+                e.remote_id
+                    .as_deref()
+                    .map(|r| format!("remote {}", id_text(r))),
+            ];
+            let relay: Vec<String> = relay.into_iter().flatten().collect();
+            DiscoveredView {
+                mac: format_mac(&e.mac, ":"),
+                uuid: or_dash(e.uuid.map(|u| format_uuid(&swap_uuid(u)))),
+                uuid_wire: or_dash(e.uuid.map(|u| format_uuid(&u))),
+                firmware: match e.arch {
+                    Some(a) => format!("{} (arch {a})", e.firmware),
+                    None => e.firmware.to_string(),
+                },
+                vendor_class: or_dash(e.vendor_class.as_deref().map(text)),
+                relay: if relay.is_empty() {
+                    "—".into()
+                } else {
+                    relay.join(", ")
+                },
+                last_seen: ago(now_ms, e.last_seen_ms),
+                last_seen_at: format!("{} UTC", utc(e.last_seen_ms)),
+                times_seen: e.times_seen,
+            }
+        })
+        .collect();
+    (rows, inbox.len().saturating_sub(MAX_DISCOVERED))
 }
 
 /// Renders the page as HTML.
@@ -359,15 +419,7 @@ pub enum FormAction {
 /// method and answers unknown `/ui/` paths with [`message`]).
 pub async fn ui(app: &App, req: &Req<'_>, id: &str, action: FormAction) -> Reply {
     if !form_may_write(app, req) {
-        let why = if app.config.api_token.is_some() {
-            "the API token is missing or wrong"
-        } else {
-            "no API token is configured, so changes are accepted from loopback only"
-        };
-        // The message page has no buttons, so it needs no framing guard;
-        // a 401 carries its challenge instead (RFC 9110 §11.6.1).
-        return message(401, "Not allowed", why)
-            .with_header("WWW-Authenticate", "Bearer realm=\"gopxe\"".into());
+        return not_allowed(app);
     }
     let id: MachineId = match id.parse() {
         Ok(i) => i,
@@ -380,13 +432,56 @@ pub async fn ui(app: &App, req: &Req<'_>, id: &str, action: FormAction) -> Reply
             .await
             .map(|_| ()),
     };
+    let action = match action {
+        FormAction::Delete => "delete",
+        FormAction::Reinstall => "reinstall",
+    };
+    form_outcome(result, req, &format!("{action} of machine {id}"))
+}
+
+/// The refusal of a form post without the right to write.
+fn not_allowed(app: &App) -> Reply {
+    let why = if app.config.api_token.is_some() {
+        "the API token is missing or wrong"
+    } else {
+        "no API token is configured, so changes are accepted from loopback only"
+    };
+    // The message page has no buttons, so it needs no framing guard;
+    // a 401 carries its challenge instead (RFC 9110 §11.6.1).
+    message(401, "Not allowed", why)
+        .with_header("WWW-Authenticate", "Bearer realm=\"gopxe\"".into())
+}
+
+/// `POST /ui/discovered/{mac}/adopt`: the form's `bootaction` and
+/// `hostname` as a `POST /pxeboot` body for the discovered MAC.
+pub async fn ui_adopt(app: &App, req: &Req<'_>, mac: &str) -> Reply {
+    if !form_may_write(app, req) {
+        return not_allowed(app);
+    }
+    let Some(mac) = crate::model::parse_mac(mac) else {
+        return message(400, "Bad MAC address", "not a MAC address");
+    };
+    let mut body = crate::model::MachineBody::default();
+    for (k, v) in form_urlencoded::parse(req.body) {
+        let v = v.trim();
+        match &*k {
+            "bootaction" if !v.is_empty() => body.bootaction = Some(v.to_string()),
+            "hostname" if !v.is_empty() => body.hostname = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    let what = format!("adoption of {}", crate::model::format_mac(&mac, ":"));
+    let result = super::discovery::adopt_machine(app, mac, body)
+        .await
+        .map(|_| ());
+    form_outcome(result, req, &what)
+}
+
+/// A form's answer: 303 to `/` when done, else the reason as a page.
+fn form_outcome(result: Result<(), AppError>, req: &Req<'_>, what: &str) -> Reply {
     match result {
         Ok(()) => {
-            let action = match action {
-                FormAction::Delete => "delete",
-                FormAction::Reinstall => "reinstall",
-            };
-            log::info!("status page: {action} of machine {id} by {}", req.peer);
+            log::info!("status page: {what} by {}", req.peer);
             Reply::bytes(303, HTML, b"<!DOCTYPE html><a href=\"/\">done</a>".to_vec())
                 .with_header("Location", "/".into())
         }
@@ -524,6 +619,51 @@ mod tests {
         assert!(html.contains("action=\"/ui/pxeboot/01-aa-bb-cc-dd-ee-01/reinstall\""));
         assert!(html.contains("formaction=\"/ui/pxeboot/01-aa-bb-cc-dd-ee-01/delete\""));
         assert!(html.contains("1 install, 0 installing, 0 installed"));
+    }
+
+    /// A discovered machine's row: escaped values, both UUID forms, the
+    /// relay and circuit, and an adopt form naming the boot actions.
+    #[test]
+    fn discovered_rows_have_an_adopt_form() {
+        use crate::dhcp::boot::Firmware;
+        use crate::dhcp::{ClientInfo, Event, EventKind, packet::Mac};
+        let a = app(Some("t0k-t0k-t0k"));
+        add(&a, "m");
+        let mac = [0x52, 0x54, 0, 0xaa, 0xbb, 0xcc];
+        let e = Event {
+            kind: EventKind::DiscoverSeen,
+            mac: Mac(mac),
+            uuid: Some([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]),
+            ip: None,
+            known: false,
+            boot_file: None,
+            client: None,
+        };
+        let c = ClientInfo {
+            firmware: Firmware::Bios,
+            arch: Some(0),
+            vendor_class: Some(b"PXEClient<script>alert(1)</script>".to_vec()),
+            circuit_id: Some(b"ge-0/0/1".to_vec()),
+            remote_id: None,
+            relay: Some("10.0.0.254".parse().unwrap()),
+        };
+        let seen = crate::discovered::Seen {
+            at_ms: now_ms(),
+            msg: "DISCOVER".into(),
+            outcome: "received".into(),
+            ip: None,
+            boot_file: None,
+        };
+        a.discovered.borrow_mut().seen(now_ms(), &e, &c, seen);
+        let html = render(&a, Vec::new(), now_ms()).unwrap();
+        assert!(html.contains("52:54:00:aa:bb:cc"));
+        assert!(html.contains("04030201-0605-0807-090a-0b0c0d0e0f10"));
+        assert!(html.contains("01020304-0506-0708-090a-0b0c0d0e0f10"));
+        assert!(html.contains("bios (arch 0)"));
+        assert!(html.contains("relay 10.0.0.254, circuit ge-0/0/1"));
+        assert!(!html.contains("<script>alert"));
+        assert!(html.contains("action=\"/ui/discovered/52:54:00:aa:bb:cc/adopt\""));
+        assert!(html.contains("<option value=\"centos\">centos</option>"));
     }
 
     #[test]

@@ -790,6 +790,20 @@ mod tests {
     const V1_BOOTACTION: &str = "475058520100d092cbfe03646562056c696e7578056c696e75780864656269616e31320c64656269616e2f6c696e7578011064656269616e2f696e697472642e677a000000010d636f6e736f6c653d747479533001";
     const V1_MACHINE: &str = "475058520100c79c423801525400123456036465620764656661756c74000001066e312e6c6162010a00000501ffffff00010a000001010a000035000098aec6aca134";
 
+    /// `failed` is the fourth state, stored as variant index 3 (appended,
+    /// so every record written before it reads the same), and round-trips.
+    #[test]
+    fn the_failed_state_is_appended_and_round_trips() {
+        let m: Machine = decode(&unhex(V1_MACHINE)).unwrap();
+        for (i, st) in MachineState::ALL.into_iter().enumerate() {
+            assert_eq!(postcard::to_stdvec(&st).unwrap(), [i as u8], "{st}");
+            let mut m = m.clone();
+            m.state = st;
+            assert_eq!(decode::<Machine>(&encode(&m).unwrap()).unwrap(), m);
+        }
+        assert_eq!(MachineState::ALL[3], MachineState::Failed);
+    }
+
     #[test]
     fn version_1_records_still_load() {
         let a: BootAction = decode(&unhex(V1_BOOTACTION)).unwrap();
@@ -862,6 +876,47 @@ mod tests {
         );
         assert_eq!(store.bootactions.get("new"), Some(&b));
         assert_eq!(store.machines.len(), 1);
+        drop(store);
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    /// Machine ids gained a variant (`PiSerial`, last) without a new
+    /// schema version: the stored ids before it keep their postcard bytes,
+    /// so stores written before it load unchanged; a Pi record has its own
+    /// file name and reads back.
+    #[test]
+    fn pi_serial_ids_leave_older_records_as_they_were() {
+        let m: Machine = decode(&unhex(V1_MACHINE)).unwrap();
+        assert_eq!(m.id, MachineId::Mac([0x52, 0x54, 0, 0x12, 0x34, 0x56]));
+        // Version 2 as a gopxe before Pi serials wrote it: the id's variant
+        // 1 and its bytes, first in the payload.
+        let v2 = encode(&m).unwrap();
+        assert_eq!(
+            &v2[HEADER..HEADER + 7],
+            &[1, 0x52, 0x54, 0, 0x12, 0x34, 0x56]
+        );
+        let pi = Machine {
+            id: MachineId::PiSerial(0x1a2b_3c4d),
+            ..m
+        };
+        let bytes = encode(&pi).unwrap();
+        assert_eq!(&bytes[4..6], &[2, 0]);
+        assert_eq!(bytes[HEADER], 2, "the new variant is numbered last");
+        assert_eq!(decode::<Machine>(&bytes).unwrap(), pi);
+
+        let root = tmpdir("pi");
+        let (store, _) = Store::open(&root).unwrap();
+        fs::write(
+            store.path(Kind::Machine, "01-52-54-00-12-34-56"),
+            unhex(V1_MACHINE),
+        )
+        .unwrap();
+        write_atomic(&store.path(Kind::Machine, "pi-1a2b3c4d"), &bytes).unwrap();
+        drop(store);
+        let (store, w) = Store::open(&root).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(store.machines.len(), 2);
+        assert_eq!(store.machines.get(&pi.id), Some(&pi));
         drop(store);
         let _ = fs::remove_dir_all(&root);
     }

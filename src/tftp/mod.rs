@@ -19,7 +19,7 @@ pub use gopxe_proto::tftp::{path, transfer, wire};
 
 pub use path::{PathError, RelativePath, sanitize};
 pub use server::{
-    FileProvider, ImagesRoot, ServerConfig, Source, TransferReport, WithVirtual, blksize_for_mtu,
-    serve,
+    FileProvider, ImagesRoot, Redirect, ServerConfig, Source, TransferReport, WithRedirect,
+    WithVirtual, blksize_for_mtu, serve,
 };
 pub use transfer::{Outcome, Stats, Transfer, TransferConfig};

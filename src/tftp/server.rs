@@ -144,6 +144,43 @@ where
     }
 }
 
+/// What a [`WithRedirect`] lookup makes of a name.
+pub enum Redirect {
+    /// Generated content.
+    Virtual(Vec<u8>),
+    /// Serve this other name of the inner provider instead (the name
+    /// asked for when that one does not exist).
+    To(RelativePath),
+    /// "File not found", whatever the inner provider holds.
+    NotFound,
+}
+
+/// A provider whose `lookup` may answer a name, rename it or refuse it
+/// (the Raspberry Pi tree, [`crate::boot::rpi`]); names it returns `None`
+/// for go to `inner` unchanged.
+pub struct WithRedirect<F, P> {
+    pub lookup: F,
+    pub inner: P,
+}
+
+impl<F, P> FileProvider for WithRedirect<F, P>
+where
+    F: Fn(&RelativePath, SocketAddr) -> Option<Redirect>,
+    P: FileProvider,
+{
+    fn open(&self, path: &RelativePath, client: SocketAddr) -> Result<Source, Refusal> {
+        match (self.lookup)(path, client) {
+            None => self.inner.open(path, client),
+            Some(Redirect::Virtual(content)) => Ok(Source::Virtual(content)),
+            Some(Redirect::NotFound) => Err(Refusal::NotFound),
+            Some(Redirect::To(other)) => match self.inner.open(&other, client) {
+                Err(Refusal::NotFound) => self.inner.open(path, client),
+                answer => answer,
+            },
+        }
+    }
+}
+
 /// One finished (or refused) request.
 #[derive(Debug, Clone)]
 pub struct TransferReport {

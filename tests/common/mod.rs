@@ -84,6 +84,9 @@ impl Gopxe {
         if !extra.contains(&"--tftp-listen") {
             args.extend(["--tftp-listen".into(), "127.0.0.1:0".into()]);
         }
+        if !extra.contains(&"--syslog-listen") {
+            args.extend(["--syslog-listen".into(), "off".into()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         Self::start_args(dir, args)
     }

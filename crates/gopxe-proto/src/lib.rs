@@ -12,6 +12,7 @@
 //! - [`tftp`]: TFTP wire codec, request paths and the read-transfer state
 //!   machine.
 //! - [`webhook`]: webhook URLs and the per-receiver retry queue.
+//! - [`syslog`]: RFC 5424 / RFC 3164 messages from installers, parsed.
 //!
 //! This crate's `Cargo.toml` must never take an I/O crate (smol, async-io,
 //! rustix, socket2, getrandom, ...): `scripts/test.sh` checks its
@@ -20,5 +21,6 @@
 
 pub mod dhcp;
 pub mod model;
+pub mod syslog;
 pub mod tftp;
 pub mod webhook;

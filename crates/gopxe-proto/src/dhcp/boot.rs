@@ -34,12 +34,33 @@ pub enum Firmware {
     None,
 }
 
-/// MAC prefixes (OUIs) of Raspberry Pi boards (Raspberry Pi Foundation and
-/// Raspberry Pi Trading).
-const PI_OUIS: [[u8; 3]; 5] = [
+impl Firmware {
+    /// The class name gopxe gives it: the loader table's classes (`bios`,
+    /// `efi-x64`, `efi-arm64`, `http-x64`, `http-arm64`), `ipxe`,
+    /// `raspberry-pi`, `unsupported` or `none`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Firmware::Ipxe => "ipxe",
+            Firmware::Bios => "bios",
+            Firmware::EfiX64 => "efi-x64",
+            Firmware::EfiArm64 => "efi-arm64",
+            Firmware::HttpX64 => "http-x64",
+            Firmware::HttpArm64 => "http-arm64",
+            Firmware::RaspberryPi => "raspberry-pi",
+            Firmware::Unsupported(_) => "unsupported",
+            Firmware::None => "none",
+        }
+    }
+}
+
+/// MAC prefixes (OUIs) of Raspberry Pi boards: the Raspberry Pi
+/// Foundation's (Pi 3 and earlier) and Raspberry Pi Trading's (Pi 4, 400,
+/// CM4, Pi 5, CM5), as registered with the IEEE.
+const PI_OUIS: [[u8; 3]; 6] = [
     [0xb8, 0x27, 0xeb],
     [0xdc, 0xa6, 0x32],
     [0xe4, 0x5f, 0x01],
+    [0x28, 0xcd, 0xc1],
     [0xd8, 0x3a, 0xdd],
     [0x2c, 0xcf, 0x67],
 ];
@@ -430,6 +451,99 @@ mod tests {
         // Same class, other vendor's MAC: a BIOS PXE client.
         let r = req(MAC, &[(60, PI_VENDOR_CLASS), (93, &[0, 0])]);
         assert_eq!(firmware(&r), Firmware::Bios);
+    }
+
+    /// A Pi's DISCOVER: the BOOTP header, then the options exactly as the
+    /// boot ROM / EEPROM lays them out after the magic cookie.
+    fn pi_discover(mac: [u8; 6], options: &[u8]) -> Request {
+        let mut p = client_packet(0x26f3_0339, mac, 0, [0; 4], [0; 4], &[]);
+        p.truncate(240);
+        p.extend_from_slice(options);
+        p.resize(p.len().max(300), 0);
+        decode(&p).unwrap()
+    }
+
+    /// Options of a Pi 3 boot ROM DISCOVER (Raspberry Pi documentation,
+    /// "Network booting", DHCP request capture): 53, 55, 93 = 0, 94,
+    /// 97 = a constant GUID (0x44 x 16), 60.
+    const PI3_OPTIONS: &[u8] = &[
+        53, 1, 1, //
+        55, 12, 43, 60, 67, 128, 129, 130, 131, 132, 133, 134, 135, 66, //
+        93, 2, 0, 0, //
+        94, 3, 1, 2, 1, //
+        97, 17, 0, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44,
+        0x44, 0x44, 0x44, //
+        60, 32, b'P', b'X', b'E', b'C', b'l', b'i', b'e', b'n', b't', b':', b'A', b'r', b'c', b'h',
+        b':', b'0', b'0', b'0', b'0', b'0', b':', b'U', b'N', b'D', b'I', b':', b'0', b'0', b'2',
+        b'0', b'0', b'1', //
+        255,
+    ];
+
+    /// Options of a Pi 4 / Pi 5 EEPROM DISCOVER: option 55 as dnsmasq logs
+    /// it for a CM4, option 97 in the EEPROM's default GUID form
+    /// (`DHCP_OPTION97`: FourCC `RPi4`/`RPi5`, board revision, MAC low
+    /// bytes, serial), with `fourcc` and `serial` filled in.
+    fn pi4_options(fourcc: u8, mac: [u8; 6], serial: [u8; 4]) -> Vec<u8> {
+        let mut o = vec![
+            53, 1, 1, //
+            55, 14, 1, 3, 43, 60, 66, 67, 128, 129, 130, 131, 132, 133, 134, 135, //
+            93, 2, 0, 0, //
+            94, 3, 1, 2, 1, //
+            97, 17, 0, b'R', b'P', b'i', fourcc, 0x11, 0x31, 0xc0, 0x00,
+        ];
+        o.extend_from_slice(&mac[2..]);
+        o.extend_from_slice(&serial);
+        o.extend_from_slice(&[60, 32]);
+        o.extend_from_slice(PI_VENDOR_CLASS);
+        o.push(255);
+        o
+    }
+
+    #[test]
+    fn every_pi_oui_is_a_pi() {
+        let c = cfg();
+        let serial = [0x4d, 0x3c, 0x2b, 0x1a];
+        let cases: [([u8; 6], Vec<u8>); 6] = [
+            ([0xb8, 0x27, 0xeb, 0x28, 0xf6, 0x6d], PI3_OPTIONS.to_vec()),
+            (
+                [0xdc, 0xa6, 0x32, 0xc2, 0x1f, 0xfe],
+                pi4_options(b'4', [0xdc, 0xa6, 0x32, 0xc2, 0x1f, 0xfe], serial),
+            ),
+            (
+                [0xe4, 0x5f, 0x01, 0xb7, 0x9d, 0xf1],
+                pi4_options(b'4', [0xe4, 0x5f, 0x01, 0xb7, 0x9d, 0xf1], serial),
+            ),
+            (
+                [0x28, 0xcd, 0xc1, 0x01, 0x02, 0x03],
+                pi4_options(b'5', [0x28, 0xcd, 0xc1, 0x01, 0x02, 0x03], serial),
+            ),
+            (
+                [0xd8, 0x3a, 0xdd, 0x01, 0x02, 0x03],
+                pi4_options(b'5', [0xd8, 0x3a, 0xdd, 0x01, 0x02, 0x03], serial),
+            ),
+            (
+                [0x2c, 0xcf, 0x67, 0x01, 0x02, 0x03],
+                pi4_options(b'5', [0x2c, 0xcf, 0x67, 0x01, 0x02, 0x03], serial),
+            ),
+        ];
+        assert_eq!(cases.len(), PI_OUIS.len());
+        for (mac, options) in &cases {
+            let r = pi_discover(*mac, options);
+            assert_eq!(firmware(&r), Firmware::RaspberryPi, "{:02x?}", &mac[..3]);
+            let b = choose(
+                &c,
+                c.unknown_boot,
+                &r,
+                Some(&known(Loader::Pxelinux)),
+                false,
+            )
+            .unwrap();
+            assert_eq!((b.firmware, b.file), (Firmware::RaspberryPi, None));
+            assert_eq!(b.vendor_class, Some("PXEClient"));
+            // The same request from a MAC outside the Pi OUIs is BIOS PXE.
+            let other = pi_discover(MAC, options);
+            assert_eq!(firmware(&other), Firmware::Bios);
+        }
     }
 
     #[test]

@@ -156,6 +156,54 @@ pub struct Event {
     pub known: bool,
     /// Boot file handed out, if any.
     pub boot_file: Option<String>,
+    /// What the client told about itself: only on the DISCOVER or
+    /// REQUEST seen of a netboot client the lookup does not know (the
+    /// discovery inbox's input), `None` on every other event.
+    pub client: Option<Box<ClientInfo>>,
+}
+
+/// What an unknown netboot client's request says about it, raw: the
+/// service layer formats it when someone reads it (RFC 4578 options 93
+/// and 60, RFC 3046 option 82 sub-options 1 and 2, giaddr).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The class [`boot::firmware`] gives it (never `Firmware::None`).
+    pub firmware: boot::Firmware,
+    /// Option 93, the first architecture listed.
+    pub arch: Option<u16>,
+    /// Option 60 as sent.
+    pub vendor_class: Option<Vec<u8>>,
+    /// Option 82 sub-option 1, the relay's circuit id.
+    pub circuit_id: Option<Vec<u8>>,
+    /// Option 82 sub-option 2, the relay's remote id.
+    pub remote_id: Option<Vec<u8>>,
+    /// The relay agent (giaddr) when the request was relayed.
+    pub relay: Option<Ipv4Addr>,
+}
+
+impl ClientInfo {
+    /// The details of a netboot client's request (PXE, UEFI HTTP boot,
+    /// iPXE, Raspberry Pi); `None` for any other client.
+    pub fn of(req: &Request) -> Option<ClientInfo> {
+        let firmware = boot::firmware(req);
+        if firmware == boot::Firmware::None {
+            return None;
+        }
+        let relay_sub = |code| {
+            req.relay_info
+                .as_deref()
+                .and_then(|r| packet::sub_option(r, code))
+                .map(<[u8]>::to_vec)
+        };
+        Some(ClientInfo {
+            firmware,
+            arch: req.arch,
+            vendor_class: req.vendor_class.clone(),
+            circuit_id: relay_sub(1),
+            remote_id: relay_sub(2),
+            relay: (!req.giaddr.is_unspecified()).then_some(req.giaddr),
+        })
+    }
 }
 
 /// The result of one request: at most one reply, lease changes to apply
@@ -209,6 +257,7 @@ impl Ctx<'_> {
             ip,
             known: self.machine.is_some(),
             boot_file: boot.and_then(|b| b.file.clone()),
+            client: None,
         }
     }
 }
@@ -252,7 +301,11 @@ pub fn decide(
         Kind::Decline | Kind::Release => None,
     };
     if let Some(k) = seen {
-        out.events.push(cx.event(k, req.requested_ip, None));
+        let mut e = cx.event(k, req.requested_ip, None);
+        if cx.machine.is_none() && req.kind != Kind::Inform {
+            e.client = ClientInfo::of(req).map(Box::new);
+        }
+        out.events.push(e);
     }
     match cfg.mode {
         Mode::Off => {}

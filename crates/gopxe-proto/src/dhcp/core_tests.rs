@@ -1434,3 +1434,72 @@ fn infinite_leases_are_answered_from_the_record() {
     assert_eq!(lease_secs(&reply(&out)), (u32::MAX, u32::MAX, u32::MAX));
     assert!(out.changes.is_empty());
 }
+
+/// The discovery inbox's input: the DISCOVER or REQUEST seen of an
+/// unknown netboot client carries what it told (firmware class, option
+/// 93, option 60, option 82's circuit and remote id, the relay), in
+/// either mode; a known machine, a plain DHCP client, an INFORM and
+/// every later event carry nothing.
+#[test]
+fn unknown_netboot_clients_carry_their_details() {
+    let relay_info: &[u8] = &[1, 3, b'p', b'1', 0, 2, 2, 0xab, 0xcd];
+    let opts: [(u8, &[u8]); 4] = [
+        (53, &[1]),
+        (60, b"HTTPClient:Arch:00016:UNDI:003001"),
+        (93, &[0, 16]),
+        (82, relay_info),
+    ];
+    let lookup = Machines::default().with(2, pxelinux_machine());
+    for cfg in [auth(), proxy_cfg()] {
+        let mode = cfg.mode;
+        let leases = LeaseTable::for_pools(&cfg.pools);
+        let run = |m: [u8; 6], opts: &[(u8, &[u8])]| {
+            let bytes = client_packet(9, m, 0, [0; 4], [10, 0, 0, 254], opts);
+            handle(&cfg, &leases, &lookup, &bytes, Via::Dhcp, T0).unwrap()
+        };
+        let out = run(mac(1), &opts);
+        let seen = &out.events[0];
+        assert_eq!(seen.kind, EventKind::DiscoverSeen, "{mode}");
+        let c = seen
+            .client
+            .as_deref()
+            .expect("details of an unknown client");
+        assert_eq!(c.firmware, super::boot::Firmware::HttpX64);
+        assert_eq!(c.firmware.name(), "http-x64");
+        assert_eq!(c.arch, Some(16));
+        assert_eq!(
+            c.vendor_class.as_deref(),
+            Some(&b"HTTPClient:Arch:00016:UNDI:003001"[..])
+        );
+        assert_eq!(c.circuit_id.as_deref(), Some(&b"p1\0"[..]));
+        assert_eq!(c.remote_id.as_deref(), Some(&[0xab, 0xcd][..]));
+        assert_eq!(c.relay, Some(Ipv4Addr::new(10, 0, 0, 254)));
+        assert!(
+            out.events[1..].iter().all(|e| e.client.is_none()),
+            "{mode}: answers carry nothing"
+        );
+        // Known, or not a netboot client, or an INFORM: nothing.
+        assert!(run(mac(2), &opts).events.iter().all(|e| e.client.is_none()));
+        let plain: [(u8, &[u8]); 1] = [(53, &[1])];
+        assert!(
+            run(mac(3), &plain)
+                .events
+                .iter()
+                .all(|e| e.client.is_none())
+        );
+        let mut inform = opts;
+        inform[0] = (53, &[8]);
+        assert!(
+            run(mac(1), &inform)
+                .events
+                .iter()
+                .all(|e| e.client.is_none())
+        );
+        // iPXE (user class) counts, without option 60 or 82; not relayed.
+        let ipxe: [(u8, &[u8]); 2] = [(53, &[3]), (77, b"iPXE")];
+        let bytes = client_packet(9, mac(4), 0, [0; 4], [0; 4], &ipxe);
+        let out = handle(&cfg, &leases, &lookup, &bytes, Via::Dhcp, T0).unwrap();
+        let c = out.events[0].client.as_deref().expect("iPXE details");
+        assert_eq!((c.firmware.name(), c.relay), ("ipxe", None));
+    }
+}

@@ -27,8 +27,8 @@ mod core_tests;
 
 pub use config::{ConfigError, DhcpConfig, Loader, LoaderFile, Loaders, Mode, Pool, UnknownBoot};
 pub use core::{
-    Destination, Event, EventKind, MachineLookup, MachineQuery, MachineView, NoMachines, Outcome,
-    Reply, ReplyKind, Via, decide, handle,
+    ClientInfo, Destination, Event, EventKind, MachineLookup, MachineQuery, MachineView,
+    NoMachines, Outcome, Reply, ReplyKind, Via, decide, handle,
 };
 pub use lease::{LeaseInfo, LeaseTable};
 pub use loaders::Class;

@@ -8,6 +8,10 @@
 //! UUID off the BIOS screen or `dmidecode`, which print the big-endian form.
 //! [`MachineId`] accepts any usual spelling and prints one canonical form;
 //! [`MachineId::matches_uuid_bytes`] finds a machine by either byte order.
+//! A Raspberry Pi's boot ROM / EEPROM names it by the low 32 bits of its
+//! board serial, 8 lowercase hex digits (the TFTP prefix `1a2b3c4d/`,
+//! Raspberry Pi documentation "Network booting" and `TFTP_PREFIX`); gopxe
+//! spells that id `pi-1a2b3c4d`.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -20,6 +24,10 @@ pub enum MachineId {
     Uuid([u8; 16]),
     /// Ethernet MAC address.
     Mac([u8; 6]),
+    /// Raspberry Pi board serial (its low 32 bits, as the boot ROM and
+    /// EEPROM use it). Last: postcard numbers variants in order, so stores
+    /// written before it decode unchanged.
+    PiSerial(u32),
 }
 
 /// Why a string is not a machine id.
@@ -92,6 +100,27 @@ pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     hex_digits(&compact)?.try_into().ok()
 }
 
+/// Parses a Pi board serial: `pi-1a2b3c4d`, the 8 hex digits alone, or
+/// the 16 digits `/proc/cpuinfo` prints on a Pi 4 (`100000001a2b3c4d`:
+/// the boot ROM uses the low 8).
+pub fn parse_pi_serial(s: &str) -> Option<u32> {
+    let s = s.trim();
+    let s = s
+        .get(..3)
+        .filter(|p| p.eq_ignore_ascii_case("pi-"))
+        .and_then(|_| s.get(3..))
+        .unwrap_or(s);
+    let low = match s.len() {
+        8 => s,
+        16 if matches!(s.get(..8), Some("10000000" | "00000000")) => s.get(8..)?,
+        _ => return None,
+    };
+    if !low.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(low, 16).ok()
+}
+
 /// Swaps the first three UUID fields between big- and little-endian
 /// (SMBIOS / option 97 order <-> RFC 4122 order). Its own inverse.
 pub fn swap_uuid(u: [u8; 16]) -> [u8; 16] {
@@ -148,6 +177,7 @@ impl MachineId {
         match self {
             MachineId::Uuid(u) => format_uuid(u),
             MachineId::Mac(m) => mac_after("01-", m, "-"),
+            MachineId::PiSerial(n) => format!("pi-{n:08x}"),
         }
     }
 
@@ -156,7 +186,7 @@ impl MachineId {
     pub fn matches_uuid_bytes(&self, wire: &[u8; 16]) -> bool {
         match self {
             MachineId::Uuid(u) => u == wire || *u == swap_uuid(*wire),
-            MachineId::Mac(_) => false,
+            MachineId::Mac(_) | MachineId::PiSerial(_) => false,
         }
     }
 }
@@ -182,8 +212,14 @@ impl FromStr for MachineId {
         if let Some(u) = parse_uuid(&lower) {
             return Ok(MachineId::Uuid(u));
         }
+        // Only with its prefix: 8 hex digits alone are not a machine id.
+        if lower.starts_with("pi-")
+            && let Some(n) = parse_pi_serial(&lower)
+        {
+            return Ok(MachineId::PiSerial(n));
+        }
         Err(IdError(format!(
-            "`{}` is neither a UUID (8-4-4-4-12 hex) nor a MAC address (aa:bb:cc:dd:ee:ff, aa-bb-.., 01-aa-bb-..)",
+            "`{}` is neither a UUID (8-4-4-4-12 hex), a MAC address (aa:bb:cc:dd:ee:ff, aa-bb-.., 01-aa-bb-..) nor a Raspberry Pi serial (pi-1a2b3c4d)",
             t.escape_debug()
         )))
     }
@@ -255,6 +291,35 @@ mod tests {
             }
         }
         assert!("aa:bb\n:cc:dd:ee:ff".parse::<MachineId>().is_err());
+    }
+
+    #[test]
+    fn pi_serial_spellings_normalise() {
+        let want = MachineId::PiSerial(0x1a2b_3c4d);
+        for s in [
+            "pi-1a2b3c4d",
+            "PI-1A2B3C4D",
+            " pi-1a2b3c4d ",
+            "pi-100000001a2b3c4d",
+        ] {
+            assert_eq!(s.parse::<MachineId>().unwrap(), want, "{s}");
+        }
+        assert_eq!(want.canonical(), "pi-1a2b3c4d");
+        assert_eq!(MachineId::PiSerial(0xab).canonical(), "pi-000000ab");
+        assert_eq!(parse_pi_serial("1a2b3c4d"), Some(0x1a2b_3c4d));
+        assert_eq!(parse_pi_serial("100000001a2b3c4d"), Some(0x1a2b_3c4d));
+        for s in [
+            "1a2b3c4d",
+            "pi-1a2b3c4",
+            "pi-1a2b3c4d0",
+            "pi-+a2b3c4d",
+            "pi-../x/..",
+            "pi-1a2b3c4g",
+            "pi-200000001a2b3c4d",
+            "pi-",
+        ] {
+            assert!(s.parse::<MachineId>().is_err(), "{s:?}");
+        }
     }
 
     #[test]

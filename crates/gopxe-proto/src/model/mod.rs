@@ -13,7 +13,9 @@
 mod id;
 pub mod validate;
 
-pub use id::{IdError, MachineId, format_mac, format_uuid, parse_mac, parse_uuid, swap_uuid};
+pub use id::{
+    IdError, MachineId, format_mac, format_uuid, parse_mac, parse_pi_serial, parse_uuid, swap_uuid,
+};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -263,6 +265,10 @@ pub enum MachineState {
     Installing,
     /// The installer called back: boots from local disk.
     Installed,
+    /// The install failed: its installer logged a critical error, or it
+    /// stayed `installing` past `install_timeout` (see [`install_overdue`]).
+    /// Boots the installer again; `reinstall` (or `done`) ends it.
+    Failed,
 }
 
 impl MachineState {
@@ -271,8 +277,49 @@ impl MachineState {
             MachineState::Install => "install",
             MachineState::Installing => "installing",
             MachineState::Installed => "installed",
+            MachineState::Failed => "failed",
         }
     }
+
+    /// Every state, in life-cycle order (metrics, the status page).
+    pub const ALL: [MachineState; 4] = [
+        MachineState::Install,
+        MachineState::Installing,
+        MachineState::Installed,
+        MachineState::Failed,
+    ];
+}
+
+/// Whether machine `m` has been `installing` for `timeout_ms` or longer at
+/// `now_ms` (`timeout_ms` 0: never). A record's `updated_ms` is when it
+/// last changed, and nothing changes an `installing` record but a change of
+/// state, so it is when the install started.
+pub fn install_overdue(m: &Machine, now_ms: u64, timeout_ms: u64) -> bool {
+    timeout_ms > 0
+        && m.state == MachineState::Installing
+        && now_ms.saturating_sub(m.updated_ms) >= timeout_ms
+}
+
+/// When the next install of `machines` becomes overdue, for a timer: the
+/// earliest `updated_ms + timeout_ms` of those installing, and at most
+/// `now_ms + timeout_ms` (an install starting later is due later still).
+/// `None` when `timeout_ms` is 0.
+pub fn next_install_deadline<'m>(
+    machines: impl IntoIterator<Item = &'m Machine>,
+    now_ms: u64,
+    timeout_ms: u64,
+) -> Option<u64> {
+    if timeout_ms == 0 {
+        return None;
+    }
+    let latest = now_ms.saturating_add(timeout_ms);
+    Some(
+        machines
+            .into_iter()
+            .filter(|m| m.state == MachineState::Installing)
+            .map(|m| m.updated_ms.saturating_add(timeout_ms))
+            .fold(latest, u64::min),
+    )
 }
 
 impl fmt::Display for MachineState {
@@ -351,6 +398,8 @@ pub struct Machine {
 pub struct MachineBody {
     pub uuid: Option<String>,
     pub mac: Option<String>,
+    /// A Raspberry Pi's board serial (`1a2b3c4d` or `pi-1a2b3c4d`).
+    pub serial: Option<String>,
     pub bootaction: Option<String>,
     pub ksfile: Option<String>,
     pub os: Option<String>,
@@ -371,25 +420,32 @@ impl Machine {
             s.parse::<MachineId>()
                 .map_err(|e| FieldError::new(field, e.to_string()))
         };
-        let body_id = match (
+        let serial = opt(b.serial, |s| {
+            parse_pi_serial(s).map(MachineId::PiSerial).ok_or_else(|| {
+                FieldError::new("serial", "is not a Raspberry Pi serial (8 hex digits)")
+            })
+        })?;
+        let mut ids = [
             opt(b.uuid, |s| parse_id("uuid", s))?,
             opt(b.mac, |s| parse_id("mac", s))?,
-        ) {
-            (Some(u), Some(m)) if u != m => {
-                return Err(FieldError::new(
-                    "mac",
-                    "give either uuid or mac, not two different ids",
-                ));
-            }
-            (u, m) => u.or(m),
-        };
+            serial,
+        ]
+        .into_iter()
+        .flatten();
+        let body_id = ids.next();
+        if ids.any(|other| Some(other) != body_id) {
+            return Err(FieldError::new(
+                "mac",
+                "give one of uuid, mac or serial, not two different ids",
+            ));
+        }
         let id = match (body_id, path_id) {
             (Some(b), Some(p)) if b != p => {
                 return Err(FieldError::new("uuid", "does not match the id in the URL"));
             }
-            (b, p) => b
-                .or(p)
-                .ok_or_else(|| FieldError::new("uuid", "is required (a UUID or a MAC address)"))?,
+            (b, p) => b.or(p).ok_or_else(|| {
+                FieldError::new("uuid", "is required (a UUID, a MAC address or a Pi serial)")
+            })?,
         };
         let bootaction = opt(b.bootaction, |s| check_token("bootaction", s))?
             .ok_or_else(|| FieldError::new("bootaction", "is required"))?;
@@ -453,6 +509,10 @@ pub enum EventKind {
     Autoinstall,
     Done,
     Reinstall,
+    /// A line of the installer's own log (syslog, see `gopxe_proto::syslog`).
+    Syslog,
+    /// The install failed (a critical log line, or the time-out).
+    Failed,
 }
 
 /// One step in a machine's life, as seen on the wire or through the API.
@@ -464,29 +524,47 @@ pub struct Event {
     pub detail: String,
 }
 
-/// A bounded per-machine event log: the oldest events fall off.
+/// A bounded per-machine event log: the oldest events fall off. Syslog
+/// lines are bounded on their own ([`EventLog::SYSLOG_CAPACITY`]), so a
+/// chatty installer cannot push the machine's boot steps out.
 #[derive(Clone, Debug, Default)]
 pub struct EventLog {
-    events: VecDeque<Event>,
+    /// Each event with its sequence number (the order of arrival).
+    events: VecDeque<(u64, Event)>,
+    syslog: VecDeque<(u64, Event)>,
+    next: u64,
 }
 
 impl EventLog {
-    /// How many events are kept per machine.
+    /// How many events other than syslog lines are kept per machine.
     pub const CAPACITY: usize = 64;
+    /// How many syslog lines are kept per machine, besides.
+    pub const SYSLOG_CAPACITY: usize = 100;
 
     pub fn push(&mut self, e: Event) {
-        if self.events.len() >= Self::CAPACITY {
-            self.events.pop_front();
+        let (log, cap) = match e.kind {
+            EventKind::Syslog => (&mut self.syslog, Self::SYSLOG_CAPACITY),
+            _ => (&mut self.events, Self::CAPACITY),
+        };
+        if log.len() >= cap {
+            log.pop_front();
         }
-        self.events.push_back(e);
+        log.push_back((self.next, e));
+        self.next += 1;
     }
 
+    /// Every event kept, in the order they came.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Event> {
-        self.events.iter()
+        let mut all: Vec<&(u64, Event)> = self.events.iter().chain(&self.syslog).collect();
+        all.sort_unstable_by_key(|(seq, _)| *seq);
+        all.into_iter().map(|(_, e)| e)
     }
 
     pub fn last(&self) -> Option<&Event> {
-        self.events.back()
+        match (self.events.back(), self.syslog.back()) {
+            (Some(a), Some(b)) => Some(if a.0 > b.0 { &a.1 } else { &b.1 }),
+            (a, b) => a.or(b).map(|(_, e)| e),
+        }
     }
 }
 
@@ -707,6 +785,54 @@ mod tests {
     }
 
     #[test]
+    fn machine_body_takes_a_pi_serial() {
+        let body = |json: &str| serde_json::from_str::<MachineBody>(json).unwrap();
+        let pi = MachineId::PiSerial(0x1a2b_3c4d);
+        for json in [
+            r#"{"bootaction": "pi", "serial": "1a2b3c4d"}"#,
+            r#"{"bootaction": "pi", "serial": "pi-1A2B3C4D"}"#,
+            r#"{"bootaction": "pi", "uuid": "pi-1a2b3c4d"}"#,
+            r#"{"bootaction": "pi", "serial": "1a2b3c4d", "uuid": "pi-1a2b3c4d"}"#,
+        ] {
+            assert_eq!(
+                Machine::from_body(body(json), None).unwrap().id,
+                pi,
+                "{json}"
+            );
+        }
+        assert_eq!(
+            Machine::from_body(body(r#"{"bootaction": "pi"}"#), Some(pi))
+                .unwrap()
+                .id,
+            pi
+        );
+        for (json, field) in [
+            (r#"{"bootaction": "pi", "serial": "../1a2b3c"}"#, "serial"),
+            (r#"{"bootaction": "pi", "serial": "1a2b3c4d5"}"#, "serial"),
+            (
+                r#"{"bootaction": "pi", "serial": "1a2b3c4d", "mac": "dc:a6:32:01:02:03"}"#,
+                "mac",
+            ),
+        ] {
+            assert_eq!(
+                Machine::from_body(body(json), None).unwrap_err().field,
+                field,
+                "{json}"
+            );
+        }
+        let other: MachineId = "pi-00000001".parse().unwrap();
+        assert_eq!(
+            Machine::from_body(
+                body(r#"{"bootaction": "pi", "serial": "1a2b3c4d"}"#),
+                Some(other)
+            )
+            .unwrap_err()
+            .field,
+            "uuid"
+        );
+    }
+
+    #[test]
     fn install_keys_are_hex_and_compared_whole() {
         let k = InstallKey([0xab; 16]);
         assert_eq!(k.hex(), "ab".repeat(16));
@@ -730,5 +856,77 @@ mod tests {
         }
         assert_eq!(log.iter().count(), EventLog::CAPACITY);
         assert_eq!(log.last().unwrap().at_ms, 199);
+        // A burst of syslog lines keeps its own bound and evicts none of
+        // the rest; the order of arrival is kept.
+        for i in 200..1200 {
+            let kind = if i == 700 {
+                EventKind::Failed
+            } else {
+                EventKind::Syslog
+            };
+            log.push(Event {
+                at_ms: i,
+                kind,
+                detail: String::new(),
+            });
+        }
+        let kinds = |k| log.iter().filter(|e| e.kind == k).count();
+        assert_eq!(kinds(EventKind::Syslog), EventLog::SYSLOG_CAPACITY);
+        assert_eq!(kinds(EventKind::Tftp), EventLog::CAPACITY - 1);
+        assert_eq!(kinds(EventKind::Failed), 1);
+        let at: Vec<u64> = log.iter().map(|e| e.at_ms).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{at:?}");
+        assert_eq!(log.last().unwrap().at_ms, 1199);
+        assert_eq!(log.iter().next_back().unwrap().at_ms, 1199);
+    }
+
+    fn installing_since(ms: u64) -> Machine {
+        let mut m = Machine::from_body(
+            MachineBody {
+                mac: Some("52:54:00:00:00:01".into()),
+                bootaction: Some("a".into()),
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        m.state = MachineState::Installing;
+        m.updated_ms = ms;
+        m
+    }
+
+    /// The time-out with the clock moved by hand.
+    #[test]
+    fn installs_become_overdue_after_the_timeout() {
+        let hour = 3_600_000;
+        let m = installing_since(10 * hour);
+        assert!(!install_overdue(&m, 10 * hour, 2 * hour));
+        assert!(!install_overdue(&m, 12 * hour - 1, 2 * hour));
+        assert!(install_overdue(&m, 12 * hour, 2 * hour));
+        assert!(!install_overdue(&m, 100 * hour, 0), "0: never");
+        // A clock set back is no time-out.
+        assert!(!install_overdue(&m, 0, 2 * hour));
+        for st in [
+            MachineState::Install,
+            MachineState::Installed,
+            MachineState::Failed,
+        ] {
+            let mut other = m.clone();
+            other.state = st;
+            assert!(!install_overdue(&other, 100 * hour, 2 * hour), "{st}");
+        }
+        let later = installing_since(11 * hour);
+        let mut done = installing_since(hour);
+        done.state = MachineState::Installed;
+        assert_eq!(
+            next_install_deadline([&m, &later, &done], 11 * hour, 2 * hour),
+            Some(12 * hour)
+        );
+        assert_eq!(
+            next_install_deadline([&done], 11 * hour, 2 * hour),
+            Some(13 * hour),
+            "nothing installing: one time-out from now"
+        );
+        assert_eq!(next_install_deadline([&m], 11 * hour, 0), None);
     }
 }
