@@ -17,9 +17,20 @@
 #   efi64/{menu,vesamenu,libutil,libcom32}.c32      x64 UEFI menu modules (the
 #                                                   names clash with BIOS ones)
 #   ipxe.efi snponly.efi undionly.kpxe              iPXE
+#   shimx64.efi grubx64.efi                         x64 Secure Boot chain: shim
+#                                                   (shim-signed, Microsoft-signed)
+#                                                   loads grubx64.efi from beside
+#                                                   itself (grub-efi-amd64-signed's
+#                                                   grubnetx64.efi.signed, prefix /grub)
+#   shimaa64.efi grubaa64.efi                       the same for arm64 (shim-signed:arm64,
+#                                                   grub-efi-arm64-signed's
+#                                                   grubnetaa64.efi.signed)
+#   LOADERS.txt                                     which package and version each
+#                                                   loader file came from
 #   e2e/vmlinuz  e2e/initrd.img  e2e/KERNEL_VERSION test kernel + initrd
 #
-# Environment: E2E_KERNEL_PKG=linux-image-6.1.0-NN-amd64 pins the kernel.
+# Environment: E2E_KERNEL_PKG=linux-image-6.1.0-NN-amd64 pins the kernel;
+# E2E_SIGNED_LOADERS=0 leaves out the shim/GRUB files (offline, no cache).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,7 +44,8 @@ CACHE=$(cd "$CACHE" && pwd)
 log() { printf 'fetch-images: %s\n' "$*" >&2; }
 die() { printf 'fetch-images: ERROR: %s\n' "$*" >&2; exit 1; }
 
-PKGS=(pxelinux syslinux-common syslinux-efi ipxe busybox-static cpio xz-utils)
+PKGS=(pxelinux syslinux-common syslinux-efi ipxe busybox-static cpio xz-utils
+      curl gpgv debian-archive-keyring)
 
 ensure_packages() {
     local missing=() p
@@ -66,24 +78,176 @@ put() {
     fi
 }
 
+# LOADERS.txt: one line per loader file: file, package, version, arch, sha256.
+LOADERS_TMP=$DIR/LOADERS.txt.tmp.$$
+printf '# file\tpackage\tversion\tarch\tsha256 (written by scripts/fetch-images.sh)\n' >"$LOADERS_TMP"
+trap 'rm -f "$LOADERS_TMP"' EXIT
+# record FILE PKG VERSION ARCH
+record() {
+    printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" \
+        "$(sha256sum "$DIR/$1" | cut -d' ' -f1)" >>"$LOADERS_TMP"
+    log "  $1 <- $2 $3 ($4)"
+}
+# put_installed SRC DST PKG: put a file of an installed package and record it.
+put_installed() {
+    put "$1" "$2"
+    record "$2" "$3" "$(dpkg-query -W -f='${Version}' "$3")" \
+        "$(dpkg-query -W -f='${Architecture}' "$3")"
+}
+
 ensure_packages "${PKGS[@]}"
 
 log "boot loaders -> $DIR"
 BIOS=/usr/lib/syslinux/modules/bios
 EFI64=/usr/lib/syslinux/modules/efi64
-put /usr/lib/PXELINUX/pxelinux.0 pxelinux.0
-put /usr/lib/PXELINUX/lpxelinux.0 lpxelinux.0
+put_installed /usr/lib/PXELINUX/pxelinux.0 pxelinux.0 pxelinux
+put_installed /usr/lib/PXELINUX/lpxelinux.0 lpxelinux.0 pxelinux
 for m in ldlinux.c32 menu.c32 vesamenu.c32 libutil.c32 libcom32.c32; do
     put "$BIOS/$m" "$m"
 done
-put /usr/lib/SYSLINUX.EFI/efi64/syslinux.efi syslinux.efi
+put_installed /usr/lib/SYSLINUX.EFI/efi64/syslinux.efi syslinux.efi syslinux-efi
 put "$EFI64/ldlinux.e64" ldlinux.e64
 for m in menu.c32 vesamenu.c32 libutil.c32 libcom32.c32; do
     put "$EFI64/$m" "efi64/$m"
 done
-put /usr/lib/ipxe/ipxe.efi ipxe.efi
-put /usr/lib/ipxe/snponly.efi snponly.efi
-put /usr/lib/ipxe/undionly.kpxe undionly.kpxe
+put_installed /usr/lib/ipxe/ipxe.efi ipxe.efi ipxe
+put_installed /usr/lib/ipxe/snponly.efi snponly.efi ipxe
+put_installed /usr/lib/ipxe/undionly.kpxe undionly.kpxe ipxe
+
+# ---- signed loaders (Secure Boot: shim -> GRUB), x64 and arm64 -------------
+# Downloaded as .debs into the cache and unpacked with dpkg-deb, never
+# installed. The amd64 ones come through `apt-get download` (apt knows the
+# host architecture). The arm64 ones cannot: apt here knows amd64 only, and
+# `dpkg --add-architecture arm64` + `apt-get update` would change the
+# machine's package set-up for good (every later apt-get update fetching
+# arm64 indexes too). So the script reads the Debian archive the apt
+# sources already point at, the way apt itself would, and verifies each
+# step: the suite's InRelease is checked with gpgv against the keyring of
+# debian-archive-keyring, the arm64 Packages.xz against the SHA256 that
+# InRelease lists, and the .deb against the SHA256 in Packages. The newest
+# version over the suites in the sources (bookworm, -updates, -security)
+# wins. Everything is cached (keyed by hash), so reruns work offline.
+LDIR=$CACHE/loaders
+mkdir -p "$LDIR"
+KEYRING=${E2E_ARCHIVE_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
+
+# deb_amd64 PKG: path of PKG's .deb (host arch) in the cache, downloaded once.
+deb_amd64() {
+    local pkg=$1 ver deb
+    ver=$(apt-cache policy "$pkg" 2>/dev/null | awk '/Candidate:/ {print $2}')
+    if [ -n "$ver" ] && [ "$ver" != "(none)" ]; then
+        deb=$LDIR/${pkg}_${ver//:/%3a}_amd64.deb
+        if [ ! -s "$deb" ]; then
+            log "downloading $pkg $ver (apt-get download, not installed)"
+            (cd "$LDIR" && timeout 600 apt-get download -q "$pkg=$ver" >&2) || die "apt-get download $pkg failed"
+        fi
+    else   # apt knows nothing (no lists): the newest cached one
+        deb=$(ls "$LDIR/${pkg}"_*_amd64.deb 2>/dev/null | sort -V | tail -1 || true)
+    fi
+    [ -s "$deb" ] || die "no .deb of $pkg (run apt-get update)"
+    printf '%s\n' "$deb"
+}
+
+# archive_suites: "BASE_URI COMPONENT" of the Debian Packages indexes apt uses.
+archive_suites() {
+    # shellcheck disable=SC2016  # $(...) here is apt's field syntax, not the shell's
+    apt-get indextargets --format '$(BASE_URI) $(COMPONENT) $(ARCHITECTURE)' \
+        'Identifier: Packages' 2>/dev/null | awk '$2 == "main" && $3 == "amd64" {print $1, $2}' | sort -u
+}
+
+# packages_index BASE_URI COMPONENT ARCH: a verified, decompressed Packages
+# file for ARCH in the cache (path printed), or nothing.
+packages_index() {
+    local base=$1 comp=$2 arch=$3 tag rel sum out
+    tag=$(printf '%s' "$base" | sed 's|^[a-z]*://||; s|[^A-Za-z0-9.-]|_|g')
+    rel=$LDIR/$tag.InRelease
+    if ! timeout 120 curl -fsS -m 100 -o "$rel.new" "${base}InRelease"; then
+        rm -f "$rel.new"
+        log "cannot fetch ${base}InRelease (offline?): using the cache"
+    elif gpgv --keyring "$KEYRING" --output "$rel.txt.new" "$rel.new" 2>"$rel.gpgv"; then
+        mv -f "$rel.txt.new" "$rel.txt"
+    else
+        rm -f "$rel.new" "$rel.txt.new"
+        die "${base}InRelease does not verify with $KEYRING: $(cat "$rel.gpgv")"
+    fi
+    rm -f "$rel.new"
+    [ -s "$rel.txt" ] || return 0
+    # SHA256 section: " <sha256> <size> main/binary-arm64/Packages.xz"
+    sum=$(awk -v f="$comp/binary-$arch/Packages.xz" '
+        /^SHA256:/ {in256 = 1; next} /^[^ ]/ {in256 = 0}
+        in256 && $3 == f {print $1; exit}' "$rel.txt")
+    [ -n "$sum" ] || return 0
+    out=$LDIR/Packages.$sum
+    if [ ! -s "$out" ]; then
+        timeout 300 curl -fsS -m 280 -o "$out.xz.tmp" "${base}$comp/binary-$arch/Packages.xz" \
+            || { rm -f "$out.xz.tmp"; die "cannot fetch ${base}$comp/binary-$arch/Packages.xz"; }
+        [ "$(sha256sum "$out.xz.tmp" | cut -d' ' -f1)" = "$sum" ] \
+            || { rm -f "$out.xz.tmp"; die "${base}$comp/binary-$arch/Packages.xz: SHA256 differs from InRelease"; }
+        xz -dc "$out.xz.tmp" >"$out.tmp" && mv -f "$out.tmp" "$out"
+        rm -f "$out.xz.tmp"
+    fi
+    printf '%s\n' "$out"
+}
+
+# deb_foreign PKG ARCH: path of PKG's .deb for ARCH in the cache, downloaded
+# from the archive and verified (see above) once.
+deb_foreign() {
+    local pkg=$1 arch=$2 base comp idx line best="" bestver="" ver file sum deb
+    while read -r base comp; do
+        idx=$(packages_index "$base" "$comp" "$arch")
+        [ -n "$idx" ] || continue
+        line=$(awk -v p="$pkg" '
+            /^Package: / {ok = ($2 == p); v = f = s = ""}
+            ok && /^Version: / {v = $2} ok && /^Filename: / {f = $2} ok && /^SHA256: / {s = $2}
+            /^$/ && ok && v != "" {print v, f, s; ok = 0}
+            END {if (ok && v != "") print v, f, s}' "$idx" | head -1)
+        [ -n "$line" ] || continue
+        read -r ver file sum <<<"$line"
+        if [ -z "$bestver" ] || dpkg --compare-versions "$ver" gt "$bestver"; then
+            bestver=$ver best="$base $file $sum"
+        fi
+    done < <(archive_suites)
+    if [ -z "$best" ]; then   # offline and no index: the newest cached one
+        deb=$(ls "$LDIR/${pkg}"_*_"$arch".deb 2>/dev/null | sort -V | tail -1 || true)
+        [ -s "$deb" ] || die "$pkg ($arch) is in none of the archive's indexes and not cached"
+        printf '%s\n' "$deb"; return 0
+    fi
+    read -r base file sum <<<"$best"
+    # BASE_URI is .../dists/<suite>/; pool files are relative to the archive root
+    deb=$LDIR/$(basename "$file")
+    if [ ! -s "$deb" ] || [ "$(sha256sum "$deb" | cut -d' ' -f1)" != "$sum" ]; then
+        log "downloading $pkg $bestver ($arch) from the archive, SHA256-checked"
+        timeout 600 curl -fsS -m 580 -o "$deb.tmp" "${base%/dists/*}/$file" \
+            || { rm -f "$deb.tmp"; die "cannot fetch ${base%/dists/*}/$file"; }
+        [ "$(sha256sum "$deb.tmp" | cut -d' ' -f1)" = "$sum" ] \
+            || { rm -f "$deb.tmp"; die "$file: SHA256 differs from the Packages index"; }
+        mv -f "$deb.tmp" "$deb"
+    fi
+    printf '%s\n' "$deb"
+}
+
+# put_deb DEB MEMBER DST: unpack DEB (cached), put MEMBER as DST, record it.
+put_deb() {
+    local deb=$1 member=$2 dst=$3 x
+    x=$LDIR/x.$(basename "$deb" .deb)
+    if [ ! -f "$x/.done" ]; then
+        rm -rf "$x"; mkdir -p "$x"
+        dpkg-deb -x "$deb" "$x" && touch "$x/.done"
+    fi
+    put "$x/$member" "$dst"
+    record "$dst" "$(dpkg-deb -f "$deb" Package)" "$(dpkg-deb -f "$deb" Version)" \
+        "$(dpkg-deb -f "$deb" Architecture)"
+}
+
+if [ "${E2E_SIGNED_LOADERS:-1}" != 0 ]; then
+    put_deb "$(deb_amd64 shim-signed)" usr/lib/shim/shimx64.efi.signed shimx64.efi
+    put_deb "$(deb_amd64 grub-efi-amd64-signed)" \
+        usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed grubx64.efi
+    put_deb "$(deb_foreign shim-signed arm64)" usr/lib/shim/shimaa64.efi.signed shimaa64.efi
+    put_deb "$(deb_foreign grub-efi-arm64-signed arm64)" \
+        usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed grubaa64.efi
+fi
+mv -f "$LOADERS_TMP" "$DIR/LOADERS.txt"
 
 # ---- kernel ---------------------------------------------------------------
 kpkg=${E2E_KERNEL_PKG:-}

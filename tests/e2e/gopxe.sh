@@ -28,6 +28,10 @@ GOPXE_EXTRA_ARGS=${GOPXE_EXTRA_ARGS:-}
 # Boot-action fields that make a machine boot through iPXE over HTTP
 # (scenario 3). The lead sets this to whatever gopxe's BootAction takes.
 GOPXE_IPXE_FIELDS=${GOPXE_IPXE_FIELDS:-\"loader\": \"ipxe\"}
+# Boot-action fields that keep a machine on pxelinux / syslinux.efi whatever
+# the firmware class's default family is (scenario 4: x64 UEFI defaults to
+# shim-grub once gopxe has the `loader` setting).
+GOPXE_PXELINUX_FIELDS=${GOPXE_PXELINUX_FIELDS:-\"loader\": \"pxelinux\"}
 
 # Log wording gopxe is expected to use (extended regexes, case-insensitive).
 GOPXE_RE_UNKNOWN=${GOPXE_RE_UNKNOWN:-unknown}
@@ -124,7 +128,7 @@ gopxe_listens() {
         pids=$(ps -o pid= --ppid "$GOPXE_PID" 2>/dev/null | tr -s ' \n' '|' | sed 's/^|//; s/|$//')
         pids=$GOPXE_PID${pids:+|$pids}
         if run_in_ns ss -Hlnp"${proto:0:1}" 2>/dev/null \
-                | grep -E ":$port[[:space:]].*pid=($pids)," >/dev/null; then
+                | grep -E ":${port}[[:space:]].*pid=($pids)," >/dev/null; then
             return 0
         fi
         [ "$(date +%s)" -lt "$end" ] || return 1

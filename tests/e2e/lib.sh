@@ -4,7 +4,8 @@
 # Source it from a scenario script (bash, `set -euo pipefail`). It gives:
 #   need_root, install_packages, kvm_args,
 #   ns_setup / ns_teardown / e2e_cleanup (trap), run_in_ns, bg_in_ns, stop_pid,
-#   boot_bios / boot_uefi (QEMU in the namespace, bounded by `timeout`),
+#   boot_bios / boot_uefi / boot_uefi_sb / boot_arm64 (QEMU in the namespace,
+#   bounded by `timeout`),
 #   wait_for_marker, vm_wait, vm_kill, report_failure, record_time.
 #
 # All traffic stays inside the network namespace $E2E_NS (bridge br0 with
@@ -25,6 +26,13 @@ E2E_TAPS=${E2E_TAPS:-2}
 E2E_MEM=${E2E_MEM:-384}
 OVMF_CODE=${OVMF_CODE:-/usr/share/OVMF/OVMF_CODE_4M.fd}
 OVMF_VARS=${OVMF_VARS:-/usr/share/OVMF/OVMF_VARS_4M.fd}
+# Secure Boot: the secboot build (SMM-protected variables) and vars with
+# Microsoft's keys enrolled and Secure Boot on (package ovmf).
+OVMF_SB_CODE=${OVMF_SB_CODE:-/usr/share/OVMF/OVMF_CODE_4M.secboot.fd}
+OVMF_SB_VARS=${OVMF_SB_VARS:-/usr/share/OVMF/OVMF_VARS_4M.ms.fd}
+# arm64 UEFI (package qemu-efi-aarch64): no Secure Boot keys in these vars.
+AAVMF_CODE=${AAVMF_CODE:-/usr/share/AAVMF/AAVMF_CODE.fd}
+AAVMF_VARS=${AAVMF_VARS:-/usr/share/AAVMF/AAVMF_VARS.fd}
 IPXE_ROM_DIR=${IPXE_ROM_DIR:-/usr/lib/ipxe/qemu}
 
 E2E_PIDS=()            # every background PID we started (servers, QEMU)
@@ -56,7 +64,8 @@ need_root() {
 }
 
 E2E_PACKAGES=(qemu-system-x86 ipxe-qemu ovmf pxelinux syslinux-common syslinux-efi ipxe
-              busybox-static dnsmasq-base cpio kmod xz-utils iproute2 curl python3 procps)
+              busybox-static dnsmasq-base cpio kmod xz-utils iproute2 curl python3 procps
+              qemu-system-arm qemu-efi-aarch64 sbsigntool gpgv debian-archive-keyring)
 
 # install_packages [extra pkgs...]: apt-get install what is missing (root only).
 install_packages() {
@@ -238,19 +247,22 @@ start_ra_helper() {
 # ---- QEMU machines ---------------------------------------------------------
 
 # _vm_start NAME TIMEOUT QEMU-ARGS...: launch QEMU in the namespace, serial
-# console to $E2E_WORK/NAME.serial, bounded by `timeout`.
+# console to $E2E_WORK/NAME.serial, bounded by `timeout`. VM_QEMU (default
+# qemu-system-x86_64), VM_ACCEL (default: kvm_args) and VM_BOOT (default: the
+# PC's network-first boot order) may be set for one call (boot_arm64 does).
 _vm_start() {
     local name=$1 t=$2; shift 2
     local logf=$E2E_WORK/$name.serial
+    local qemu=${VM_QEMU:-qemu-system-x86_64} accel=${VM_ACCEL:-$(kvm_args)}
+    local boot=${VM_BOOT-"-boot order=n,reboot-timeout=0"}
     : >"$logf"
-    # shellcheck disable=SC2046
-    printf '%s\n' "qemu-system-x86_64 $(kvm_args) $*" >"$E2E_WORK/$name.cmd"
+    printf '%s\n' "$qemu $accel $boot $*" >"$E2E_WORK/$name.cmd"
     VM_START[$name]=$(now)
-    # shellcheck disable=SC2046
-    ip netns exec "$E2E_NS" timeout -k 5 "$t" qemu-system-x86_64 $(kvm_args) \
+    # shellcheck disable=SC2086
+    ip netns exec "$E2E_NS" timeout -k 5 "$t" "$qemu" $accel \
         -name "$name" -m "$E2E_MEM" -smp 1 \
         -display none -monitor none -serial "file:$logf" \
-        -boot order=n,reboot-timeout=0 -no-reboot \
+        $boot -no-reboot \
         "$@" >"$E2E_WORK/$name.qemu.log" 2>&1 </dev/null &
     VM_PID[$name]=$!
     VM_LOG[$name]=$logf
@@ -288,6 +300,81 @@ boot_uefi() {
         -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" \
         -device "virtio-net-pci,netdev=n0,mac=$mac,romfile=,bootindex=1"
 }
+
+# boot_uefi_sb NAME MAC UUID TIMEOUT [TAP]
+#   OVMF with Secure Boot enforced: the secboot build (needs SMM, and the
+#   flash locked to SMM with cfi.pflash01's secure=on) and a private copy of
+#   the vars with Microsoft's keys enrolled (db: Microsoft UEFI CA 2011, which
+#   signed shim). An unsigned EFI image (ipxe.efi, syslinux.efi) is refused.
+boot_uefi_sb() {
+    local name=$1 mac=$2 uuid=$3 t=$4 tap=${5:-${E2E_TAP:-tap0}}
+    local vars=$E2E_WORK/$name.OVMF_VARS.fd
+    cp -f "$OVMF_SB_VARS" "$vars"
+    _vm_start "$name" "$t" -machine q35,smm=on,graphics=off \
+        -global driver=cfi.pflash01,property=secure,value=on \
+        -global ICH9-LPC.disable_s3=1 \
+        -drive "if=pflash,format=raw,unit=0,readonly=on,file=$OVMF_SB_CODE" \
+        -drive "if=pflash,format=raw,unit=1,file=$vars" \
+        -smbios "type=1,uuid=$uuid" \
+        -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" \
+        -device "virtio-net-pci,netdev=n0,mac=$mac,romfile=,bootindex=1"
+}
+
+# boot_arm64 NAME MAC UUID TIMEOUT [TAP]
+#   arm64 UEFI: qemu-system-aarch64 -M virt -cpu max (always TCG here) with
+#   AAVMF and a private copy of its vars; virtio-net-pci driven by AAVMF's own
+#   network stack (PXE option 93 = 11). Serial = the PL011 (ttyAMA0).
+#   pauth-impdef=on: QEMU's cheaper pointer-authentication algorithm (the
+#   architected QARMA one is very slow under TCG); E2E_ARM64_CPU overrides.
+boot_arm64() {
+    local name=$1 mac=$2 uuid=$3 t=$4 tap=${5:-${E2E_TAP:-tap0}}
+    local vars=$E2E_WORK/$name.AAVMF_VARS.fd
+    cp -f "$AAVMF_VARS" "$vars"
+    VM_QEMU=qemu-system-aarch64 VM_ACCEL="-accel tcg" VM_BOOT="" \
+    _vm_start "$name" "$t" -machine virt -cpu "${E2E_ARM64_CPU:-max,pauth-impdef=on}" \
+        -drive "if=pflash,format=raw,unit=0,readonly=on,file=$AAVMF_CODE" \
+        -drive "if=pflash,format=raw,unit=1,file=$vars" \
+        -smbios "type=1,uuid=$uuid" \
+        -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" \
+        -device "virtio-net-pci,netdev=n0,mac=$mac,romfile=,bootindex=1"
+}
+
+# debian_installer ARCH DEST: put Debian 12's netboot installer kernel and
+# initrd for ARCH (amd64 | arm64) as DEST/linux and DEST/initrd.gz. From the
+# package debian-installer-12-netboot-ARCH (Architecture: all, so apt on
+# amd64 downloads the arm64 one too): `apt-get download` once into the cache
+# (E2E_CACHE, default .e2e-cache/), `dpkg-deb -x`, never installed; the
+# text variant (text/debian-installer/ARCH/{linux,initrd.gz}). Sets DI_VERSION.
+debian_installer() {
+    local arch=$1 dest=$2 pkg=debian-installer-12-netboot-$1 cache tmp src f
+    cache=${E2E_CACHE:-$E2E_ROOT/.e2e-cache}/debian-installer-12
+    [ "$arch" = amd64 ] || cache=$cache-$arch
+    if [ ! -s "$cache/linux" ] || [ ! -s "$cache/initrd.gz" ]; then
+        mkdir -p "$cache"
+        tmp=$(mktemp -d "$cache/.x.XXXXXX")
+        e2e_log "downloading $pkg (apt-get download, not installed)"
+        if ! (cd "$tmp" && timeout 900 apt-get download -q "$pkg" >&2); then
+            timeout 300 apt-get update -q >&2 || true
+            (cd "$tmp" && timeout 900 apt-get download -q "$pkg" >&2) || { rm -rf "$tmp"; return 1; }
+        fi
+        dpkg-deb -x "$tmp"/"$pkg"_*.deb "$tmp/x"
+        dpkg-deb -f "$tmp"/"$pkg"_*.deb Version >"$tmp/VERSION"
+        src=$(find "$tmp/x" -path "*/text/debian-installer/$arch" -type d | head -1)
+        [ -n "$src" ] || { rm -rf "$tmp"; e2e_log "$pkg has no text/debian-installer/$arch"; return 1; }
+        mv "$src/linux" "$src/initrd.gz" "$tmp/"
+        mv "$tmp/VERSION" "$tmp/linux" "$tmp/initrd.gz" "$cache/"
+        rm -rf "$tmp"
+    fi
+    DI_VERSION=$(cat "$cache/VERSION" 2>/dev/null || echo unknown)
+    mkdir -p "$dest"
+    for f in linux initrd.gz; do
+        cmp -s "$cache/$f" "$dest/$f" || cp "$cache/$f" "$dest/$f"
+    done
+}
+
+# OVMF's words when Secure Boot refuses an image (DxeImageVerificationLib /
+# the boot manager); matched on the serial log.
+SB_DENIED_RE=${E2E_SB_DENIED_RE:-Access Denied|Security Violation|not trusted|verification failed|SECURITY_VIOLATION}
 
 # serial_text FILE: the serial log without ANSI escapes and CRs.
 serial_text() {
@@ -395,4 +482,5 @@ MARK_KS_END='=== GOPXE KICKSTART END ==='
 MARK_KS_FAIL='=== GOPXE KICKSTART FAILED'
 MARK_DONE='=== GOPXE DONE [^ ]+ ==='
 # Console lines that mean the boot is dead: fail at once instead of waiting.
-BOOT_FAIL_RE=${E2E_BOOT_FAIL_RE:-Failed to load|Boot failed|No bootable device|Kernel panic|Could not boot|No configuration methods succeeded|PXE-E[0-9]+|Unable to locate configuration file}
+# OVMF/AAVMF starting its set-up menu ("UiApp") means every boot option failed.
+BOOT_FAIL_RE=${E2E_BOOT_FAIL_RE:-Failed to load|Boot failed|No bootable device|Kernel panic|Could not boot|No configuration methods succeeded|PXE-E[0-9]+|Unable to locate configuration file|starting Boot[0-9A-F]+ .UiApp.}

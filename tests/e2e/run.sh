@@ -46,7 +46,8 @@ e2e_log "images ready in $E2E_IMAGES (kernel $(cat "$E2E_IMAGES/e2e/KERNEL_VERSI
 
 scripts=()
 [ "${E2E_SELFTEST:-1}" = 1 ] && scripts+=("$here/selftest-dnsmasq.sh")
-for s in "$here"/scenario-*.sh; do scripts+=("$s"); done
+# in number order (scenario-9 before scenario-10), not the glob's
+while IFS= read -r s; do scripts+=("$s"); done < <(printf '%s\n' "$here"/scenario-*.sh | sort -V)
 if [ $# -gt 0 ]; then
     sel=()
     for s in "${scripts[@]}"; do

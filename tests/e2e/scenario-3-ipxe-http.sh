@@ -27,7 +27,7 @@ if grep -qiE 'tftp.*(vmlinuz|initrd)' "$E2E_WORK/gopxe.log"; then
     scenario_fail "gopxe log shows kernel/initrd over TFTP"
 fi
 expect_steps "$UUID" 'ipxe' 'vmlinuz' 'kickstart'
-s1=$(awk -F'\t' '$1 ~ /^scenario-1/ {t=$2} END {print t}' "${E2E_TIMES:-/dev/null}" 2>/dev/null || true)
+s1=$(awk -F'\t' '$1 ~ /^scenario-1-/ {t=$2} END {print t}' "${E2E_TIMES:-/dev/null}" 2>/dev/null || true)
 if [ -n "$s1" ]; then
     e2e_log "iPXE/HTTP ${BOOT_SECS}s vs pxelinux/TFTP ${s1}s (scenario 1): $(awk -v a="$BOOT_SECS" -v b="$s1" 'BEGIN{printf "%+.1fs", a-b}')"
 fi
