@@ -422,18 +422,7 @@ impl App {
         let store = self.store.borrow();
         let (text, machine) = match name.strip_prefix("pxelinux.cfg/") {
             Some(cfg) => {
-                let parsed = crate::boot::ConfigName::parse(cfg)?;
-                match crate::boot::find_machine(&store, &parsed) {
-                    Some(m) => (
-                        crate::boot::pxelinux_machine(&store, &self.urls, m),
-                        Some(m.id),
-                    ),
-                    None if parsed == crate::boot::ConfigName::Default => (
-                        crate::boot::pxelinux_default(&store, self.default_boot()),
-                        None,
-                    ),
-                    None => return None,
-                }
+                crate::boot::config_with_machine(&store, &self.urls, self.default_boot(), cfg)?
             }
             None => {
                 crate::boot::grub::config_for(&store, &self.urls, self.default_boot(), name, over)?

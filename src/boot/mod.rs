@@ -410,9 +410,20 @@ pub fn config_for(
     default: &DefaultBoot,
     name: &str,
 ) -> Option<String> {
+    config_with_machine(store, urls, default, name).map(|(text, _)| text)
+}
+
+/// [`config_for`], with the machine the name stands for (`None` for
+/// `default`), as [`grub::config_for`] gives it.
+pub fn config_with_machine(
+    store: &Records,
+    urls: &Urls,
+    default: &DefaultBoot,
+    name: &str,
+) -> Option<(String, Option<MachineId>)> {
     match ConfigName::parse(name)? {
-        ConfigName::Default => Some(pxelinux_default(store, default)),
-        n => find_machine(store, &n).map(|m| pxelinux_machine(store, urls, m)),
+        ConfigName::Default => Some((pxelinux_default(store, default), None)),
+        n => find_machine(store, &n).map(|m| (pxelinux_machine(store, urls, m), Some(m.id))),
     }
 }
 
