@@ -96,27 +96,8 @@ fn start_relayed(tag: &str, mode: &str) -> (Gopxe, UdpSocket, u16) {
 fn start_relayed_with(tag: &str, mode: &str, extra: &[&str]) -> (Gopxe, UdpSocket, u16) {
     let dir = tempdir(tag);
     let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
-    relay
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let relay_port = relay.local_addr().unwrap().port().to_string();
-    let mut args = vec![
-        "--dhcp-mode",
-        mode,
-        "--dhcp-listen",
-        "127.0.0.1:0",
-        "--dhcp-relay-port",
-        &relay_port,
-        "--advertise-addr",
-        "127.0.0.1",
-    ];
-    if mode == "authoritative" {
-        args.extend(["--dhcp-range", "127.0.0.100,127.0.0.150,255.0.0.0,1h"]);
-    }
-    args.extend_from_slice(extra);
-    let g = Gopxe::start(&dir, &args).owning(dir);
-    let server = g.announced_port("dhcp").expect("dhcp port announced");
-    (g, relay, server)
+    let (g, server) = common::start_behind_relay(&dir, &relay, mode, extra);
+    (g.owning(dir), relay, server)
 }
 
 /// UEFI HTTP boot: the offer's boot file is a URL this gopxe serves, and

@@ -64,26 +64,7 @@ struct Lab {
 impl Lab {
     /// gopxe in `mode` with its data in `dir`, relayed to `relay`.
     fn start(dir: &Path, relay: UdpSocket, mode: &str, extra: &[&str]) -> Lab {
-        relay
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let relay_port = relay.local_addr().unwrap().port().to_string();
-        let mut args = vec![
-            "--dhcp-mode",
-            mode,
-            "--dhcp-listen",
-            "127.0.0.1:0",
-            "--dhcp-relay-port",
-            &relay_port,
-            "--advertise-addr",
-            "127.0.0.1",
-        ];
-        if mode == "authoritative" {
-            args.extend(["--dhcp-range", "127.0.0.100,127.0.0.150,255.0.0.0,1h"]);
-        }
-        args.extend_from_slice(extra);
-        let g = Gopxe::start(dir, &args);
-        let server = g.announced_port("dhcp").expect("dhcp port announced");
+        let (g, server) = common::start_behind_relay(dir, &relay, mode, extra);
         Lab { g, relay, server }
     }
 

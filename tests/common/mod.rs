@@ -335,3 +335,35 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// gopxe with DHCP in `mode` on loopback behind the test's relay socket
+/// `relay` (read timeout 5 s), data in `dir`; authoritative mode has the
+/// pool 127.0.0.100-150. Returns gopxe and its DHCP port.
+pub fn start_behind_relay(
+    dir: &Path,
+    relay: &std::net::UdpSocket,
+    mode: &str,
+    extra: &[&str],
+) -> (Gopxe, u16) {
+    relay
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let relay_port = relay.local_addr().unwrap().port().to_string();
+    let mut args = vec![
+        "--dhcp-mode",
+        mode,
+        "--dhcp-listen",
+        "127.0.0.1:0",
+        "--dhcp-relay-port",
+        &relay_port,
+        "--advertise-addr",
+        "127.0.0.1",
+    ];
+    if mode == "authoritative" {
+        args.extend(["--dhcp-range", "127.0.0.100,127.0.0.150,255.0.0.0,1h"]);
+    }
+    args.extend_from_slice(extra);
+    let g = Gopxe::start(dir, &args);
+    let server = g.announced_port("dhcp").expect("dhcp port announced");
+    (g, server)
+}
